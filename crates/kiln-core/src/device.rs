@@ -1,0 +1,58 @@
+//! A device: where tensors live and graphs run. A cheap, clonable handle to a backend.
+
+use crate::backend::{Backend, DeviceKind, Stats};
+use std::sync::Arc;
+
+/// Where tensors live and computation runs. Clone it freely: clones are the same device.
+///
+/// `Device::cpu()` is the plain-Rust reference executor. GPU devices come from the `kiln-wgpu`
+/// crate; the `kiln` facade adds `Device::default()` (the best adapter) and
+/// `Device::wgpu_by_name(..)`.
+#[derive(Clone)]
+pub struct Device {
+    backend: Arc<dyn Backend>,
+}
+
+impl Device {
+    /// Wraps a backend.
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
+        Device { backend }
+    }
+    /// The plain-Rust reference executor: runs every graph op by op on the host, in f64 rounded
+    /// to each node's dtype. The test oracle and the last fallback.
+    pub fn cpu() -> Device {
+        Device::from_backend(Arc::new(crate::reference::ReferenceBackend::new()))
+    }
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    /// The device's name, e.g. "cpu (reference)" or the wgpu adapter's.
+    pub fn name(&self) -> String {
+        self.backend.name()
+    }
+    /// What kind of machine it is.
+    pub fn kind(&self) -> DeviceKind {
+        self.backend.kind()
+    }
+    /// The device's counters.
+    pub fn stats(&self) -> Stats {
+        self.backend.stats()
+    }
+    /// True if both handles are the same device.
+    pub fn same(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        self.same(other)
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Device({})", self.name())
+    }
+}

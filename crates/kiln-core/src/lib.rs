@@ -1,0 +1,33 @@
+//! kiln-core: tensors, the lazy compute graph, the scheduler and the plain-Rust reference
+//! executor. It knows nothing of any GPU API; backends implement [`Backend`].
+//!
+//! ```
+//! use kiln_core::{Device, Tensor};
+//! let dev = Device::cpu();
+//! let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2], &dev).unwrap();
+//! let b = (a.matmul(&a) + 1.0).relu().sum_axes(&[1], false);   // nothing runs yet
+//! assert_eq!(b.to_vec::<f32>().unwrap(), vec![19.0, 41.0]);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod op;
+mod ops;
+pub mod reference;
+pub mod rng;
+pub mod schedule;
+pub mod shape;
+pub mod tensor;
+
+pub use backend::{Backend, DeviceKind, Stats, Storage, StorageHandle};
+pub use device::Device;
+pub use dtype::{DType, Element};
+pub use error::{KilnError, Result};
+pub use graph::Pending;
+pub use shape::{IntoShape, Shape};
+pub use tensor::Tensor;

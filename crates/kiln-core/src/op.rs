@@ -1,0 +1,258 @@
+//! The operations a graph node can hold. Every tensor method records one of these (composite
+//! methods record several); the reference executor and the backends interpret them.
+//!
+//! Conventions shared by every interpreter of this enum:
+//! - A node's output shape and dtype are stored on the node, not in the op.
+//! - Elementwise ops (`Unary`, `Binary`, `Where`, `Cast`) take inputs of exactly the node's shape:
+//!   broadcasting is made explicit with `Expand` when the graph is built.
+//! - Views (`Reshape` .. `Cat`) move or select elements without arithmetic; backends fold them into
+//!   the index arithmetic of the kernel that reads them.
+
+use crate::dtype::DType;
+use std::sync::Arc;
+
+/// Distribution of [`Op::Rand`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RandDist {
+    /// Uniform on [0, 1): the top 24 bits of Philox output word 0, times 2^-24.
+    Uniform,
+    /// Standard normal by Box-Muller from Philox output words 0 and 1:
+    /// `u1 = (w0 >> 8 + 1) * 2^-24` (in (0, 1]), `u2 = (w1 >> 8) * 2^-24`,
+    /// `sqrt(-2 ln u1) * cos(2 pi u2)`.
+    Normal,
+}
+
+/// Elementwise functions of one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// -x
+    Neg,
+    /// |x|
+    Abs,
+    /// e^x
+    Exp,
+    /// natural logarithm
+    Log,
+    /// square root
+    Sqrt,
+    /// 1 / sqrt(x)
+    Rsqrt,
+    /// 1 / x
+    Recip,
+    /// sine
+    Sin,
+    /// cosine
+    Cos,
+    /// hyperbolic tangent
+    Tanh,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// max(x, 0)
+    Relu,
+    /// round down
+    Floor,
+    /// round up
+    Ceil,
+    /// round to nearest, ties to even (as PyTorch and WGSL do)
+    Round,
+    /// logical not (bool)
+    Not,
+}
+
+/// Elementwise functions of two inputs of the same shape and dtype.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b (integers: truncating; division by zero gives 0 for integers)
+    Div,
+    /// a^b (floats)
+    Pow,
+    /// max(a, b)
+    Maximum,
+    /// min(a, b)
+    Minimum,
+    /// a == b (output bool)
+    Eq,
+    /// a != b (output bool)
+    Ne,
+    /// a < b (output bool)
+    Lt,
+    /// a <= b (output bool)
+    Le,
+    /// a > b (output bool)
+    Gt,
+    /// a >= b (output bool)
+    Ge,
+}
+
+impl BinaryOp {
+    /// True for the comparisons, whose output is bool.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
+    }
+}
+
+/// How a reduction combines the elements of each group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum (0 for an empty group).
+    Sum,
+    /// Maximum (-inf for an empty float group).
+    Max,
+    /// Minimum (+inf for an empty float group).
+    Min,
+    /// Index of the first maximum, as i32, counted row-major over the reduced axes.
+    ArgMax,
+    /// Index of the first minimum, as i32, counted row-major over the reduced axes.
+    ArgMin,
+}
+
+/// Host values waiting to be uploaded, in the dtype's little-endian device layout
+/// (f32/i32/u32: 4 bytes, f16: 2 bytes, bool: one u32 0 or 1).
+#[derive(Debug)]
+pub struct HostData {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// One operation of the lazy graph.
+#[derive(Clone, Debug)]
+pub enum Op {
+    // ---- leaves (no inputs) ----
+    /// Already realized: the node's storage holds the values.
+    Buffer,
+    /// Host values to upload.
+    Data(Arc<HostData>),
+    /// Every element equals `value`.
+    Full(f64),
+    /// 1-D: element i is `start + step * i` (computed in the node's dtype).
+    Arange {
+        /// First value.
+        start: f64,
+        /// Increment.
+        step: f64,
+    },
+    /// Seeded random numbers: element i (row-major) comes from Philox4x32-10 with key `seed` and
+    /// counter `(i, 0, 0, 0)`, so every device draws the same numbers.
+    Rand {
+        /// The seed (Philox key).
+        seed: u64,
+        /// Uniform or normal.
+        dist: RandDist,
+    },
+
+    // ---- views (one input, except Cat) ----
+    /// Same elements in row-major order, new shape.
+    Reshape,
+    /// Output dimension d is input dimension `perm[d]`.
+    Permute(Vec<usize>),
+    /// Input dimensions of size 1 are repeated to the node's shape (same rank).
+    Expand,
+    /// Output coordinate c of dimension d reads input coordinate `start[d] + step[d] * c`
+    /// (step may be negative, which reverses).
+    Slice {
+        /// First input coordinate per dimension.
+        start: Vec<i64>,
+        /// Input step per output step, per dimension (non-zero).
+        step: Vec<i64>,
+    },
+    /// Constant padding: output coordinate c reads input coordinate `c - before[d]` when that is
+    /// inside the input, else `value`.
+    Pad {
+        /// Elements added before each dimension (those after follow from the node's shape).
+        before: Vec<usize>,
+        /// The fill value.
+        value: f64,
+    },
+    /// The inputs joined along `axis`, in order.
+    Cat {
+        /// The joining dimension.
+        axis: usize,
+    },
+
+    // ---- elementwise ----
+    /// A function of one input.
+    Unary(UnaryOp),
+    /// A function of two inputs.
+    Binary(BinaryOp),
+    /// `cond ? a : b` with inputs (cond: bool, a, b).
+    Where,
+    /// Conversion to the node's dtype (float to int truncates toward zero; to bool is `!= 0`).
+    Cast(DType),
+
+    // ---- reductions and contractions ----
+    /// Reduces `axes` of the input; the output keeps them as size-1 dimensions.
+    Reduce {
+        /// How to combine.
+        op: ReduceOp,
+        /// Reduced dimensions, sorted, distinct.
+        axes: Vec<usize>,
+    },
+    /// `[B.., M, K] x [B.., K, N] -> [B.., M, N]`; both inputs have the same batch dimensions.
+    Matmul,
+}
+
+impl Op {
+    /// True for leaves that exist only as a formula of the element index (Full, Arange, Rand).
+    pub fn is_generator(&self) -> bool {
+        matches!(self, Op::Full(_) | Op::Arange { .. } | Op::Rand { .. })
+    }
+    /// True for view ops (including Pad and Cat, which only select elements).
+    pub fn is_view(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape
+                | Op::Permute(_)
+                | Op::Expand
+                | Op::Slice { .. }
+                | Op::Pad { .. }
+                | Op::Cat { .. }
+        )
+    }
+    /// True for elementwise arithmetic.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(self, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_))
+    }
+
+    /// The runtime scalars of this op, as 32-bit words of the node's dtype (f16 values are passed
+    /// as f32 bits). They are not part of the plan signature: a cached plan is replayed with new
+    /// values. Full: [value]; Arange: [start, step]; Rand: [seed low, seed high]; Pad: [value].
+    pub fn scalar_words(&self, dtype: DType) -> Vec<u32> {
+        let word = |v: f64| -> u32 {
+            match dtype {
+                DType::F32 | DType::F16 => (v as f32).to_bits(),
+                DType::I32 => (v as i32) as u32,
+                DType::U32 => v as u32,
+                DType::Bool => (v != 0.0) as u32,
+            }
+        };
+        match self {
+            Op::Full(v) => vec![word(*v)],
+            Op::Arange { start, step } => vec![word(*start), word(*step)],
+            Op::Rand { seed, .. } => vec![*seed as u32, (*seed >> 32) as u32],
+            Op::Pad { value, .. } => vec![word(*value)],
+            _ => vec![],
+        }
+    }
+
+    /// A key for the plan signature: the op and its structural parameters, without the runtime
+    /// scalars of [`Op::scalar_words`].
+    pub fn signature_key(&self) -> String {
+        match self {
+            Op::Data(_) => "Data".into(),
+            Op::Full(_) => "Full".into(),
+            Op::Arange { .. } => "Arange".into(),
+            Op::Rand { dist, .. } => format!("Rand({dist:?})"),
+            Op::Pad { before, .. } => format!("Pad({before:?})"),
+            other => format!("{other:?}"),
+        }
+    }
+}

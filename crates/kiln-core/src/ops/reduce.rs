@@ -1,0 +1,156 @@
+//! Reductions over any set of axes, with or without keeping the reduced axes.
+
+use crate::dtype::DType;
+use crate::op::{Op, ReduceOp};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Records a reduction of `axes` (sorted, deduplicated); the result keeps them as size 1,
+    /// then drops them unless `keepdim`.
+    #[track_caller]
+    fn reduce(&self, op: ReduceOp, axes: &[usize], keepdim: bool) -> Tensor {
+        let mut axes = axes.to_vec();
+        axes.sort_unstable();
+        axes.dedup();
+        assert!(
+            axes.iter().all(|&a| a < self.rank()),
+            "{op:?}: axes {axes:?} out of range for shape {}",
+            self.shape()
+        );
+        let is_arg = matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin);
+        if is_arg || matches!(op, ReduceOp::Max | ReduceOp::Min) {
+            assert!(
+                axes.iter().all(|&a| self.dims()[a] > 0),
+                "{op:?}: cannot reduce an empty dimension of {}",
+                self.shape()
+            );
+        }
+        let input = if self.dtype() == DType::Bool {
+            self.cast(DType::I32)
+        } else {
+            self.clone()
+        };
+        let mut kept = self.dims().to_vec();
+        for &a in &axes {
+            kept[a] = 1;
+        }
+        let dtype = if is_arg { DType::I32 } else { input.dtype() };
+        let out = Tensor::from_op(
+            Op::Reduce {
+                op,
+                axes: axes.clone(),
+            },
+            vec![input],
+            Shape(kept.clone()),
+            dtype,
+            self.device(),
+        );
+        if keepdim {
+            out
+        } else {
+            let dims: Vec<usize> = kept
+                .iter()
+                .enumerate()
+                .filter(|(d, _)| !axes.contains(d))
+                .map(|(_, &n)| n)
+                .collect();
+            out.reshape(dims)
+        }
+    }
+
+    /// Sum over `axes` (bool counts as i32).
+    #[track_caller]
+    pub fn sum_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::Sum, axes, keepdim)
+    }
+    /// Maximum over `axes`.
+    #[track_caller]
+    pub fn max_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::Max, axes, keepdim)
+    }
+    /// Minimum over `axes`.
+    #[track_caller]
+    pub fn min_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::Min, axes, keepdim)
+    }
+    /// Index (i32) of the first maximum over `axes`, counted row-major within the reduced axes.
+    #[track_caller]
+    pub fn argmax_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::ArgMax, axes, keepdim)
+    }
+    /// Index (i32) of the first minimum over `axes`, counted row-major within the reduced axes.
+    #[track_caller]
+    pub fn argmin_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::ArgMin, axes, keepdim)
+    }
+    /// Index (i32) of the first maximum along `axis`.
+    #[track_caller]
+    pub fn argmax(&self, axis: usize, keepdim: bool) -> Tensor {
+        self.argmax_axes(&[axis], keepdim)
+    }
+    /// Index (i32) of the first minimum along `axis`.
+    #[track_caller]
+    pub fn argmin(&self, axis: usize, keepdim: bool) -> Tensor {
+        self.argmin_axes(&[axis], keepdim)
+    }
+    /// Mean over `axes` (float).
+    #[track_caller]
+    pub fn mean_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        assert!(
+            self.dtype().is_float(),
+            "mean: needs a float tensor, got {}",
+            self.dtype()
+        );
+        let count: usize = axes
+            .iter()
+            .map(|&a| self.dims().get(a).copied().unwrap_or(1))
+            .product();
+        self.sum_axes(axes, keepdim).div_scalar(count as f64)
+    }
+    /// Variance over `axes` with Bessel's correction (divides by n - 1, as `torch.var`).
+    #[track_caller]
+    pub fn var_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.var_axes_with(axes, keepdim, 1)
+    }
+    /// Variance over `axes` dividing by `n - correction` (0: population variance).
+    #[track_caller]
+    pub fn var_axes_with(&self, axes: &[usize], keepdim: bool, correction: usize) -> Tensor {
+        assert!(
+            self.dtype().is_float(),
+            "var: needs a float tensor, got {}",
+            self.dtype()
+        );
+        let count: usize = axes
+            .iter()
+            .map(|&a| self.dims().get(a).copied().unwrap_or(1))
+            .product();
+        let centered = self.sub(&self.mean_axes(axes, true));
+        let denom = count.saturating_sub(correction).max(1);
+        centered
+            .square()
+            .sum_axes(axes, keepdim)
+            .div_scalar(denom as f64)
+    }
+
+    /// Sum of all elements (shape `[]`).
+    #[track_caller]
+    pub fn sum(&self) -> Tensor {
+        self.sum_axes(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+    /// Mean of all elements (shape `[]`).
+    #[track_caller]
+    pub fn mean(&self) -> Tensor {
+        self.mean_axes(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+    /// Largest element (shape `[]`).
+    #[track_caller]
+    pub fn max(&self) -> Tensor {
+        self.max_axes(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+    /// Smallest element (shape `[]`).
+    #[track_caller]
+    pub fn min(&self) -> Tensor {
+        self.min_axes(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+}

@@ -1,0 +1,297 @@
+//! The scheduler: turns a [`Pending`] graph into a backend-neutral [`Plan`] of kernels.
+//!
+//! Rules, in order:
+//! 1. A node gets its own buffer ("is materialized") if it is a realized leaf, host data, a
+//!    target, a matmul or reduction, or an elementwise node read by more than one user (so that
+//!    it is not computed twice). Generators (`Full`, `Arange`, `Rand`) and views never get one
+//!    unless they are targets: they are folded into the index arithmetic of their readers.
+//! 2. Each materialized non-leaf node is the root of one kernel, which computes the root's
+//!    expression tree down to materialized nodes.
+//! 3. Epilogues: a matmul or reduction whose only user is an elementwise op (or a reshape, which
+//!    keeps every element's linear index) is absorbed into the kernel of the chain above it, so
+//!    `relu(a.matmul(b) + bias)` is one kernel.
+//! 4. A kernel never reads more buffers than the device can bind; subtrees are materialized as
+//!    separate kernels until it fits.
+//! 5. Intermediate buffers are assigned to reusable slots by liveness.
+
+use crate::graph::Pending;
+use crate::op::Op;
+
+/// What a kernel computes at its core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelKind {
+    /// One output element per invocation: the root's expression tree.
+    Elementwise,
+    /// A reduction node (its index in `Pending::nodes`) with its prologue and epilogue.
+    Reduce(usize),
+    /// A matmul node (its index in `Pending::nodes`) with its prologue and epilogue.
+    Matmul(usize),
+}
+
+/// One kernel of a plan.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    /// Elementwise, reduce or matmul.
+    pub kind: KernelKind,
+    /// The node whose values this kernel writes.
+    pub root: usize,
+    /// Materialized nodes the kernel reads, each once, in first-use order.
+    pub reads: Vec<usize>,
+    /// Nodes with runtime scalars (`Op::scalar_words`) that the kernel's expression uses.
+    pub scalars: Vec<usize>,
+}
+
+/// Where a materialized node's values live during a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferRole {
+    /// Not materialized: computed inline by its readers.
+    None,
+    /// A realized leaf: its storage.
+    Realized,
+    /// Host data uploaded by this plan into a buffer the node then keeps.
+    Upload,
+    /// A target: a new buffer the node keeps.
+    Target,
+    /// An intermediate: reusable slot `n` of the plan.
+    Slot(usize),
+}
+
+/// A backend-neutral plan: kernels in execution order and where each node's values live.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Kernels in execution order.
+    pub kernels: Vec<Kernel>,
+    /// For each node of the pending graph, where its values live.
+    pub buffers: Vec<BufferRole>,
+    /// Size in bytes of each intermediate slot.
+    pub slot_bytes: Vec<u64>,
+}
+
+impl Plan {
+    /// True if node `i` has a buffer.
+    pub fn is_materialized(&self, i: usize) -> bool {
+        self.buffers[i] != BufferRole::None
+    }
+}
+
+/// Device facts the scheduler needs.
+#[derive(Clone, Copy, Debug)]
+pub struct ScheduleLimits {
+    /// Storage buffers one kernel may bind, its output included.
+    pub max_storage_buffers: usize,
+}
+
+/// Bytes a node's values take in a device buffer.
+pub fn node_bytes(p: &Pending, i: usize) -> u64 {
+    let t = &p.nodes[i];
+    (t.numel() * t.dtype().size_bytes()) as u64
+}
+
+/// Schedules `p` into kernels.
+pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
+    let n = p.nodes.len();
+    let users = p.user_counts();
+    let mut user_of: Vec<Vec<usize>> = vec![vec![]; n];
+    for (u, ins) in p.inputs.iter().enumerate() {
+        for &i in ins {
+            if !user_of[i].contains(&u) {
+                user_of[i].push(u);
+            }
+        }
+    }
+    let is_target = |i: usize| p.targets.contains(&i);
+    let is_core =
+        |i: usize| !p.is_leaf(i) && matches!(p.nodes[i].op(), Op::Matmul | Op::Reduce { .. });
+
+    // Rule 1.
+    let mut mat = vec![false; n];
+    for i in 0..n {
+        let t = &p.nodes[i];
+        mat[i] = if p.is_leaf(i) {
+            t.is_realized() || matches!(t.op(), Op::Data(_)) || is_target(i)
+        } else {
+            is_target(i) || is_core(i) || (t.op().is_elementwise() && users[i] > 1)
+        };
+    }
+    // Rule 3: absorb cores into the epilogue chain above them.
+    let mut absorbed_into: Vec<Option<usize>> = vec![None; n];
+    for c in 0..n {
+        if !is_core(c) || is_target(c) {
+            continue;
+        }
+        let mut top = c;
+        loop {
+            if users[top] != 1 || (top != c && mat[top]) {
+                break;
+            }
+            let u = user_of[top][0];
+            let op = p.nodes[u].op();
+            let fusable = op.is_elementwise() || matches!(op, Op::Reshape);
+            if !fusable
+                || p.inputs[u].iter().filter(|&&x| x == top).count() != 1
+                || absorbed_into[u].is_some()
+            {
+                break;
+            }
+            top = u;
+        }
+        if top != c {
+            mat[top] = true;
+            mat[c] = false;
+            absorbed_into[top] = Some(c);
+        }
+    }
+    // Rules 2 and 4.
+    let max_reads = limits.max_storage_buffers.saturating_sub(1).max(2);
+    let mut kernels = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if !mat[i] || p.is_leaf(i) {
+            i += 1;
+            continue;
+        }
+        let kind = if is_core(i) {
+            if matches!(p.nodes[i].op(), Op::Matmul) {
+                KernelKind::Matmul(i)
+            } else {
+                KernelKind::Reduce(i)
+            }
+        } else if let Some(c) = absorbed_into[i] {
+            if matches!(p.nodes[c].op(), Op::Matmul) {
+                KernelKind::Matmul(c)
+            } else {
+                KernelKind::Reduce(c)
+            }
+        } else {
+            KernelKind::Elementwise
+        };
+        let (reads, scalars) = kernel_inputs(p, &mat, i, kind);
+        if reads.len() > max_reads {
+            // Materialize the inline subtree that reads the most buffers, then schedule again
+            // from the first node that changed.
+            let pick = heaviest_inline_child(p, &mat, i, kind);
+            mat[pick] = true;
+            i = 0;
+            kernels.clear();
+            continue;
+        }
+        kernels.push(Kernel {
+            kind,
+            root: i,
+            reads,
+            scalars,
+        });
+        i += 1;
+    }
+    // Rule 5: roles and liveness slots.
+    let mut buffers = vec![BufferRole::None; n];
+    let mut last_use = vec![0usize; n];
+    for (k, kern) in kernels.iter().enumerate() {
+        for &r in &kern.reads {
+            last_use[r] = k;
+        }
+    }
+    let mut slot_bytes: Vec<u64> = vec![];
+    let mut free: Vec<usize> = vec![];
+    for i in 0..n {
+        if !mat[i] {
+            continue;
+        }
+        buffers[i] = if p.nodes[i].is_realized() {
+            BufferRole::Realized
+        } else if p.is_leaf(i) && matches!(p.nodes[i].op(), Op::Data(_)) {
+            BufferRole::Upload
+        } else if is_target(i) || p.is_leaf(i) {
+            BufferRole::Target
+        } else {
+            BufferRole::None // assigned below, in kernel order
+        };
+    }
+    for (k, kern) in kernels.iter().enumerate() {
+        let r = kern.root;
+        if buffers[r] == BufferRole::None {
+            let bytes = node_bytes(p, r).max(4);
+            let pos = free.iter().position(|&s| slot_bytes[s] >= bytes);
+            let s = match pos {
+                Some(pos) => free.remove(pos),
+                None => {
+                    slot_bytes.push(bytes);
+                    slot_bytes.len() - 1
+                }
+            };
+            buffers[r] = BufferRole::Slot(s);
+        }
+        for &x in &kern.reads {
+            if let BufferRole::Slot(s) = buffers[x] {
+                if last_use[x] == k {
+                    free.push(s);
+                }
+            }
+        }
+    }
+    Plan {
+        kernels,
+        buffers,
+        slot_bytes,
+    }
+}
+
+/// Walks the expression of the kernel rooted at `root`: the materialized nodes it reads and the
+/// nodes whose runtime scalars it uses, each once, in first-use order.
+pub fn kernel_inputs(
+    p: &Pending,
+    mat: &[bool],
+    root: usize,
+    kind: KernelKind,
+) -> (Vec<usize>, Vec<usize>) {
+    let core = match kind {
+        KernelKind::Elementwise => None,
+        KernelKind::Reduce(c) | KernelKind::Matmul(c) => Some(c),
+    };
+    let (mut reads, mut scalars, mut seen) = (vec![], vec![], vec![false; p.nodes.len()]);
+    let mut stack = vec![root];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        if i != root && mat[i] && Some(i) != core {
+            reads.push(i);
+            continue;
+        }
+        if !p.nodes[i].op().scalar_words(p.nodes[i].dtype()).is_empty() {
+            scalars.push(i);
+        }
+        for &x in p.inputs[i].iter().rev() {
+            stack.push(x);
+        }
+    }
+    (reads, scalars)
+}
+
+/// The inline (not materialized) node under `root` whose subtree reads the most buffers.
+fn heaviest_inline_child(p: &Pending, mat: &[bool], root: usize, kind: KernelKind) -> usize {
+    let core = match kind {
+        KernelKind::Elementwise => None,
+        KernelKind::Reduce(c) | KernelKind::Matmul(c) => Some(c),
+    };
+    let mut best = (0, usize::MAX);
+    let mut stack = p.inputs[root].clone();
+    let mut seen = vec![false; p.nodes.len()];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) || mat[i] && Some(i) != core {
+            continue;
+        }
+        if Some(i) != core && !p.is_leaf(i) {
+            let (reads, _) = kernel_inputs(p, mat, i, KernelKind::Elementwise);
+            if reads.len() > best.0 {
+                best = (reads.len(), i);
+            }
+        }
+        stack.extend(p.inputs[i].iter().copied());
+    }
+    assert!(
+        best.1 != usize::MAX,
+        "scheduler: a single op reads more buffers than the device can bind"
+    );
+    best.1
+}

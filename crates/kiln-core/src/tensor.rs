@@ -1,0 +1,196 @@
+//! `Tensor`: a cheap handle to one node of the lazy graph. Op methods live in `ops/`, one file per
+//! family; this file holds the node itself and the ways to get values out.
+
+use crate::backend::Storage;
+use crate::device::Device;
+use crate::dtype::{decode_f64, DType, Element};
+use crate::error::{KilnError, Result};
+use crate::graph::Pending;
+use crate::op::Op;
+use crate::shape::Shape;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One node of the graph: an op, its inputs, the shape and dtype of its result, and the realized
+/// values once computed.
+pub struct Node {
+    id: u64,
+    op: Op,
+    inputs: Vec<Tensor>,
+    shape: Shape,
+    dtype: DType,
+    device: Device,
+    storage: Mutex<Option<Storage>>,
+}
+
+/// An n-dimensional array on a device. Cloning is cheap (an `Arc`). Operations record graph
+/// nodes and return at once; values are computed when read ([`Tensor::to_vec`], [`Tensor::item`])
+/// or when [`Tensor::realize`] is called.
+#[derive(Clone)]
+pub struct Tensor(Arc<Node>);
+
+impl Tensor {
+    /// Records a new node. Used by op methods and backends; the caller has checked the shapes.
+    pub fn from_op(
+        op: Op,
+        inputs: Vec<Tensor>,
+        shape: Shape,
+        dtype: DType,
+        device: &Device,
+    ) -> Tensor {
+        Tensor(Arc::new(Node {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            op,
+            inputs,
+            shape,
+            dtype,
+            device: device.clone(),
+            storage: Mutex::new(None),
+        }))
+    }
+    /// Wraps storage that a backend already holds as a realized leaf.
+    pub fn from_storage(storage: Storage, shape: Shape, dtype: DType, device: &Device) -> Tensor {
+        let t = Tensor::from_op(Op::Buffer, vec![], shape, dtype, device);
+        t.set_storage(storage);
+        t
+    }
+
+    /// A process-unique id of this node.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+    /// The op that produces this tensor.
+    pub fn op(&self) -> &Op {
+        &self.0.op
+    }
+    /// The op's inputs.
+    pub fn inputs(&self) -> &[Tensor] {
+        &self.0.inputs
+    }
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.0.shape
+    }
+    /// The dimensions, as a slice.
+    pub fn dims(&self) -> &[usize] {
+        &self.0.shape.0
+    }
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.shape.rank()
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.0.shape.numel()
+    }
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    /// The device the tensor lives on.
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+    /// The realized values, if computed.
+    pub fn storage(&self) -> Option<Storage> {
+        self.0.storage.lock().unwrap().clone()
+    }
+    /// True once the values are computed.
+    pub fn is_realized(&self) -> bool {
+        self.0.storage.lock().unwrap().is_some()
+    }
+    /// Stores computed values on this node (backends call this).
+    pub fn set_storage(&self, storage: Storage) {
+        *self.0.storage.lock().unwrap() = Some(storage);
+    }
+    /// True if both handles are the same node.
+    pub fn same(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Computes this tensor's values on its device and keeps them (one submission on a GPU).
+    pub fn realize(&self) -> Result<()> {
+        Tensor::realize_all(&[self])
+    }
+    /// Computes several tensors in one plan and one submission.
+    pub fn realize_all(tensors: &[&Tensor]) -> Result<()> {
+        realize_and_read(tensors, &[]).map(|_| ())
+    }
+    /// Computes the tensor if needed and copies its values to the host, row-major.
+    /// `T` must match the dtype (`f32`, `half::f16`, `i32`, `u32`, `bool`).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype() {
+            return Err(KilnError::WrongElementType {
+                requested: T::NAME,
+                actual: self.dtype().name().to_string(),
+                actual_variant: format!("{:?}", self.dtype()),
+            });
+        }
+        let bytes = self.to_bytes()?;
+        let size = self.dtype().size_bytes();
+        Ok(bytes
+            .chunks_exact(size)
+            .map(|b| T::from_f64(decode_f64(self.dtype(), b)))
+            .collect())
+    }
+    /// Like [`Tensor::to_vec`] but converts any dtype to f64 (exactly).
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        let bytes = self.to_bytes()?;
+        let size = self.dtype().size_bytes();
+        Ok(bytes
+            .chunks_exact(size)
+            .map(|b| decode_f64(self.dtype(), b))
+            .collect())
+    }
+    /// The single value of a one-element tensor.
+    pub fn item<T: Element>(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(KilnError::NotScalar(self.dims().to_vec()));
+        }
+        Ok(self.to_vec::<T>()?[0])
+    }
+    /// The values in little-endian device layout (computing them first if needed).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        if self.numel() == 0 {
+            return Ok(vec![]);
+        }
+        if self.is_realized() {
+            return self.device().backend().read(self);
+        }
+        Ok(realize_and_read(&[self], &[0])?.remove(0))
+    }
+}
+
+/// Realizes `tensors` together and returns the bytes of those listed in `read`.
+fn realize_and_read(tensors: &[&Tensor], read: &[usize]) -> Result<Vec<Vec<u8>>> {
+    let Some(first) = tensors.first() else {
+        return Ok(vec![]);
+    };
+    let device = first.device().clone();
+    for t in tensors {
+        if !t.device().same(&device) {
+            return Err(KilnError::MixedDevices(device.name(), t.device().name()));
+        }
+    }
+    let pending = Pending::collect(tensors);
+    device.backend().realize(&pending, read)
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({}, {}, {:?}, {})",
+            self.shape(),
+            self.dtype(),
+            self.op().signature_key(),
+            if self.is_realized() {
+                "realized"
+            } else {
+                "lazy"
+            }
+        )
+    }
+}

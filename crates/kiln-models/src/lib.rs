@@ -1,0 +1,1 @@
+//! Classic CNNs built from kiln-core.
