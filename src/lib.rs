@@ -1,2 +1,73 @@
-//! kiln: train and run convolutional networks on the GPU through wgpu.
+//! # kiln
+//!
+//! Train and run convolutional networks on the GPU through wgpu, in Rust.
+//!
+//! Tensors are lazy: every operation records a node and returns at once. Reading a value
+//! (`to_vec`, `item`) or calling `realize` compiles the pending graph into WGSL compute kernels,
+//! runs them in one queue submission, and caches the compiled plan for the next time the same
+//! graph shape comes.
+//!
+//! ```no_run
+//! use kiln::prelude::*;
+//! # fn main() -> kiln::Result<()> {
+//! let dev = Device::default()?;                      // best adapter; says which one it chose
+//! let a = Tensor::randn([256, 512], 7, &dev);        // seeded: same numbers on every device
+//! let b = Tensor::from_vec(vec![0.5f32; 512 * 128], [512, 128], &dev)?;
+//! let bias = Tensor::zeros([128], &dev);
+//! let c = (a.matmul(&b) + &bias).relu().sum_axes(&[1], true);   // nothing runs yet
+//! let v: Vec<f32> = c.to_vec()?;                     // one plan, one submission, one readback
+//! println!("{}", dev.stats());
+//! # Ok(()) }
+//! ```
+
 pub use kiln_core::*;
+pub use kiln_models as models;
+pub use kiln_wgpu as wgpu_backend;
+
+/// `Device::default()`, `Device::wgpu()` and `Device::wgpu_by_name(..)`: the constructors that
+/// need the wgpu backend, added to [`Device`] (which lives in kiln-core and knows no GPU API).
+pub trait DeviceExt: Sized {
+    /// The best device: the adapter named by `KILN_ADAPTER` (a substring of its name) or the
+    /// backend named by `WGPU_BACKEND`; else a discrete GPU, an integrated GPU, a software Vulkan
+    /// adapter, in that order; else the CPU reference executor, with one warning line saying how
+    /// to install a Vulkan driver. Prints which one it chose on stderr (`KILN_LOG=quiet` silences it).
+    fn default() -> Result<Self>;
+    /// The best wgpu adapter, or an error saying how to install a driver when there is none.
+    fn wgpu() -> Result<Self>;
+    /// The first wgpu adapter whose name contains `name` (case-insensitive).
+    fn wgpu_by_name(name: &str) -> Result<Self>;
+}
+
+impl DeviceExt for Device {
+    fn default() -> Result<Device> {
+        let quiet = std::env::var("KILN_LOG").is_ok_and(|v| v == "quiet");
+        let named = std::env::var("KILN_ADAPTER").is_ok_and(|v| !v.is_empty());
+        match kiln_wgpu::wgpu_device() {
+            Ok(dev) => {
+                if !quiet {
+                    eprintln!("kiln: using {}", dev.name());
+                }
+                Ok(dev)
+            }
+            // An adapter the user named explicitly must exist: do not fall back silently.
+            Err(e) if named => Err(e),
+            Err(KilnError::NoDevice(why)) => {
+                eprintln!("kiln: warning: {why}; running on the CPU reference executor (slow)");
+                Ok(Device::cpu())
+            }
+            Err(e) => Err(e),
+        }
+    }
+    fn wgpu() -> Result<Device> {
+        kiln_wgpu::wgpu_device()
+    }
+    fn wgpu_by_name(name: &str) -> Result<Device> {
+        kiln_wgpu::wgpu_device_by_name(name)
+    }
+}
+
+/// Everything a program usually needs: `use kiln::prelude::*;`.
+pub mod prelude {
+    pub use crate::DeviceExt;
+    pub use kiln_core::{DType, Device, IntoShape, KilnError, Result, Shape, Tensor};
+}

@@ -146,7 +146,8 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
     let mut kernels = Vec::new();
     let mut i = 0;
     while i < n {
-        if !mat[i] || p.is_leaf(i) {
+        let stored = p.nodes[i].is_realized() || matches!(p.nodes[i].op(), Op::Data(_));
+        if !mat[i] || stored {
             i += 1;
             continue;
         }

@@ -1,0 +1,208 @@
+//! `WgpuBackend`: kiln's [`Backend`] on a wgpu device. A realize looks the graph's signature up
+//! in the plan cache (compiling on a miss), binds this run's buffers, records every kernel in one
+//! compute pass, copies the tensors that are read into staging buffers, and submits once.
+
+use crate::context::Context;
+use crate::plan_cache::{self, CompiledPlan, PipelineCache};
+use crate::pool::{GpuBuffer, GpuStorage};
+use crate::readback::{map_and_copy, StagingPool};
+use kiln_core::op::Op;
+use kiln_core::schedule::BufferRole;
+use kiln_core::{Backend, DeviceKind, KilnError, Pending, Result, Stats, Storage, Tensor};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+/// A wgpu device as a kiln backend.
+pub struct WgpuBackend {
+    ctx: Context,
+    plans: Mutex<HashMap<String, Arc<CompiledPlan>>>,
+    pipelines: PipelineCache,
+    staging: StagingPool,
+    log: Option<bool>,
+}
+
+impl WgpuBackend {
+    /// Opens `adapter`.
+    pub fn new(adapter: &wgpu::Adapter) -> Result<WgpuBackend> {
+        let log = match std::env::var("KILN_LOG").as_deref() {
+            Ok("plan") => Some(false),
+            Ok("kernels") => Some(true),
+            _ => None,
+        };
+        Ok(WgpuBackend {
+            ctx: Context::open(adapter)?,
+            plans: Mutex::new(HashMap::new()),
+            pipelines: PipelineCache::default(),
+            staging: StagingPool::default(),
+            log,
+        })
+    }
+
+    /// The opened device, for benchmarks and tools.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn compiled(&self, p: &Pending) -> Result<Arc<CompiledPlan>> {
+        if let Some(c) = self.plans.lock().unwrap().get(&p.signature) {
+            self.ctx.counters.plan_cache_hits.fetch_add(1, Relaxed);
+            return Ok(c.clone());
+        }
+        let c = Arc::new(plan_cache::compile(&self.ctx, &self.pipelines, p)?);
+        self.ctx.counters.plans_compiled.fetch_add(1, Relaxed);
+        if let Some(with_source) = self.log {
+            plan_cache::log(&c, with_source);
+        }
+        self.plans.lock().unwrap().insert(p.signature.clone(), c.clone());
+        Ok(c)
+    }
+}
+
+fn gpu_storage(s: &Storage) -> &GpuStorage {
+    s.as_any().downcast_ref::<GpuStorage>().expect("tensor storage belongs to another backend")
+}
+
+impl Backend for WgpuBackend {
+    fn name(&self) -> String {
+        let s = &self.ctx.summary;
+        format!("{} ({}, {:?})", s.name, s.backend, s.kind)
+    }
+
+    fn kind(&self) -> DeviceKind {
+        self.ctx.summary.kind
+    }
+
+    fn max_binding_bytes(&self) -> u64 {
+        self.ctx.limits.max_storage_buffer_binding_size as u64
+    }
+
+    fn realize(&self, p: &Pending, read: &[usize]) -> Result<Vec<Vec<u8>>> {
+        self.ctx.check_lost()?;
+        let compiled = self.compiled(p)?;
+        let plan = &compiled.plan;
+        // This run's storages: realized leaves, uploads and targets.
+        let mut storages: HashMap<usize, Storage> = HashMap::new();
+        let mut created: Vec<usize> = vec![];
+        for (i, role) in plan.buffers.iter().enumerate() {
+            let node = &p.nodes[i];
+            let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
+            match role {
+                BufferRole::Realized => {
+                    let s = node.storage().expect("realized leaf has storage");
+                    let _ = gpu_storage(&s);
+                    storages.insert(i, s);
+                }
+                BufferRole::Upload => {
+                    let Op::Data(data) = node.op() else { unreachable!("uploads are data leaves") };
+                    let buf = self.ctx.pool.take(bytes);
+                    if data.bytes.len() % 4 == 0 {
+                        self.ctx.queue.write_buffer(&buf.buffer, 0, &data.bytes);
+                    } else {
+                        // Copies must be whole words (an odd number of f16 values is not).
+                        let mut padded = data.bytes.clone();
+                        padded.resize(data.bytes.len().div_ceil(4) * 4, 0);
+                        self.ctx.queue.write_buffer(&buf.buffer, 0, &padded);
+                    }
+                    storages.insert(i, Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())));
+                    created.push(i);
+                }
+                BufferRole::Target => {
+                    let buf = self.ctx.pool.take(bytes);
+                    storages.insert(i, Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())));
+                    created.push(i);
+                }
+                BufferRole::Slot(_) | BufferRole::None => {}
+            }
+        }
+        let buffer_of = |i: usize| -> &GpuBuffer {
+            match plan.buffers[i] {
+                BufferRole::Slot(s) => &compiled.slots[s],
+                _ => gpu_storage(&storages[&i]).buffer(),
+            }
+        };
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kiln plan"), timestamp_writes: None });
+            for (k, ck) in &compiled.kernels {
+                let kernel = &plan.kernels[*k];
+                if let Some((params, words)) = &ck.params {
+                    let mut data: Vec<u32> = Vec::with_capacity(*words);
+                    for &s in &kernel.scalars {
+                        data.extend(p.nodes[s].op().scalar_words(p.nodes[s].dtype()));
+                    }
+                    data.resize(words.div_ceil(4) * 4, 0);
+                    self.ctx.queue.write_buffer(&params.buffer, 0, bytemuck::cast_slice(&data));
+                }
+                let mut bound: Vec<&GpuBuffer> = vec![buffer_of(kernel.root)];
+                bound.extend(kernel.reads.iter().map(|&r| buffer_of(r)));
+                let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
+                let mut groups = ck.bind_groups.lock().unwrap();
+                let group = groups.entry(key).or_insert_with(|| {
+                    let mut entries: Vec<wgpu::BindGroupEntry> = bound
+                        .iter()
+                        .enumerate()
+                        .map(|(j, b)| wgpu::BindGroupEntry { binding: j as u32, resource: b.buffer.as_entire_binding() })
+                        .collect();
+                    if let Some((params, _)) = &ck.params {
+                        entries.push(wgpu::BindGroupEntry { binding: bound.len() as u32, resource: params.buffer.as_entire_binding() });
+                    }
+                    self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &ck.layout, entries: &entries })
+                });
+                pass.set_pipeline(&ck.pipeline);
+                pass.set_bind_group(0, &*group, &[]);
+                let [x, y, z] = ck.dispatch;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+        let mut staging = vec![];
+        for &r in read {
+            let i = p.targets[r];
+            let node = &p.nodes[i];
+            let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
+            let st = self.staging.take(&self.ctx, bytes);
+            if bytes > 0 {
+                let src = match plan.buffers[i] {
+                    BufferRole::Realized | BufferRole::Upload | BufferRole::Target => gpu_storage(&storages[&i]).buffer(),
+                    BufferRole::Slot(s) => &compiled.slots[s],
+                    BufferRole::None => unreachable!("targets are materialized"),
+                };
+                encoder.copy_buffer_to_buffer(&src.buffer, 0, &st.buffer, 0, bytes.div_ceil(4) * 4);
+            }
+            staging.push((st, bytes));
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.counters.submissions.fetch_add(1, Relaxed);
+        self.ctx.counters.dispatches.fetch_add(compiled.kernels.len() as u64, Relaxed);
+        for i in created {
+            p.nodes[i].set_storage(storages.remove(&i).unwrap());
+        }
+        let result = if staging.is_empty() { Ok(vec![]) } else { map_and_copy(&self.ctx, &staging) };
+        for (st, _) in staging {
+            self.staging.give(st);
+        }
+        result
+    }
+
+    fn read(&self, tensor: &Tensor) -> Result<Vec<u8>> {
+        self.ctx.check_lost()?;
+        let storage = tensor.storage().ok_or_else(|| KilnError::Backend("read of an unrealized tensor".into()))?;
+        let bytes = storage.size_bytes();
+        let st = self.staging.take(&self.ctx, bytes);
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln read") });
+        if bytes > 0 {
+            encoder.copy_buffer_to_buffer(&gpu_storage(&storage).buffer().buffer, 0, &st.buffer, 0, bytes.div_ceil(4) * 4);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.counters.submissions.fetch_add(1, Relaxed);
+        let staging = [(st, bytes)];
+        let out = map_and_copy(&self.ctx, &staging);
+        let [(st, _)] = staging;
+        self.staging.give(st);
+        Ok(out?.remove(0))
+    }
+
+    fn stats(&self) -> Stats {
+        self.ctx.counters.snapshot()
+    }
+}

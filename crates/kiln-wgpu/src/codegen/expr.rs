@@ -1,0 +1,412 @@
+//! Expression emission: turns the part of the graph that one kernel computes into WGSL `let`
+//! statements. Views never become copies: they rewrite the coordinates that their input is read
+//! at, so `x.t().expand(..) + y` reads `x` and `y` in place.
+
+use kiln_core::op::{BinaryOp, Op, RandDist, UnaryOp};
+use kiln_core::{DType, Pending, Shape};
+use std::collections::HashMap;
+
+/// Facts shared by every function of one kernel: bindings and runtime scalars.
+pub struct KernelEnv<'a> {
+    /// The pending graph.
+    pub p: &'a Pending,
+    /// Whether each node has its own buffer (stop emitting there and read it).
+    pub materialized: Vec<bool>,
+    /// The node the kernel writes (computed, never read, even though it has a buffer).
+    pub root: usize,
+    /// Native f16 (`enable f16;`).
+    pub f16: bool,
+    /// Binding variable of each materialized node the kernel reads.
+    pub bindings: HashMap<usize, String>,
+    /// First params word of each node with runtime scalars.
+    pub scalar_word: HashMap<usize, usize>,
+    /// Set when a Philox helper is needed.
+    pub uses_philox: bool,
+    /// Set when the `kiln_pow` helper is needed.
+    pub uses_pow: bool,
+}
+
+/// The WGSL type a value of `dtype` is computed in.
+pub fn value_type(dtype: DType, f16: bool) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => {
+            if f16 {
+                "f16"
+            } else {
+                "f32"
+            }
+        }
+        DType::I32 => "i32",
+        DType::U32 => "u32",
+        DType::Bool => "bool",
+    }
+}
+
+/// The WGSL element type of a storage buffer of `dtype`.
+pub fn storage_type(dtype: DType, f16: bool) -> &'static str {
+    match dtype {
+        DType::Bool => "u32",
+        d => value_type(d, f16),
+    }
+}
+
+/// Converts a stored element (`expr`, of [`storage_type`]) to its value type.
+pub fn load_conv(dtype: DType, expr: &str) -> String {
+    match dtype {
+        DType::Bool => format!("({expr} != 0u)"),
+        _ => expr.to_string(),
+    }
+}
+
+/// Converts a value to its storage type.
+pub fn store_conv(dtype: DType, expr: &str) -> String {
+    match dtype {
+        DType::Bool => format!("select(0u, 1u, {expr})"),
+        _ => expr.to_string(),
+    }
+}
+
+/// The row-major linear index of `coords` in `shape`, as a WGSL u32 expression.
+pub fn ravel(coords: &[String], shape: &Shape) -> String {
+    let strides = shape.strides();
+    let terms: Vec<String> = coords
+        .iter()
+        .zip(shape.dims())
+        .zip(&strides)
+        .filter(|((c, &d), _)| d > 1 && c.as_str() != "0u")
+        .map(|((c, _), &s)| if s == 1 { c.clone() } else { format!("{c} * {s}u") })
+        .collect();
+    if terms.is_empty() {
+        "0u".into()
+    } else {
+        format!("({})", terms.join(" + "))
+    }
+}
+
+/// Coordinates of linear index `lin` in `shape`, as WGSL u32 expressions.
+pub fn unravel(lin: &str, shape: &Shape) -> Vec<String> {
+    let strides = shape.strides();
+    shape
+        .dims()
+        .iter()
+        .enumerate()
+        .map(|(d, &n)| {
+            if n <= 1 {
+                "0u".to_string()
+            } else if d == 0 {
+                if strides[0] == 1 {
+                    lin.to_string()
+                } else {
+                    format!("({lin} / {}u)", strides[0])
+                }
+            } else if strides[d] == 1 {
+                format!("({lin} % {n}u)")
+            } else {
+                format!("(({lin} / {}u) % {n}u)", strides[d])
+            }
+        })
+        .collect()
+}
+
+/// A WGSL literal of `v` in the value type of `dtype`.
+pub fn literal(v: f64, dtype: DType, f16: bool) -> String {
+    match dtype {
+        DType::F32 | DType::F16 => {
+            let ty = value_type(dtype, f16);
+            if v.is_nan() {
+                format!("{ty}(bitcast<f32>(0x7fc00000u))")
+            } else if v.is_infinite() {
+                format!("{ty}(bitcast<f32>({}u))", if v > 0.0 { "0x7f800000" } else { "0xff800000" })
+            } else {
+                format!("{ty}({:?})", v as f32)
+            }
+        }
+        DType::I32 => format!("i32({})", v as i32),
+        DType::U32 => format!("{}u", v as u32),
+        DType::Bool => (v != 0.0).to_string(),
+    }
+}
+
+/// Emits the statements of one WGSL function body.
+pub struct Emitter<'e, 'a> {
+    env: &'e mut KernelEnv<'a>,
+    /// A node whose value is already in a variable (the accumulator of a matmul or reduction).
+    core: Option<(usize, String)>,
+    /// The statements so far.
+    pub lines: Vec<String>,
+    memo: HashMap<(usize, Vec<String>), String>,
+    next: usize,
+    /// Arithmetic ops emitted (for FLOP counts).
+    pub arith_ops: usize,
+}
+
+impl<'e, 'a> Emitter<'e, 'a> {
+    /// A new emitter; `core` maps a node to a variable that already holds its value.
+    pub fn new(env: &'e mut KernelEnv<'a>, core: Option<(usize, String)>) -> Self {
+        Emitter { env, core, lines: vec![], memo: HashMap::new(), next: 0, arith_ops: 0 }
+    }
+
+    fn bind(&mut self, ty: &str, expr: String) -> String {
+        let name = format!("v{}", self.next);
+        self.next += 1;
+        self.lines.push(format!("let {name}: {ty} = {expr};"));
+        name
+    }
+
+    fn coords_var(&mut self, coords: Vec<String>) -> Vec<String> {
+        coords
+            .into_iter()
+            .map(|c| if c.len() > 24 { self.bind("u32", c) } else { c })
+            .collect()
+    }
+
+    fn scalar(&self, i: usize, k: usize) -> String {
+        let w = self.env.scalar_word[&i] + k;
+        format!("params[{}u][{}u]", w / 4, w % 4)
+    }
+
+    fn scalar_value(&self, i: usize, k: usize, dtype: DType) -> String {
+        let w = self.scalar(i, k);
+        let ty = value_type(dtype, self.env.f16);
+        match dtype {
+            DType::F32 => format!("bitcast<f32>({w})"),
+            DType::F16 => format!("{ty}(bitcast<f32>({w}))"),
+            DType::I32 => format!("bitcast<i32>({w})"),
+            DType::U32 => w,
+            DType::Bool => format!("({w} != 0u)"),
+        }
+    }
+
+    /// A variable holding node `i`'s value at `coords` (one u32 expression per dimension).
+    pub fn value(&mut self, i: usize, coords: &[String]) -> String {
+        let key = (i, coords.to_vec());
+        if let Some(v) = self.memo.get(&key) {
+            return v.clone();
+        }
+        let v = self.compute(i, coords);
+        self.memo.insert(key, v.clone());
+        v
+    }
+
+    fn compute(&mut self, i: usize, coords: &[String]) -> String {
+        if let Some((c, var)) = &self.core {
+            if *c == i {
+                return var.clone();
+            }
+        }
+        let p = self.env.p;
+        let node = &p.nodes[i];
+        let dtype = node.dtype();
+        let ty = value_type(dtype, self.env.f16);
+        if self.env.materialized[i] && i != self.env.root {
+            let b = self.env.bindings.get(&i).unwrap_or_else(|| panic!("codegen: node {i} has no binding")).clone();
+            let idx = ravel(coords, node.shape());
+            return self.bind(ty, load_conv(dtype, &format!("{b}[{idx}]")));
+        }
+        let ins = p.inputs[i].clone();
+        if node.op().is_elementwise() {
+            self.arith_ops += 1;
+        }
+        let in_shape = |k: usize| p.nodes[ins[k]].shape().clone();
+        match node.op() {
+            Op::Buffer | Op::Data(_) => panic!("codegen: leaf {i} is not materialized"),
+            Op::Full(_) => {
+                let e = self.scalar_value(i, 0, dtype);
+                self.bind(ty, e)
+            }
+            Op::Arange { .. } => {
+                let (s, st) = (self.scalar_value(i, 0, dtype), self.scalar_value(i, 1, dtype));
+                self.bind(ty, format!("{s} + {st} * {ty}({})", coords[0]))
+            }
+            Op::Rand { dist, .. } => {
+                self.env.uses_philox = true;
+                let lin = ravel(coords, node.shape());
+                let f = match dist {
+                    RandDist::Uniform => "kiln_uniform",
+                    RandDist::Normal => "kiln_normal",
+                };
+                let e = format!("{f}({lin}, vec2<u32>({}, {}))", self.scalar(i, 0), self.scalar(i, 1));
+                self.bind(ty, format!("{ty}({e})"))
+            }
+            Op::Reshape => {
+                let lin = self.bind("u32", ravel(coords, node.shape()));
+                let c = unravel(&lin, &in_shape(0));
+                self.value(ins[0], &c)
+            }
+            Op::Permute(perm) => {
+                let mut c = vec![String::new(); perm.len()];
+                for (d, &pd) in perm.iter().enumerate() {
+                    c[pd] = coords[d].clone();
+                }
+                self.value(ins[0], &c)
+            }
+            Op::Expand => {
+                let s = in_shape(0);
+                let c: Vec<String> = s
+                    .dims()
+                    .iter()
+                    .zip(coords)
+                    .map(|(&n, c)| if n == 1 { "0u".to_string() } else { c.clone() })
+                    .collect();
+                self.value(ins[0], &c)
+            }
+            Op::Slice { start, step } => {
+                let c: Vec<String> = coords
+                    .iter()
+                    .zip(start.iter().zip(step))
+                    .map(|(c, (&s, &st))| match (s, st) {
+                        (0, 1) => c.clone(),
+                        (s, 1) => format!("({c} + {s}u)"),
+                        (s, st) if st > 0 => format!("({s}u + {c} * {st}u)"),
+                        (s, st) => format!("({s}u - {c} * {}u)", -st),
+                    })
+                    .collect();
+                let c = self.coords_var(c);
+                self.value(ins[0], &c)
+            }
+            Op::Pad { before, .. } => {
+                let s = in_shape(0);
+                let mut conds = vec![];
+                let mut c = vec![];
+                for ((coord, &b), &n) in coords.iter().zip(before).zip(s.dims()) {
+                    if b == 0 && n == node.shape().dims()[c.len()] {
+                        c.push(coord.clone());
+                        continue;
+                    }
+                    let ok = self.bind("bool", format!("{coord} >= {b}u && {coord} < {}u", b + n));
+                    c.push(self.bind("u32", format!("select(0u, {coord} - {b}u, {ok})")));
+                    conds.push(ok);
+                }
+                let inner = self.value(ins[0], &c);
+                if conds.is_empty() {
+                    return inner;
+                }
+                let fill = self.scalar_value(i, 0, dtype);
+                self.bind(ty, format!("select({fill}, {inner}, {})", conds.join(" && ")))
+            }
+            Op::Cat { axis } => {
+                let axis = *axis;
+                let mut offset = 0usize;
+                let mut parts = vec![];
+                for &inp in &ins {
+                    let n = p.nodes[inp].shape().dims()[axis];
+                    let a = &coords[axis];
+                    let mut c = coords.to_vec();
+                    c[axis] = self.bind("u32", format!("select(0u, {a} - {offset}u, {a} >= {offset}u && {a} < {}u)", offset + n));
+                    let v = self.value(inp, &c);
+                    offset += n;
+                    parts.push((v, offset));
+                }
+                let mut acc = parts.last().unwrap().0.clone();
+                for (v, end) in parts.iter().rev().skip(1) {
+                    acc = self.bind(ty, format!("select({acc}, {v}, {} < {end}u)", coords[axis]));
+                }
+                acc
+            }
+            Op::Unary(u) => {
+                let x = self.value(ins[0], coords);
+                let one = literal(1.0, dtype, self.env.f16);
+                let zero = literal(0.0, dtype, self.env.f16);
+                let e = match u {
+                    UnaryOp::Neg if dtype == DType::U32 => format!("0u - {x}"),
+                    UnaryOp::Neg => format!("-{x}"),
+                    UnaryOp::Abs => format!("abs({x})"),
+                    UnaryOp::Exp => format!("exp({x})"),
+                    UnaryOp::Log => format!("log({x})"),
+                    UnaryOp::Sqrt => format!("sqrt({x})"),
+                    UnaryOp::Rsqrt => format!("inverseSqrt({x})"),
+                    UnaryOp::Recip => format!("{one} / {x}"),
+                    UnaryOp::Sin => format!("sin({x})"),
+                    UnaryOp::Cos => format!("cos({x})"),
+                    // exp(-2|x|) never overflows, unlike some drivers' tanh for large |x|.
+                    UnaryOp::Tanh => {
+                        let e = self.bind(ty, format!("exp({} * abs({x}))", literal(-2.0, dtype, self.env.f16)));
+                        format!("sign({x}) * ({one} - {e}) / ({one} + {e})")
+                    }
+                    UnaryOp::Sigmoid => format!("{one} / ({one} + exp(-{x}))"),
+                    UnaryOp::Relu => format!("max({x}, {zero})"),
+                    UnaryOp::Floor => format!("floor({x})"),
+                    UnaryOp::Ceil => format!("ceil({x})"),
+                    UnaryOp::Round => format!("round({x})"),
+                    UnaryOp::Not => format!("!{x}"),
+                };
+                self.bind(ty, e)
+            }
+            Op::Binary(b) => {
+                let x = self.value(ins[0], coords);
+                let y = self.value(ins[1], coords);
+                let in_dtype = p.nodes[ins[0]].dtype();
+                let e = match b {
+                    BinaryOp::Add => format!("{x} + {y}"),
+                    BinaryOp::Sub => format!("{x} - {y}"),
+                    BinaryOp::Mul => format!("{x} * {y}"),
+                    BinaryOp::Div if in_dtype.is_int() => {
+                        let zero = literal(0.0, in_dtype, self.env.f16);
+                        format!("select({x} / {y}, {zero}, {y} == {zero})")
+                    }
+                    BinaryOp::Div => format!("{x} / {y}"),
+                    BinaryOp::Pow => {
+                        self.env.uses_pow = true;
+                        format!("{ty}(kiln_pow(f32({x}), f32({y})))")
+                    }
+                    BinaryOp::Maximum => format!("max({x}, {y})"),
+                    BinaryOp::Minimum => format!("min({x}, {y})"),
+                    BinaryOp::Eq => format!("{x} == {y}"),
+                    BinaryOp::Ne => format!("{x} != {y}"),
+                    BinaryOp::Lt => format!("{x} < {y}"),
+                    BinaryOp::Le => format!("{x} <= {y}"),
+                    BinaryOp::Gt => format!("{x} > {y}"),
+                    BinaryOp::Ge => format!("{x} >= {y}"),
+                };
+                self.bind(ty, e)
+            }
+            Op::Where => {
+                let c = self.value(ins[0], coords);
+                let a = self.value(ins[1], coords);
+                let b = self.value(ins[2], coords);
+                self.bind(ty, format!("select({b}, {a}, {c})"))
+            }
+            Op::Cast(to) => {
+                let x = self.value(ins[0], coords);
+                let from = p.nodes[ins[0]].dtype();
+                let e = match (from, *to) {
+                    (DType::Bool, t) => format!(
+                        "select({}, {}, {x})",
+                        literal(0.0, t, self.env.f16),
+                        literal(1.0, t, self.env.f16)
+                    ),
+                    (f, DType::Bool) => format!("{x} != {}", literal(0.0, f, self.env.f16)),
+                    // WGSL float-to-int conversion saturates, like Rust's `as`; NaN gives 0.
+                    (f, DType::I32 | DType::U32) if f.is_float() => {
+                        format!("select({ty}({x}), {ty}(0), {x} != {x})")
+                    }
+                    _ => format!("{ty}({x})"),
+                };
+                self.bind(ty, e)
+            }
+            Op::Reduce { .. } | Op::Matmul => panic!("codegen: node {i} ({:?}) must be materialized", node.op()),
+        }
+    }
+}
+
+/// WGSL helpers a kernel may need: Philox random numbers and a sign-correct `pow`.
+pub fn helpers(env: &KernelEnv) -> String {
+    let mut s = String::new();
+    if env.uses_philox {
+        s.push_str(include_str!("../../../../shaders/philox.wgsl"));
+        s.push('\n');
+    }
+    if env.uses_pow {
+        s.push_str(
+            "// pow with the sign rules of C's powf for negative bases and integral exponents.\n\
+fn kiln_pow(a: f32, b: f32) -> f32 {\n\
+    if (a >= 0.0) { return pow(a, b); }\n\
+    let r = pow(-a, b);\n\
+    if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }\n\
+    return select(r, -r, b - 2.0 * floor(b * 0.5) == 1.0);\n\
+}\n",
+        );
+    }
+    s
+}

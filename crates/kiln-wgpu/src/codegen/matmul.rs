@@ -1,0 +1,104 @@
+//! Matmul kernels: the hand-written tiled kernel of `shaders/matmul.wgsl` (or, on software
+//! adapters, `shaders/matmul_cpu.wgsl` when present), with the region between
+//! `// @kiln:generated-begin` and `// @kiln:generated-end` replaced by generated constants and
+//! load/store functions. The loads fold views (a transposed operand is read in place, a broadcast
+//! batch is not copied) and elementwise prologues; the store folds the epilogue (bias,
+//! activation).
+
+use super::expr::{store_conv, unravel, value_type, Emitter, KernelEnv};
+use super::{CodegenOptions, KernelSource, Workgroups};
+use kiln_core::schedule::Kernel;
+use kiln_core::Shape;
+
+/// The GPU kernel.
+pub const MATMUL_WGSL: &str = include_str!("../../../../shaders/matmul.wgsl");
+/// The kernel for software adapters (lavapipe), where a workgroup is CPU work.
+pub const MATMUL_CPU_WGSL: &str = include_str!("../../../../shaders/matmul_cpu.wgsl");
+
+const BEGIN: &str = "// @kiln:generated-begin";
+const END: &str = "// @kiln:generated-end";
+
+/// Reads `const NAME: u32 = 64u;` from a template.
+pub fn template_const(template: &str, name: &str) -> u32 {
+    let pat = format!("const {name}: u32 = ");
+    let start = template.find(&pat).unwrap_or_else(|| panic!("matmul template lacks `{pat}`")) + pat.len();
+    let digits: String = template[start..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().expect("tile size is a number")
+}
+
+/// Replaces the generated region of `template` with `region`.
+pub fn fill_template(template: &str, region: &str) -> String {
+    let b = template.find(BEGIN).expect("matmul template lacks the generated-begin marker");
+    let e = template.find(END).expect("matmul template lacks the generated-end marker") + END.len();
+    format!("{}{BEGIN}\n{region}{END}{}", &template[..b], &template[e..])
+}
+
+/// The kernel of matmul node `c` (with its epilogue up to `kernel.root`).
+pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize, opts: CodegenOptions) -> KernelSource {
+    let p = env.p;
+    let node = p.nodes[c].clone();
+    let (a, b) = (p.inputs[c][0], p.inputs[c][1]);
+    let dims = node.dims().to_vec();
+    let rank = dims.len();
+    let (m, n) = (dims[rank - 2], dims[rank - 1]);
+    let k = p.nodes[a].dims()[rank - 1];
+    let batch_shape = Shape(dims[..rank - 2].to_vec());
+    let batch = batch_shape.numel();
+
+    let operand = |env: &mut KernelEnv, x: usize, i: &str, j: &str| -> (String, usize) {
+        let mut coords = unravel("batch", &batch_shape);
+        coords.push(i.to_string());
+        coords.push(j.to_string());
+        let mut em = Emitter::new(env, None);
+        let v = em.value(x, &coords);
+        (format!("    {}\n    return f32({v});", em.lines.join("\n    ")), em.arith_ops)
+    };
+    let (load_a, ops_a) = operand(env, a, "row", "k");
+    let (load_b, ops_b) = operand(env, b, "k", "col");
+    let root = p.nodes[kernel.root].clone();
+    let core_ty = value_type(node.dtype(), env.f16);
+    let mut em = Emitter::new(env, Some((c, "core".to_string())));
+    let v = em.value(kernel.root, &unravel("o", root.shape()));
+    let epilogue = em.lines.join("\n    ");
+    let epi_ops = em.arith_ops;
+    let store = store_conv(root.dtype(), &v);
+
+    let region = format!(
+        "const BATCH: u32 = {batch}u;
+const M: u32 = {m}u;
+const N: u32 = {n}u;
+const K: u32 = {k}u;
+// A[batch, row, k]; called only with row < M, k < K.
+fn load_a(batch: u32, row: u32, k: u32) -> f32 {{
+{load_a}
+}}
+// B[batch, k, col]; called only with k < K, col < N.
+fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
+{load_b}
+}}
+// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
+fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
+    let o = (batch * M + row) * N + col;
+    let core = {core_ty}(acc);
+    {epilogue}
+    out_buf[o] = {store};
+}}
+"
+    );
+    let template = if opts.software { MATMUL_CPU_WGSL } else { MATMUL_WGSL };
+    let (tm, tn) = (template_const(template, "TILE_M"), template_const(template, "TILE_N"));
+    let grid = [(n as u32).div_ceil(tn), (m as u32).div_ceil(tm), batch as u32];
+    let wgsl = fill_template(template, &region);
+    let (m, n, k, batch) = (m as u64, n as u64, k as u64, batch as u64);
+    KernelSource {
+        name: format!(
+            "matmul {}{m}x{n}x{k}{}",
+            if batch > 1 { format!("{batch}x ") } else { String::new() },
+            if kernel.root != c { " +epilogue" } else { "" }
+        ),
+        wgsl,
+        workgroups: Workgroups::Grid(grid),
+        flops: batch * (2 * m * n * k + (ops_a + ops_b) as u64 * m * k + epi_ops as u64 * m * n),
+        bytes: 0,
+    }
+}

@@ -1,0 +1,117 @@
+//! WGSL generation: one source per kernel of a plan. `expr` emits expressions; `elementwise`,
+//! `reduce` and `matmul` wrap them in a kernel with its bindings and entry point.
+
+pub mod elementwise;
+pub mod expr;
+pub mod matmul;
+pub mod reduce;
+
+use expr::{storage_type, KernelEnv};
+use kiln_core::schedule::{Kernel, KernelKind, Plan};
+use kiln_core::Pending;
+use std::collections::HashMap;
+
+/// How many workgroups a kernel needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workgroups {
+    /// A flat count; the runner spreads it over x, y and z when it exceeds the per-dimension
+    /// limit, and the kernel folds the three ids back into one.
+    Flat(u64),
+    /// An explicit (x, y, z) grid.
+    Grid([u32; 3]),
+}
+
+/// A generated kernel, ready to compile.
+#[derive(Clone, Debug)]
+pub struct KernelSource {
+    /// Short description for logs and profiles, e.g. "matmul 64x64x64 +epilogue".
+    pub name: String,
+    /// The full WGSL source.
+    pub wgsl: String,
+    /// Workgroups to dispatch.
+    pub workgroups: Workgroups,
+    /// Floating-point operations (for GFLOP/s).
+    pub flops: u64,
+    /// Fewest bytes the kernel must move (reads of each input once, plus its output).
+    pub bytes: u64,
+}
+
+/// Device facts codegen needs.
+#[derive(Clone, Copy, Debug)]
+pub struct CodegenOptions {
+    /// Native f16.
+    pub f16: bool,
+    /// Software adapter (lavapipe): pick the CPU-friendly matmul.
+    pub software: bool,
+}
+
+/// Generates the WGSL of `kernel`.
+pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions) -> KernelSource {
+    let mut env = KernelEnv {
+        p,
+        materialized: (0..p.nodes.len()).map(|i| plan.is_materialized(i)).collect(),
+        root: kernel.root,
+        f16: opts.f16,
+        bindings: HashMap::new(),
+        scalar_word: HashMap::new(),
+        uses_philox: false,
+        uses_pow: false,
+    };
+    for (k, &r) in kernel.reads.iter().enumerate() {
+        env.bindings.insert(r, format!("in{}", k + 1));
+    }
+    let mut words = 0;
+    for &s in &kernel.scalars {
+        env.scalar_word.insert(s, words);
+        words += p.nodes[s].op().scalar_words(p.nodes[s].dtype()).len();
+    }
+    let mut src = match kernel.kind {
+        KernelKind::Elementwise => elementwise::generate(&mut env, kernel),
+        KernelKind::Reduce(c) => reduce::generate(&mut env, kernel, c),
+        KernelKind::Matmul(c) => matmul::generate(&mut env, kernel, c, opts),
+    };
+    let mut header = String::new();
+    let root = &p.nodes[kernel.root];
+    header.push_str(&format!(
+        "@group(0) @binding(0) var<storage, read_write> out_buf: array<{}>;\n",
+        storage_type(root.dtype(), opts.f16)
+    ));
+    for (k, &r) in kernel.reads.iter().enumerate() {
+        header.push_str(&format!(
+            "@group(0) @binding({}) var<storage, read> in{}: array<{}>;\n",
+            k + 1,
+            k + 1,
+            storage_type(p.nodes[r].dtype(), opts.f16)
+        ));
+    }
+    if words > 0 {
+        header.push_str(&format!(
+            "@group(0) @binding({}) var<uniform> params: array<vec4<u32>, {}>;\n",
+            kernel.reads.len() + 1,
+            words.div_ceil(4)
+        ));
+    }
+    let body = std::mem::take(&mut src.wgsl);
+    let mut wgsl = format!("// kiln kernel: {}\n", src.name);
+    if opts.f16 && (header.contains("f16") || body.contains("f16")) {
+        wgsl.push_str("enable f16;\n");
+    }
+    wgsl.push_str(&header);
+    wgsl.push_str(&expr::helpers(&env));
+    wgsl.push_str(&body);
+    src.wgsl = wgsl;
+    src.bytes = kernel.reads.iter().map(|&r| kiln_core::schedule::node_bytes(p, r)).sum::<u64>()
+        + kiln_core::schedule::node_bytes(p, kernel.root);
+    src
+}
+
+/// Number of 32-bit params words `kernel` needs.
+pub fn params_words(p: &Pending, kernel: &Kernel) -> usize {
+    kernel.scalars.iter().map(|&s| p.nodes[s].op().scalar_words(p.nodes[s].dtype()).len()).sum()
+}
+
+/// The flat invocation index of a kernel dispatched as `Workgroups::Flat` with `size` invocations
+/// per workgroup, as WGSL.
+pub fn flat_index(size: u32) -> String {
+    format!("(wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y) * {size}u + lid")
+}
