@@ -20,8 +20,24 @@ impl Device {
     }
     /// The plain-Rust reference executor: runs every graph op by op on the host, in f64 rounded
     /// to each node's dtype. The test oracle and the last fallback.
+    /// Every call returns the same device, so tensors made by different parts of a program meet.
     pub fn cpu() -> Device {
-        Device::from_backend(Arc::new(crate::reference::ReferenceBackend::new()))
+        static CPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        CPU.get_or_init(|| {
+            Device::from_backend(Arc::new(crate::reference::ReferenceBackend::new()))
+        })
+        .clone()
+    }
+    /// The reference executor in exact mode: float results stay in f64 instead of being rounded
+    /// to f32/f16. For finite-difference gradient checks; read values with
+    /// [`crate::reference::exact_values`].
+    pub fn cpu_exact() -> Device {
+        static EXACT: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        EXACT
+            .get_or_init(|| {
+                Device::from_backend(Arc::new(crate::reference::ReferenceBackend::exact()))
+            })
+            .clone()
     }
     /// The backend.
     pub fn backend(&self) -> &Arc<dyn Backend> {
