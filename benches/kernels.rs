@@ -1,1 +1,277 @@
-fn main() {}
+//! Kernel-level benchmarks: matmul (square, skinny, and the shapes of a LeNet-5 step),
+//! reductions and fused elementwise chains, timed on the GPU with timestamp queries where the
+//! adapter has them (else wall time around a synchronised submission), beside the host CPU's own
+//! single-precision GEMM (`matrixmultiply`, one thread) measured in the same run.
+//!
+//! `cargo bench --bench kernels` prints a table and writes it to
+//! `target/kiln-bench/kernels.json`. `KILN_BENCH_QUICK=1` runs fewer, smaller shapes.
+
+use kiln::prelude::*;
+use kiln::wgpu_backend::{adapter, WgpuBackend};
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Row {
+    kernel: String,
+    shape: String,
+    ms: f64,
+    gflops: f64,
+    gbps: f64,
+    host_gemm_gflops: Option<f64>,
+}
+
+struct Bench {
+    backend: Arc<WgpuBackend>,
+    timestamps: bool,
+    reps: usize,
+}
+
+impl Bench {
+    /// Median GPU seconds of the kernels of realizing `make()` (built anew each time, so the plan
+    /// cache is exercised), with FLOP and bytes of those kernels, and the first call's wall time.
+    fn time(&self, make: &dyn Fn() -> Tensor) -> (f64, u64, u64, f64) {
+        let t0 = Instant::now();
+        make().realize().unwrap();
+        let first = t0.elapsed().as_secs_f64();
+        let mut times = vec![];
+        let (mut flops, mut bytes) = (0, 0);
+        for _ in 0..self.reps {
+            let t = make();
+            let start = Instant::now();
+            t.realize().unwrap();
+            if self.timestamps {
+                let prof = self.backend.last_profile();
+                flops = prof.iter().map(|k| k.flops).sum();
+                bytes = prof.iter().map(|k| k.bytes).sum();
+                times.push(prof.iter().map(|k| k.seconds).sum::<f64>());
+            } else {
+                // realize returns once submitted; a readback of one element waits for the queue.
+                let _ = t.reshape([t.numel()]).slice(0, 0, 1, 1).to_vec::<f32>();
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        (times[times.len() / 2], flops, bytes, first)
+    }
+}
+
+fn host_sgemm_gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let mut times = vec![];
+    for _ in 0..reps.max(3) {
+        let t = Instant::now();
+        // SAFETY: the pointers and strides describe the row-major buffers above.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                k as isize,
+                1,
+                b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    2.0 * (m * n * k) as f64 / times[times.len() / 2] / 1e9
+}
+
+fn main() {
+    let quick = std::env::var("KILN_BENCH_QUICK").is_ok();
+    let instance = adapter::instance();
+    let Some(chosen) =
+        adapter::pick(&instance, std::env::var("KILN_ADAPTER").ok().as_deref()).expect("adapter")
+    else {
+        eprintln!("kernels bench: {}", kiln::wgpu_backend::INSTALL_HINT);
+        std::process::exit(1);
+    };
+    let backend = Arc::new(WgpuBackend::new(&chosen).expect("open adapter"));
+    let timestamps = backend.set_profiling(true);
+    let dev = Device::from_backend(backend.clone());
+    println!("kiln kernels bench on {}", dev.name());
+    println!(
+        "timing: {}",
+        if timestamps {
+            "GPU timestamp queries"
+        } else {
+            "wall time around a synchronised submission"
+        }
+    );
+    let bench = Bench {
+        backend,
+        timestamps,
+        reps: if quick { 3 } else { 5 },
+    };
+    let mut rows: Vec<Row> = vec![];
+
+    // Matmul: square, skinny, and the LeNet-5 step's (batch 64, convolutions as implicit GEMM).
+    let mut shapes: Vec<(&str, usize, usize, usize)> = vec![
+        ("square", 256, 256, 256),
+        ("square", 512, 512, 512),
+        ("square", 1024, 1024, 1024),
+    ];
+    if !quick {
+        shapes.extend([
+            ("square", 2048, 2048, 2048),
+            ("skinny", 4096, 64, 1024),
+            ("skinny", 64, 4096, 1024),
+            ("skinny", 4096, 4096, 16),
+        ]);
+    }
+    shapes.extend([
+        ("lenet5 conv1 fwd", 64 * 28 * 28, 6, 25),
+        ("lenet5 conv2 fwd", 64 * 10 * 10, 16, 150),
+        ("lenet5 conv2 wgrad", 150, 16, 64 * 10 * 10),
+        ("lenet5 fc1 fwd", 64, 120, 400),
+        ("lenet5 fc1 dgrad", 64, 400, 120),
+        ("lenet5 fc1 wgrad", 400, 120, 64),
+        ("lenet5 fc2 fwd", 64, 84, 120),
+        ("lenet5 fc3 fwd", 64, 10, 84),
+    ]);
+    for (what, m, n, k) in shapes {
+        let a = Tensor::randn([m, k], 1, &dev);
+        let b = Tensor::randn([k, n], 2, &dev);
+        Tensor::realize_all(&[&a, &b]).unwrap();
+        let (s, _, _, first) = bench.time(&|| a.matmul(&b));
+        let flops = 2.0 * (m * n * k) as f64;
+        let bytes = 4.0 * (m * k + k * n + m * n) as f64;
+        let host = host_sgemm_gflops(m, n, k, 3);
+        let shape = format!("{m}x{n}x{k}");
+        if what == "square" && m == 1024 {
+            println!(
+                "first call of matmul {shape} (pipeline compile included): {:.1} ms",
+                first * 1e3
+            );
+        }
+        rows.push(Row {
+            kernel: format!("matmul {what}"),
+            shape,
+            ms: s * 1e3,
+            gflops: flops / s / 1e9,
+            gbps: bytes / s / 1e9,
+            host_gemm_gflops: Some(host),
+        });
+    }
+
+    // Reductions.
+    let n_big = if quick { 4 << 20 } else { 16 << 20 };
+    let x = Tensor::rand([4096, 1024], 3, &dev);
+    let big = Tensor::rand([n_big], 4, &dev);
+    let cols = Tensor::rand([1024, 4096], 5, &dev);
+    Tensor::realize_all(&[&x, &big, &cols]).unwrap();
+    let reductions: Vec<(&str, String, Box<dyn Fn() -> Tensor>)> = vec![
+        (
+            "reduce sum rows",
+            "4096x1024 -> 4096".into(),
+            Box::new(|| x.sum_axes(&[1], false)),
+        ),
+        (
+            "reduce max rows",
+            "4096x1024 -> 4096".into(),
+            Box::new(|| x.max_axes(&[1], false)),
+        ),
+        (
+            "reduce argmax rows",
+            "4096x1024 -> 4096".into(),
+            Box::new(|| x.argmax(1, false)),
+        ),
+        (
+            "reduce sum columns",
+            "1024x4096 -> 4096".into(),
+            Box::new(|| cols.sum_axes(&[0], false)),
+        ),
+        (
+            "reduce sum all",
+            format!("{n_big} -> 1"),
+            Box::new(|| big.sum()),
+        ),
+        (
+            "softmax rows (3 kernels)",
+            "4096x1024".into(),
+            Box::new(|| {
+                let e = (&x - &x.max_axes(&[1], true)).exp();
+                &e / &e.sum_axes(&[1], true)
+            }),
+        ),
+    ];
+    for (name, shape, make) in &reductions {
+        let (s, flops, bytes, _) = bench.time(make.as_ref());
+        rows.push(Row {
+            kernel: name.to_string(),
+            shape: shape.clone(),
+            ms: s * 1e3,
+            gflops: flops as f64 / s / 1e9,
+            gbps: bytes as f64 / s / 1e9,
+            host_gemm_gflops: None,
+        });
+    }
+
+    // Fused elementwise chains.
+    let v = Tensor::rand([n_big], 6, &dev);
+    let w = Tensor::rand([n_big], 7, &dev);
+    Tensor::realize_all(&[&v, &w]).unwrap();
+    let chains: Vec<(&str, Box<dyn Fn() -> Tensor>)> = vec![
+        ("elementwise add", Box::new(|| &v + &w)),
+        (
+            "fused chain of 8 ops",
+            Box::new(|| ((&v * 2.0 + &w).exp().sqrt() - 1.0).relu().tanh() * 3.0),
+        ),
+        (
+            "fused sigmoid-gelu-like",
+            Box::new(|| &v * (&v * 1.702).sigmoid() + &w),
+        ),
+    ];
+    for (name, make) in &chains {
+        let (s, flops, bytes, _) = bench.time(make.as_ref());
+        rows.push(Row {
+            kernel: name.to_string(),
+            shape: format!("{n_big}"),
+            ms: s * 1e3,
+            gflops: flops as f64 / s / 1e9,
+            gbps: bytes as f64 / s / 1e9,
+            host_gemm_gflops: None,
+        });
+    }
+
+    println!(
+        "{:<28} {:>20} {:>10} {:>9} {:>8} {:>10} {:>7}",
+        "kernel", "shape", "ms", "GFLOP/s", "GB/s", "host GEMM", "ratio"
+    );
+    for r in &rows {
+        let (host, ratio) = match r.host_gemm_gflops {
+            Some(h) => (format!("{h:.1}"), format!("{:.1}%", 100.0 * r.gflops / h)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<28} {:>20} {:>10.3} {:>9.2} {:>8.2} {:>10} {:>7}",
+            r.kernel, r.shape, r.ms, r.gflops, r.gbps, host, ratio
+        );
+    }
+    println!("{}", dev.stats());
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "kernel": r.kernel, "shape": r.shape, "ms": r.ms, "gflops": r.gflops, "gbps": r.gbps,
+                "host_gemm_gflops": r.host_gemm_gflops, "device": dev.name(),
+                "timing": if timestamps { "gpu-timestamps" } else { "wall" },
+            })
+        })
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kiln-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kernels.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("wrote {}", path.display());
+}

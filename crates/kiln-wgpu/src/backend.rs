@@ -10,7 +10,7 @@ use kiln_core::op::Op;
 use kiln_core::schedule::BufferRole;
 use kiln_core::{Backend, DeviceKind, KilnError, Pending, Result, Stats, Storage, Tensor};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// A wgpu device as a kiln backend.
@@ -20,6 +20,21 @@ pub struct WgpuBackend {
     pipelines: PipelineCache,
     staging: StagingPool,
     log: Option<bool>,
+    profiling: AtomicBool,
+    last_profile: Mutex<Vec<KernelTiming>>,
+}
+
+/// The GPU time of one kernel of the last profiled realize.
+#[derive(Clone, Debug)]
+pub struct KernelTiming {
+    /// The kernel's description, e.g. "matmul 1024x1024x1024".
+    pub name: String,
+    /// Floating-point operations.
+    pub flops: u64,
+    /// Fewest bytes moved.
+    pub bytes: u64,
+    /// GPU time in seconds, from timestamp queries.
+    pub seconds: f64,
 }
 
 impl WgpuBackend {
@@ -36,7 +51,22 @@ impl WgpuBackend {
             pipelines: PipelineCache::default(),
             staging: StagingPool::default(),
             log,
+            profiling: AtomicBool::new(false),
+            last_profile: Mutex::new(vec![]),
         })
+    }
+
+    /// Turns GPU timing of every kernel on or off. While on, each kernel runs in a compute pass of
+    /// its own with timestamp queries (where the adapter has them), and [`Self::last_profile`]
+    /// holds the times of the last realize. Returns false if the adapter has no timestamps.
+    pub fn set_profiling(&self, on: bool) -> bool {
+        self.profiling.store(on && self.ctx.timestamps, Relaxed);
+        self.ctx.timestamps
+    }
+
+    /// Kernel times of the last realize run while profiling.
+    pub fn last_profile(&self) -> Vec<KernelTiming> {
+        self.last_profile.lock().unwrap().clone()
     }
 
     /// The opened device, for benchmarks and tools.
@@ -54,13 +84,18 @@ impl WgpuBackend {
         if let Some(with_source) = self.log {
             plan_cache::log(&c, with_source);
         }
-        self.plans.lock().unwrap().insert(p.signature.clone(), c.clone());
+        self.plans
+            .lock()
+            .unwrap()
+            .insert(p.signature.clone(), c.clone());
         Ok(c)
     }
 }
 
 fn gpu_storage(s: &Storage) -> &GpuStorage {
-    s.as_any().downcast_ref::<GpuStorage>().expect("tensor storage belongs to another backend")
+    s.as_any()
+        .downcast_ref::<GpuStorage>()
+        .expect("tensor storage belongs to another backend")
 }
 
 impl Backend for WgpuBackend {
@@ -94,7 +129,9 @@ impl Backend for WgpuBackend {
                     storages.insert(i, s);
                 }
                 BufferRole::Upload => {
-                    let Op::Data(data) = node.op() else { unreachable!("uploads are data leaves") };
+                    let Op::Data(data) = node.op() else {
+                        unreachable!("uploads are data leaves")
+                    };
                     let buf = self.ctx.pool.take(bytes);
                     if data.bytes.len() % 4 == 0 {
                         self.ctx.queue.write_buffer(&buf.buffer, 0, &data.bytes);
@@ -104,12 +141,18 @@ impl Backend for WgpuBackend {
                         padded.resize(data.bytes.len().div_ceil(4) * 4, 0);
                         self.ctx.queue.write_buffer(&buf.buffer, 0, &padded);
                     }
-                    storages.insert(i, Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())));
+                    storages.insert(
+                        i,
+                        Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())),
+                    );
                     created.push(i);
                 }
                 BufferRole::Target => {
                     let buf = self.ctx.pool.take(bytes);
-                    storages.insert(i, Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())));
+                    storages.insert(
+                        i,
+                        Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())),
+                    );
                     created.push(i);
                 }
                 BufferRole::Slot(_) | BufferRole::None => {}
@@ -121,39 +164,100 @@ impl Backend for WgpuBackend {
                 _ => gpu_storage(&storages[&i]).buffer(),
             }
         };
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln step") });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kiln plan"), timestamp_writes: None });
-            for (k, ck) in &compiled.kernels {
-                let kernel = &plan.kernels[*k];
-                if let Some((params, words)) = &ck.params {
-                    let mut data: Vec<u32> = Vec::with_capacity(*words);
-                    for &s in &kernel.scalars {
-                        data.extend(p.nodes[s].op().scalar_words(p.nodes[s].dtype()));
-                    }
-                    data.resize(words.div_ceil(4) * 4, 0);
-                    self.ctx.queue.write_buffer(&params.buffer, 0, bytemuck::cast_slice(&data));
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln step"),
+            });
+        let profiling = self.profiling.load(Relaxed) && !compiled.kernels.is_empty();
+        let queries = profiling.then(|| {
+            let n = 2 * compiled.kernels.len() as u32;
+            let set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kiln profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: n,
+            });
+            let resolve = self.ctx.pool.create(
+                n as u64 * 8,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                "kiln profile",
+            );
+            (set, resolve, n)
+        });
+        let mut pass: Option<wgpu::ComputePass> = None;
+        for (j, (k, ck)) in compiled.kernels.iter().enumerate() {
+            let kernel = &plan.kernels[*k];
+            if let Some((params, words)) = &ck.params {
+                let mut data: Vec<u32> = Vec::with_capacity(*words);
+                for &s in &kernel.scalars {
+                    data.extend(p.nodes[s].op().scalar_words(p.nodes[s].dtype()));
                 }
-                let mut bound: Vec<&GpuBuffer> = vec![buffer_of(kernel.root)];
-                bound.extend(kernel.reads.iter().map(|&r| buffer_of(r)));
-                let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
-                let mut groups = ck.bind_groups.lock().unwrap();
-                let group = groups.entry(key).or_insert_with(|| {
-                    let mut entries: Vec<wgpu::BindGroupEntry> = bound
-                        .iter()
-                        .enumerate()
-                        .map(|(j, b)| wgpu::BindGroupEntry { binding: j as u32, resource: b.buffer.as_entire_binding() })
-                        .collect();
-                    if let Some((params, _)) = &ck.params {
-                        entries.push(wgpu::BindGroupEntry { binding: bound.len() as u32, resource: params.buffer.as_entire_binding() });
-                    }
-                    self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &ck.layout, entries: &entries })
-                });
-                pass.set_pipeline(&ck.pipeline);
-                pass.set_bind_group(0, &*group, &[]);
-                let [x, y, z] = ck.dispatch;
-                pass.dispatch_workgroups(x, y, z);
+                data.resize(words.div_ceil(4) * 4, 0);
+                self.ctx
+                    .queue
+                    .write_buffer(&params.buffer, 0, bytemuck::cast_slice(&data));
             }
+            let mut bound: Vec<&GpuBuffer> = vec![buffer_of(kernel.root)];
+            bound.extend(kernel.reads.iter().map(|&r| buffer_of(r)));
+            let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
+            let mut groups = ck.bind_groups.lock().unwrap();
+            let group = groups.entry(key).or_insert_with(|| {
+                let mut entries: Vec<wgpu::BindGroupEntry> = bound
+                    .iter()
+                    .enumerate()
+                    .map(|(j, b)| wgpu::BindGroupEntry {
+                        binding: j as u32,
+                        resource: b.buffer.as_entire_binding(),
+                    })
+                    .collect();
+                if let Some((params, _)) = &ck.params {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: bound.len() as u32,
+                        resource: params.buffer.as_entire_binding(),
+                    });
+                }
+                self.ctx
+                    .device
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &ck.layout,
+                        entries: &entries,
+                    })
+            });
+            // One pass for the whole plan; one pass per kernel when timing each.
+            if pass.is_none() || queries.is_some() {
+                drop(pass.take());
+                let timestamp_writes =
+                    queries
+                        .as_ref()
+                        .map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(2 * j as u32),
+                            end_of_pass_write_index: Some(2 * j as u32 + 1),
+                        });
+                pass = Some(
+                    encoder
+                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("kiln plan"),
+                            timestamp_writes,
+                        })
+                        .forget_lifetime(),
+                );
+            }
+            let pass = pass.as_mut().unwrap();
+            pass.set_pipeline(&ck.pipeline);
+            pass.set_bind_group(0, &*group, &[]);
+            let [x, y, z] = ck.dispatch;
+            pass.dispatch_workgroups(x, y, z);
+        }
+        drop(pass);
+        let mut profile_staging = None;
+        if let Some((set, resolve, n)) = &queries {
+            encoder.resolve_query_set(set, 0..*n, &resolve.buffer, 0);
+            let st = self.staging.take(&self.ctx, *n as u64 * 8);
+            encoder.copy_buffer_to_buffer(&resolve.buffer, 0, &st.buffer, 0, *n as u64 * 8);
+            profile_staging = Some((st, *n as u64 * 8));
         }
         let mut staging = vec![];
         for &r in read {
@@ -163,7 +267,9 @@ impl Backend for WgpuBackend {
             let st = self.staging.take(&self.ctx, bytes);
             if bytes > 0 {
                 let src = match plan.buffers[i] {
-                    BufferRole::Realized | BufferRole::Upload | BufferRole::Target => gpu_storage(&storages[&i]).buffer(),
+                    BufferRole::Realized | BufferRole::Upload | BufferRole::Target => {
+                        gpu_storage(&storages[&i]).buffer()
+                    }
                     BufferRole::Slot(s) => &compiled.slots[s],
                     BufferRole::None => unreachable!("targets are materialized"),
                 };
@@ -173,11 +279,38 @@ impl Backend for WgpuBackend {
         }
         self.ctx.queue.submit([encoder.finish()]);
         self.ctx.counters.submissions.fetch_add(1, Relaxed);
-        self.ctx.counters.dispatches.fetch_add(compiled.kernels.len() as u64, Relaxed);
+        self.ctx
+            .counters
+            .dispatches
+            .fetch_add(compiled.kernels.len() as u64, Relaxed);
         for i in created {
             p.nodes[i].set_storage(storages.remove(&i).unwrap());
         }
-        let result = if staging.is_empty() { Ok(vec![]) } else { map_and_copy(&self.ctx, &staging) };
+        if let Some(ps) = profile_staging {
+            let ps = [ps];
+            let raw = map_and_copy(&self.ctx, &ps)?.remove(0);
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+            let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
+            let timings = compiled
+                .kernels
+                .iter()
+                .enumerate()
+                .map(|(j, (_, ck))| KernelTiming {
+                    name: ck.source.name.clone(),
+                    flops: ck.source.flops,
+                    bytes: ck.source.bytes,
+                    seconds: ticks[2 * j + 1].saturating_sub(ticks[2 * j]) as f64 * period,
+                })
+                .collect();
+            *self.last_profile.lock().unwrap() = timings;
+            let [(st, _)] = ps;
+            self.staging.give(st);
+        }
+        let result = if staging.is_empty() {
+            Ok(vec![])
+        } else {
+            map_and_copy(&self.ctx, &staging)
+        };
         for (st, _) in staging {
             self.staging.give(st);
         }
@@ -186,12 +319,25 @@ impl Backend for WgpuBackend {
 
     fn read(&self, tensor: &Tensor) -> Result<Vec<u8>> {
         self.ctx.check_lost()?;
-        let storage = tensor.storage().ok_or_else(|| KilnError::Backend("read of an unrealized tensor".into()))?;
+        let storage = tensor
+            .storage()
+            .ok_or_else(|| KilnError::Backend("read of an unrealized tensor".into()))?;
         let bytes = storage.size_bytes();
         let st = self.staging.take(&self.ctx, bytes);
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln read") });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln read"),
+            });
         if bytes > 0 {
-            encoder.copy_buffer_to_buffer(&gpu_storage(&storage).buffer().buffer, 0, &st.buffer, 0, bytes.div_ceil(4) * 4);
+            encoder.copy_buffer_to_buffer(
+                &gpu_storage(&storage).buffer().buffer,
+                0,
+                &st.buffer,
+                0,
+                bytes.div_ceil(4) * 4,
+            );
         }
         self.ctx.queue.submit([encoder.finish()]);
         self.ctx.counters.submissions.fetch_add(1, Relaxed);
