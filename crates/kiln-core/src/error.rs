@@ -52,6 +52,9 @@ pub enum KilnError {
     /// Tensors from two different devices met in one realize.
     #[error("tensors from different devices ({0} and {1}) cannot be realized together; move one with .to_device()")]
     MixedDevices(String, String),
+    /// A data file is missing, truncated or corrupt (the message names the file).
+    #[error("data: {0}")]
+    Data(String),
     /// Any other backend failure, with its message.
     #[error("backend: {0}")]
     Backend(String),

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod dtype;
 pub mod error;

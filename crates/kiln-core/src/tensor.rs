@@ -110,6 +110,20 @@ impl Tensor {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// A leaf holding this tensor's values, with no graph behind it: later graphs that use it do
+    /// not keep this tensor's inputs (and their buffers) alive. Realizes the tensor first if
+    /// needed.
+    pub fn detach(&self) -> Result<Tensor> {
+        self.realize()?;
+        let storage = self.storage().expect("realized");
+        Ok(Tensor::from_storage(
+            storage,
+            self.shape().clone(),
+            self.dtype(),
+            self.device(),
+        ))
+    }
+
     /// Computes this tensor's values on its device and keeps them (one submission on a GPU).
     pub fn realize(&self) -> Result<()> {
         Tensor::realize_all(&[self])
