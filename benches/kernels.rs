@@ -11,6 +11,9 @@ use kiln::wgpu_backend::{adapter, WgpuBackend};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A graph to time, built anew for each run.
+type MakeGraph<'a> = Box<dyn Fn() -> Tensor + 'a>;
+
 struct Row {
     kernel: String,
     shape: String,
@@ -170,7 +173,7 @@ fn main() {
     let big = Tensor::rand([n_big], 4, &dev);
     let cols = Tensor::rand([1024, 4096], 5, &dev);
     Tensor::realize_all(&[&x, &big, &cols]).unwrap();
-    let reductions: Vec<(&str, String, Box<dyn Fn() -> Tensor>)> = vec![
+    let reductions: Vec<(&str, String, MakeGraph)> = vec![
         (
             "reduce sum rows",
             "4096x1024 -> 4096".into(),
@@ -221,7 +224,7 @@ fn main() {
     let v = Tensor::rand([n_big], 6, &dev);
     let w = Tensor::rand([n_big], 7, &dev);
     Tensor::realize_all(&[&v, &w]).unwrap();
-    let chains: Vec<(&str, Box<dyn Fn() -> Tensor>)> = vec![
+    let chains: Vec<(&str, MakeGraph)> = vec![
         ("elementwise add", Box::new(|| &v + &w)),
         (
             "fused chain of 8 ops",

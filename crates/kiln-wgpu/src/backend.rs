@@ -109,7 +109,7 @@ impl Backend for WgpuBackend {
     }
 
     fn max_binding_bytes(&self) -> u64 {
-        self.ctx.limits.max_storage_buffer_binding_size as u64
+        self.ctx.limits.max_storage_buffer_binding_size
     }
 
     fn realize(&self, p: &Pending, read: &[usize]) -> Result<Vec<Vec<u8>>> {

@@ -60,22 +60,32 @@ impl PipelineCache {
             // SAFETY: every index in these kernels is computed from the shapes baked into the
             // source and guarded by the edge checks; tests compare them with the reference on
             // shapes that are not multiples of the tiles.
-            unsafe { ctx.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+            unsafe {
+                ctx.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
         } else {
             ctx.device.create_shader_module(desc)
         };
-        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&src.name),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&src.name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(KilnError::Backend(format!("kernel `{}` failed to compile: {err}\n{}", src.name, src.wgsl)));
+            return Err(KilnError::Backend(format!(
+                "kernel `{}` failed to compile: {err}\n{}",
+                src.name, src.wgsl
+            )));
         }
-        ctx.counters.pipelines_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.counters
+            .pipelines_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = Arc::new(pipeline);
         self.map.lock().unwrap().insert(src.wgsl.clone(), p.clone());
         Ok(p)
@@ -84,9 +94,11 @@ impl PipelineCache {
 
 /// Schedules and compiles `p`.
 pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
-    let limits = ScheduleLimits { max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize };
+    let limits = ScheduleLimits {
+        max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
+    };
     let plan = schedule::schedule(p, limits);
-    let max_binding = ctx.limits.max_storage_buffer_binding_size as u64;
+    let max_binding = ctx.limits.max_storage_buffer_binding_size;
     for (i, role) in plan.buffers.iter().enumerate() {
         let bytes = schedule::node_bytes(p, i);
         if *role != BufferRole::None && bytes > max_binding {
@@ -99,7 +111,10 @@ pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<
             });
         }
     }
-    let opts = CodegenOptions { f16: ctx.f16, software: ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu };
+    let opts = CodegenOptions {
+        f16: ctx.f16,
+        software: ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu,
+    };
     let mut kernels = vec![];
     for (k, kernel) in plan.kernels.iter().enumerate() {
         if p.nodes[kernel.root].numel() == 0 {
@@ -115,18 +130,40 @@ pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<
         let words = codegen::params_words(p, kernel);
         let params = (words > 0).then(|| {
             let bytes = (words.div_ceil(4) * 16) as u64;
-            let buf = ctx.pool.create(bytes, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, "kiln params");
+            let buf = ctx.pool.create(
+                bytes,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                "kiln params",
+            );
             (buf, words)
         });
-        kernels.push((k, CompiledKernel { source, pipeline, layout, dispatch, params, bind_groups: Mutex::new(HashMap::new()) }));
+        kernels.push((
+            k,
+            CompiledKernel {
+                source,
+                pipeline,
+                layout,
+                dispatch,
+                params,
+                bind_groups: Mutex::new(HashMap::new()),
+            },
+        ));
     }
     let slots = plan.slot_bytes.iter().map(|&b| ctx.pool.take(b)).collect();
-    Ok(CompiledPlan { plan, kernels, slots })
+    Ok(CompiledPlan {
+        plan,
+        kernels,
+        slots,
+    })
 }
 
 /// Prints a compiled plan for `KILN_LOG=plan` (and its WGSL for `KILN_LOG=kernels`).
 pub fn log(plan: &CompiledPlan, with_source: bool) {
-    eprintln!("kiln plan: {} kernels, {} intermediate slots", plan.kernels.len(), plan.slots.len());
+    eprintln!(
+        "kiln plan: {} kernels, {} intermediate slots",
+        plan.kernels.len(),
+        plan.slots.len()
+    );
     for (i, (_, k)) in plan.kernels.iter().enumerate() {
         eprintln!(
             "  [{i}] {:<40} workgroups {:?}  {:.3} MB moved  {:.3} MFLOP",
