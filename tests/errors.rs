@@ -24,12 +24,20 @@ fn panic_of(f: impl FnOnce()) -> (String, String) {
                 .cloned()
                 .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            let loc = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
             LAST_PANIC.with(|p| *p.borrow_mut() = Some((msg, loc)));
         }))
     });
-    assert!(catch_unwind(AssertUnwindSafe(f)).is_err(), "expected a panic");
-    LAST_PANIC.with(|p| p.borrow_mut().take()).expect("panic recorded")
+    assert!(
+        catch_unwind(AssertUnwindSafe(f)).is_err(),
+        "expected a panic"
+    );
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .expect("panic recorded")
 }
 
 #[test]
@@ -39,9 +47,16 @@ fn matmul_with_mismatched_inner_dimensions_names_op_shapes_and_line() {
     let b = Tensor::zeros([4, 5], &dev);
     let line = line!() + 1;
     let (msg, loc) = panic_of(|| drop(a.matmul(&b)));
-    assert!(msg.contains("matmul") && msg.contains("[2, 3]") && msg.contains("[4, 5]"), "{msg}");
+    assert!(
+        msg.contains("matmul") && msg.contains("[2, 3]") && msg.contains("[4, 5]"),
+        "{msg}"
+    );
     assert!(msg.contains('3') && msg.contains('4'), "{msg}");
-    assert_eq!(loc, format!("tests/errors.rs:{line}"), "the panic points at the caller's line");
+    assert_eq!(
+        loc,
+        format!("tests/errors.rs:{line}"),
+        "the panic points at the caller's line"
+    );
 }
 
 #[test]
@@ -51,7 +66,10 @@ fn adding_shapes_that_do_not_broadcast_names_op_shapes_and_line() {
     let b = Tensor::zeros([4], &dev);
     let line = line!() + 1;
     let (msg, loc) = panic_of(|| drop(&a + &b));
-    assert!(msg.contains("add") && msg.contains("[2, 3]") && msg.contains("[4]"), "{msg}");
+    assert!(
+        msg.contains("add") && msg.contains("[2, 3]") && msg.contains("[4]"),
+        "{msg}"
+    );
     assert_eq!(loc, format!("tests/errors.rs:{line}"));
 }
 
@@ -61,8 +79,14 @@ fn other_shape_mistakes_panic_with_the_op_name() {
     let a = Tensor::zeros([2, 3], &dev);
     assert!(panic_of(|| drop(a.reshape([4, 2]))).0.contains("reshape"));
     assert!(panic_of(|| drop(a.permute(&[0, 0]))).0.contains("permute"));
-    assert!(panic_of(|| drop(a.sum_axes(&[2], false))).0.contains("axes"));
-    assert!(panic_of(|| drop(Tensor::cat(&[&a, &Tensor::zeros([2, 4], &dev)], 0))).0.contains("cat"));
+    assert!(panic_of(|| drop(a.sum_axes(&[2], false)))
+        .0
+        .contains("axes"));
+    assert!(
+        panic_of(|| drop(Tensor::cat(&[&a, &Tensor::zeros([2, 4], &dev)], 0)))
+            .0
+            .contains("cat")
+    );
     let i = Tensor::arange_i32(0, 3, 1, &dev);
     assert!(panic_of(|| drop(i.exp())).0.contains("float"));
     assert!(panic_of(|| drop(&a + &i)).0.contains("dtypes"));
@@ -72,8 +96,21 @@ fn other_shape_mistakes_panic_with_the_op_name() {
 fn from_vec_with_the_wrong_number_of_elements_is_an_error() {
     let err = Tensor::from_vec(vec![1.0f32; 5], [2, 3], &Device::cpu()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, KilnError::DataLength { expected: 6, got: 5, .. }), "{msg}");
-    assert!(msg.contains("[2, 3]") && msg.contains('5') && msg.contains('6'), "{msg}");
+    assert!(
+        matches!(
+            err,
+            KilnError::DataLength {
+                expected: 6,
+                got: 5,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[2, 3]") && msg.contains('5') && msg.contains('6'),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -93,9 +130,17 @@ fn a_tensor_larger_than_one_binding_is_an_error_naming_it() {
     let err = big.realize().unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, KilnError::BindingTooLarge { .. }), "{msg}");
-    assert!(msg.contains(&format!("[{n}]")) && msg.contains(&(n as u64 * 4).to_string()) && msg.contains(&limit.to_string()), "{msg}");
+    assert!(
+        msg.contains(&format!("[{n}]"))
+            && msg.contains(&(n as u64 * 4).to_string())
+            && msg.contains(&limit.to_string()),
+        "{msg}"
+    );
     // The device still works afterwards.
-    assert_eq!((Tensor::ones([2], &dev) * 2.0).to_vec::<f32>().unwrap(), vec![2.0, 2.0]);
+    assert_eq!(
+        (Tensor::ones([2], &dev) * 2.0).to_vec::<f32>().unwrap(),
+        vec![2.0, 2.0]
+    );
 }
 
 #[test]
@@ -104,17 +149,25 @@ fn an_adapter_that_does_not_exist_is_an_error_listing_those_that_do() {
     let err = Device::wgpu_by_name("no-such-adapter-xyz").unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, KilnError::NoDevice(_)), "{msg}");
-    assert!(msg.contains("no-such-adapter-xyz") && msg.contains("adapters present"), "{msg}");
+    assert!(
+        msg.contains("no-such-adapter-xyz") && msg.contains("adapters present"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_lost_device_is_an_error_that_says_what_to_do() {
     gpu();
     let instance = kiln::wgpu_backend::adapter::instance();
-    let adapter = kiln::wgpu_backend::adapter::pick(&instance, None).unwrap().unwrap();
+    let adapter = kiln::wgpu_backend::adapter::pick(&instance, None)
+        .unwrap()
+        .unwrap();
     let backend = std::sync::Arc::new(kiln::wgpu_backend::WgpuBackend::new(&adapter).unwrap());
     let dev = Device::from_backend(backend.clone());
-    assert_eq!((Tensor::ones([2], &dev) + 1.0).to_vec::<f32>().unwrap(), vec![2.0, 2.0]);
+    assert_eq!(
+        (Tensor::ones([2], &dev) + 1.0).to_vec::<f32>().unwrap(),
+        vec![2.0, 2.0]
+    );
     backend.context().device.destroy();
     let _ = backend.context().wait();
     let err = (Tensor::ones([2], &dev) + 1.0).to_vec::<f32>().unwrap_err();

@@ -28,7 +28,11 @@ fn building_a_graph_touches_no_device() {
     for _ in 0..50 {
         y = (y.exp() + 1.0).log();
     }
-    assert_eq!(dev.stats(), before, "building a graph changed the device counters");
+    assert_eq!(
+        dev.stats(),
+        before,
+        "building a graph changed the device counters"
+    );
     y.realize().unwrap();
     assert_ne!(dev.stats(), before);
 }
@@ -42,8 +46,15 @@ fn one_realize_is_one_submission() {
     let v: f32 = y.item().unwrap();
     let after = dev.stats();
     assert!(v.is_finite());
-    assert_eq!(after.submissions - before.submissions, 1, "one plan, one submission, readback included");
-    assert!(after.dispatches - before.dispatches >= 4, "matmul, max, exp-sum and mean kernels: {after}");
+    assert_eq!(
+        after.submissions - before.submissions,
+        1,
+        "one plan, one submission, readback included"
+    );
+    assert!(
+        after.dispatches - before.dispatches >= 4,
+        "matmul, max, exp-sum and mean kernels: {after}"
+    );
     // Several targets realized together are still one submission.
     let (a, b) = (step(&dev, &w, 6), step(&dev, &w, 7).exp());
     Tensor::realize_all(&[&a, &b]).unwrap();
@@ -62,12 +73,24 @@ fn a_repeated_graph_compiles_nothing_and_allocates_nothing() {
         snapshots.push(dev.stats());
     }
     let (warm, last) = (snapshots[1], snapshots[3]);
-    assert_eq!(last.plans_compiled, warm.plans_compiled, "a repeated step compiled a plan");
-    assert_eq!(last.pipelines_created, warm.pipelines_created, "a repeated step created a pipeline");
-    assert_eq!(last.buffers_allocated, warm.buffers_allocated, "a repeated step allocated a buffer");
+    assert_eq!(
+        last.plans_compiled, warm.plans_compiled,
+        "a repeated step compiled a plan"
+    );
+    assert_eq!(
+        last.pipelines_created, warm.pipelines_created,
+        "a repeated step created a pipeline"
+    );
+    assert_eq!(
+        last.buffers_allocated, warm.buffers_allocated,
+        "a repeated step allocated a buffer"
+    );
     assert_eq!(last.plan_cache_hits - warm.plan_cache_hits, 2);
     assert_eq!(last.submissions - warm.submissions, 2);
-    assert!(losses.windows(2).all(|w| w[0] != w[1]), "each step saw its own data: {losses:?}");
+    assert!(
+        losses.windows(2).all(|w| w[0] != w[1]),
+        "each step saw its own data: {losses:?}"
+    );
 }
 
 #[test]
@@ -82,7 +105,10 @@ fn the_same_seed_gives_the_same_random_tensor_on_cpu_and_gpu() {
     let g = Tensor::randn([4096], 77, &gpu).to_vec::<f32>().unwrap();
     let c = Tensor::randn([4096], 77, &cpu).to_vec::<f32>().unwrap();
     for (a, b) in g.iter().zip(&c) {
-        assert!((a - b).abs() <= 2e-5 * (1.0 + b.abs()), "normal numbers differ: {a} vs {b}");
+        assert!(
+            (a - b).abs() <= 2e-5 * (1.0 + b.abs()),
+            "normal numbers differ: {a} vs {b}"
+        );
     }
 }
 
@@ -96,7 +122,11 @@ fn the_same_computation_gives_the_same_bits_every_run() {
         let c = a.matmul(&b).tanh().sum_axes(&[0], false);
         let s = big.sum().reshape([1]);
         let both = Tensor::cat(&[&c, &s], 0);
-        both.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        both.to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<u32>>()
     };
     let first = run();
     for _ in 0..3 {

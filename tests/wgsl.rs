@@ -10,9 +10,12 @@ use kiln::Pending;
 fn validate(name: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name} does not parse:\n{}\n{src}", e.emit_to_string(src)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}\n{src}"));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}\n{src}"));
 }
 
 #[test]
@@ -22,11 +25,17 @@ fn every_hand_written_shader_validates() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
-            validate(&path.display().to_string(), &std::fs::read_to_string(&path).unwrap());
+            validate(
+                &path.display().to_string(),
+                &std::fs::read_to_string(&path).unwrap(),
+            );
             count += 1;
         }
     }
-    assert!(count >= 3, "expected matmul, matmul_cpu and philox shaders, found {count}");
+    assert!(
+        count >= 3,
+        "expected matmul, matmul_cpu and philox shaders, found {count}"
+    );
 }
 
 /// Graphs that exercise every kind of generated code.
@@ -37,18 +46,55 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
     let h = Tensor::from_vec(vec![half::f16::ONE; 12], [3, 4], dev).unwrap();
     let i = Tensor::arange_i32(0, 12, 1, dev).reshape([3, 4]);
     vec![
-        ("elementwise chain", (a.exp() * 2.0 + 1.0).sqrt().tanh().sigmoid().relu()),
-        ("views", a.t().slice(0, 1, 7, 2).flip(&[1]).pad(&[(1, 2), (0, 1)], -1.0).unsqueeze(0)),
-        ("cat and where", Tensor::cat(&[&a, &a.neg(), &a.abs()], 1).gt(&a.sum_axes(&[1], true)).where_cond(&a.repeat_cols(3), &a.repeat_cols(3).neg())),
-        ("random", Tensor::rand([4, 4], 1, dev) + Tensor::randn([4, 4], 2, dev)),
-        ("reduce prologue and epilogue", a.exp().sum_axes(&[1], false).log()),
+        (
+            "elementwise chain",
+            (a.exp() * 2.0 + 1.0).sqrt().tanh().sigmoid().relu(),
+        ),
+        (
+            "views",
+            a.t()
+                .slice(0, 1, 7, 2)
+                .flip(&[1])
+                .pad(&[(1, 2), (0, 1)], -1.0)
+                .unsqueeze(0),
+        ),
+        (
+            "cat and where",
+            Tensor::cat(&[&a, &a.neg(), &a.abs()], 1)
+                .gt(&a.sum_axes(&[1], true))
+                .where_cond(&a.repeat_cols(3), &a.repeat_cols(3).neg()),
+        ),
+        (
+            "random",
+            Tensor::rand([4, 4], 1, dev) + Tensor::randn([4, 4], 2, dev),
+        ),
+        (
+            "reduce prologue and epilogue",
+            a.exp().sum_axes(&[1], false).log(),
+        ),
         ("argmax", a.argmax(1, false)),
         ("var", a.var_axes(&[0], true)),
         ("matmul epilogue", (a.matmul(&b) + &bias).relu()),
-        ("matmul transposed and batched", a.unsqueeze(0).expand([3, 6, 8]).matmul(&a.t())),
-        ("pow and casts", a.pow_scalar(1.5).cast(DType::I32).cast(DType::F32).lt(&a).cast(DType::U32)),
-        ("f16", (h.exp() + h.clone()).sum_axes(&[0], false).cast(DType::F32)),
-        ("integers", (&i / &Tensor::arange_i32(-2, 2, 1, dev)).max_axes(&[1], false)),
+        (
+            "matmul transposed and batched",
+            a.unsqueeze(0).expand([3, 6, 8]).matmul(&a.t()),
+        ),
+        (
+            "pow and casts",
+            a.pow_scalar(1.5)
+                .cast(DType::I32)
+                .cast(DType::F32)
+                .lt(&a)
+                .cast(DType::U32),
+        ),
+        (
+            "f16",
+            (h.exp() + h.clone()).sum_axes(&[0], false).cast(DType::F32),
+        ),
+        (
+            "integers",
+            (&i / &Tensor::arange_i32(-2, 2, 1, dev)).max_axes(&[1], false),
+        ),
     ]
 }
 
@@ -68,13 +114,21 @@ fn every_generated_kernel_of_representative_graphs_validates() {
     let mut kernels = 0;
     for (name, t) in representative_graphs(&dev) {
         let p = Pending::collect(&[&t]);
-        let plan = schedule(&p, ScheduleLimits { max_storage_buffers: 8 });
+        let plan = schedule(
+            &p,
+            ScheduleLimits {
+                max_storage_buffers: 8,
+            },
+        );
         assert!(!plan.kernels.is_empty(), "{name}: no kernels");
         for f16 in [true, false] {
             for software in [true, false] {
                 for k in &plan.kernels {
                     let src = generate(&p, &plan, k, CodegenOptions { f16, software });
-                    validate(&format!("{name} / {} (f16 {f16}, software {software})", src.name), &src.wgsl);
+                    validate(
+                        &format!("{name} / {} (f16 {f16}, software {software})", src.name),
+                        &src.wgsl,
+                    );
                     kernels += 1;
                 }
             }
@@ -91,29 +145,74 @@ fn fusion_keeps_chains_in_one_kernel() {
     let bias = Tensor::from_vec(vec![1.0f32; 5], [5], &dev).unwrap();
     let count = |t: &Tensor| {
         let p = Pending::collect(&[t]);
-        schedule(&p, ScheduleLimits { max_storage_buffers: 8 }).kernels.len()
+        schedule(
+            &p,
+            ScheduleLimits {
+                max_storage_buffers: 8,
+            },
+        )
+        .kernels
+        .len()
     };
-    assert_eq!(count(&(a.exp() * 2.0 + 1.0).sqrt().t().relu()), 1, "elementwise chain with a view");
-    assert_eq!(count(&(a.matmul(&b) + &bias).relu()), 1, "bias and activation fold into matmul");
-    assert_eq!(count(&a.exp().matmul(&b)), 1, "an elementwise prologue folds into matmul");
-    assert_eq!(count(&a.exp().sum_axes(&[1], false).log()), 1, "prologue and epilogue fold into the reduction");
-    assert_eq!(count(&a.mean_axes(&[0, 1], false)), 1, "mean is one reduction kernel");
+    assert_eq!(
+        count(&(a.exp() * 2.0 + 1.0).sqrt().t().relu()),
+        1,
+        "elementwise chain with a view"
+    );
+    assert_eq!(
+        count(&(a.matmul(&b) + &bias).relu()),
+        1,
+        "bias and activation fold into matmul"
+    );
+    assert_eq!(
+        count(&a.exp().matmul(&b)),
+        1,
+        "an elementwise prologue folds into matmul"
+    );
+    assert_eq!(
+        count(&a.exp().sum_axes(&[1], false).log()),
+        1,
+        "prologue and epilogue fold into the reduction"
+    );
+    assert_eq!(
+        count(&a.mean_axes(&[0, 1], false)),
+        1,
+        "mean is one reduction kernel"
+    );
     let x = a.exp();
-    assert_eq!(count(&(&x + &x.t().sum_axes(&[0], true).t())), 3, "a node read by two kernels is stored once");
+    assert_eq!(
+        count(&(&x + &x.t().sum_axes(&[0], true).t())),
+        3,
+        "a node read by two kernels is stored once"
+    );
 }
 
 #[test]
 fn a_kernel_never_binds_more_buffers_than_allowed() {
     let dev = Device::cpu();
-    let parts: Vec<Tensor> = (0..20).map(|i| Tensor::from_vec(vec![i as f32; 4], [4], &dev).unwrap()).collect();
+    let parts: Vec<Tensor> = (0..20)
+        .map(|i| Tensor::from_vec(vec![i as f32; 4], [4], &dev).unwrap())
+        .collect();
     let mut sum = parts[0].clone();
     for p in &parts[1..] {
         sum = &sum + p;
     }
     let p = Pending::collect(&[&sum]);
-    let plan = schedule(&p, ScheduleLimits { max_storage_buffers: 8 });
-    assert!(plan.kernels.len() >= 3, "20 inputs need several kernels under 8 bindings");
+    let plan = schedule(
+        &p,
+        ScheduleLimits {
+            max_storage_buffers: 8,
+        },
+    );
+    assert!(
+        plan.kernels.len() >= 3,
+        "20 inputs need several kernels under 8 bindings"
+    );
     for k in &plan.kernels {
-        assert!(k.reads.len() < 8, "a kernel reads {} buffers", k.reads.len());
+        assert!(
+            k.reads.len() < 8,
+            "a kernel reads {} buffers",
+            k.reads.len()
+        );
     }
 }

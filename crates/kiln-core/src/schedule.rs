@@ -11,7 +11,7 @@
 //!    keeps every element's linear index) is absorbed into the kernel of the chain above it, so
 //!    `relu(a.matmul(b) + bias)` is one kernel.
 //! 4. A kernel never reads more buffers than the device can bind; subtrees are materialized as
-//!    separate kernels until it fits.
+//!    separate kernels until it fits (and an epilogue is given up when only it is left to cut).
 //! 5. Intermediate buffers are assigned to reusable slots by liveness.
 
 use crate::graph::Pending;
@@ -113,8 +113,12 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             is_target(i) || is_core(i) || (t.op().is_elementwise() && users[i] > 1)
         };
     }
-    // Rule 3: absorb cores into the epilogue chain above them.
+    // Rule 3: absorb cores into the epilogue chain above them. A node belongs to at most one
+    // chain: in `(x.sum_axes(..) + x.max_axes(..)) * 2` the sum's chain takes the add and the
+    // mul, and the max's chain stops below the add (its reshape becomes the max kernel's root),
+    // so that no kernel's expression meets a core it does not compute.
     let mut absorbed_into: Vec<Option<usize>> = vec![None; n];
+    let mut claimed = vec![false; n];
     for c in 0..n {
         if !is_core(c) || is_target(c) {
             continue;
@@ -127,13 +131,11 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             let u = user_of[top][0];
             let op = p.nodes[u].op();
             let fusable = op.is_elementwise() || matches!(op, Op::Reshape);
-            if !fusable
-                || p.inputs[u].iter().filter(|&&x| x == top).count() != 1
-                || absorbed_into[u].is_some()
-            {
+            if !fusable || p.inputs[u].iter().filter(|&&x| x == top).count() != 1 || claimed[u] {
                 break;
             }
             top = u;
+            claimed[u] = true;
         }
         if top != c {
             mat[top] = true;
@@ -170,8 +172,25 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         if reads.len() > max_reads {
             // Materialize the inline subtree that reads the most buffers, then schedule again
             // from the first node that changed.
-            let pick = heaviest_inline_child(p, &mat, i, kind);
-            mat[pick] = true;
+            match heaviest_inline_child(p, &mat, i, kind) {
+                // A subtree reading two or more buffers becomes one read.
+                Some((n, pick)) if n > 1 => mat[pick] = true,
+                // Left: subtrees of one buffer each along an epilogue chain
+                // (`((core + x0) + x1) + ...`), whose nodes cannot be cut without the core. Give
+                // the epilogue up: the core gets its own kernel, and the chain becomes an
+                // elementwise kernel, which can be cut anywhere.
+                other => {
+                    if let Some(c) = absorbed_into[i].take() {
+                        mat[c] = true;
+                    } else if let Some((_, pick)) = other {
+                        mat[pick] = true;
+                    } else {
+                        panic!(
+                            "scheduler: a single op reads more buffers than the device can bind"
+                        );
+                    }
+                }
+            }
             i = 0;
             kernels.clear();
             continue;
@@ -269,30 +288,53 @@ pub fn kernel_inputs(
     (reads, scalars)
 }
 
-/// The inline (not materialized) node under `root` whose subtree reads the most buffers.
-fn heaviest_inline_child(p: &Pending, mat: &[bool], root: usize, kind: KernelKind) -> usize {
+/// The inline (not materialized) node under `root` whose subtree reads the most buffers, and
+/// how many it reads; `None` if there is no such node. Nodes whose expression contains the
+/// kernel's core (its epilogue chain) are not candidates.
+fn heaviest_inline_child(
+    p: &Pending,
+    mat: &[bool],
+    root: usize,
+    kind: KernelKind,
+) -> Option<(usize, usize)> {
     let core = match kind {
         KernelKind::Elementwise => None,
         KernelKind::Reduce(c) | KernelKind::Matmul(c) => Some(c),
     };
-    let mut best = (0, usize::MAX);
+    let mut best: Option<(usize, usize)> = None;
     let mut stack = p.inputs[root].clone();
     let mut seen = vec![false; p.nodes.len()];
     while let Some(i) = stack.pop() {
         if std::mem::replace(&mut seen[i], true) || mat[i] && Some(i) != core {
             continue;
         }
-        if Some(i) != core && !p.is_leaf(i) {
+        // A node above the core (on its epilogue chain) cannot become an elementwise kernel:
+        // its expression would contain the core.
+        let above_core = core.is_some_and(|c| reaches(p, mat, i, c));
+        if Some(i) != core && !p.is_leaf(i) && !above_core {
             let (reads, _) = kernel_inputs(p, mat, i, KernelKind::Elementwise);
-            if reads.len() > best.0 {
-                best = (reads.len(), i);
+            if best.is_none_or(|(n, _)| reads.len() > n) {
+                best = Some((reads.len(), i));
             }
         }
         stack.extend(p.inputs[i].iter().copied());
     }
-    assert!(
-        best.1 != usize::MAX,
-        "scheduler: a single op reads more buffers than the device can bind"
-    );
-    best.1
+    best
+}
+
+/// True if `target` is in the inline expression of `from` (reached without passing through a
+/// materialized node other than `target`).
+fn reaches(p: &Pending, mat: &[bool], from: usize, target: usize) -> bool {
+    let mut stack = vec![from];
+    let mut seen = vec![false; p.nodes.len()];
+    while let Some(i) = stack.pop() {
+        if i == target {
+            return true;
+        }
+        if std::mem::replace(&mut seen[i], true) || (i != from && mat[i]) {
+            continue;
+        }
+        stack.extend(p.inputs[i].iter().copied());
+    }
+    false
 }

@@ -62,8 +62,10 @@ pub fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         kind: device_kind(info.device_type),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-        max_storage_binding_bytes: limits.max_storage_buffer_binding_size as u64,
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
         max_buffer_bytes: limits.max_buffer_size,
         max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
         max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,

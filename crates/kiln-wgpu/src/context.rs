@@ -56,13 +56,26 @@ impl Context {
         });
         let counters = Arc::new(Counters::default());
         let pool = BufferPool::new(device.clone(), counters.clone());
-        Ok(Context { device, queue, summary, limits, f16, timestamps: summary_timestamps(&features), counters, pool, lost })
+        Ok(Context {
+            device,
+            queue,
+            summary,
+            limits,
+            f16,
+            timestamps: summary_timestamps(&features),
+            counters,
+            pool,
+            lost,
+        })
     }
 
     /// Errors if the device was lost.
     pub fn check_lost(&self) -> Result<()> {
         match self.lost.lock().unwrap().as_ref() {
-            Some(why) => Err(KilnError::DeviceLost(format!("{} was lost ({why})", self.summary.name))),
+            Some(why) => Err(KilnError::DeviceLost(format!(
+                "{} was lost ({why})",
+                self.summary.name
+            ))),
             None => Ok(()),
         }
     }
@@ -83,7 +96,9 @@ impl Context {
         let y = rest.clamp(1, max);
         let z = rest.div_ceil(y);
         if z > max {
-            return Err(KilnError::Backend(format!("a kernel needs {n} workgroups, more than {max}^3")));
+            return Err(KilnError::Backend(format!(
+                "a kernel needs {n} workgroups, more than {max}^3"
+            )));
         }
         Ok([x as u32, y as u32, z.max(1) as u32])
     }

@@ -34,12 +34,16 @@ pub fn wgpu_device_by_name(name: &str) -> Result<Device> {
 
 fn open(name: Option<&str>) -> Result<Device> {
     let instance = adapter::instance();
-    let adapter = adapter::pick(&instance, name)?.ok_or_else(|| KilnError::NoDevice(INSTALL_HINT.to_string()))?;
+    let adapter = adapter::pick(&instance, name)?
+        .ok_or_else(|| KilnError::NoDevice(INSTALL_HINT.to_string()))?;
     Ok(Device::from_backend(Arc::new(WgpuBackend::new(&adapter)?)))
 }
 
 /// Every adapter wgpu sees, summarised.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let instance = adapter::instance();
-    adapter::all_adapters(&instance).iter().map(adapter::summarize).collect()
+    adapter::all_adapters(&instance)
+        .iter()
+        .map(adapter::summarize)
+        .collect()
 }

@@ -97,6 +97,16 @@ pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<
     let limits = ScheduleLimits {
         max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
     };
+    if !ctx.f16 {
+        if let Some(t) = p.nodes.iter().find(|t| t.dtype() == kiln_core::DType::F16) {
+            return Err(KilnError::Backend(format!(
+                "{} has no native f16 (SHADER_F16), which kiln's f16 kernels need (tensor {} {}); cast f16 tensors to f32 with .cast(DType::F32) on this device",
+                ctx.summary.name,
+                t.dtype(),
+                t.shape()
+            )));
+        }
+    }
     let plan = schedule::schedule(p, limits);
     let max_binding = ctx.limits.max_storage_buffer_binding_size;
     for (i, role) in plan.buffers.iter().enumerate() {

@@ -41,13 +41,23 @@ const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 impl BufferPool {
     /// An empty pool for `device`.
     pub fn new(device: wgpu::Device, counters: Arc<Counters>) -> Arc<BufferPool> {
-        Arc::new(BufferPool { device, free: Mutex::new(HashMap::new()), counters })
+        Arc::new(BufferPool {
+            device,
+            free: Mutex::new(HashMap::new()),
+            counters,
+        })
     }
 
     /// A storage buffer of at least `bytes` bytes (at least 4).
     pub fn take(&self, bytes: u64) -> GpuBuffer {
         let size = bytes.max(4).div_ceil(256) * 256;
-        if let Some(b) = self.free.lock().unwrap().get_mut(&size).and_then(|v| v.pop()) {
+        if let Some(b) = self
+            .free
+            .lock()
+            .unwrap()
+            .get_mut(&size)
+            .and_then(|v| v.pop())
+        {
             return b;
         }
         self.create(size, STORAGE_USAGE, "kiln storage")
@@ -62,7 +72,12 @@ impl BufferPool {
             mapped_at_creation: false,
         });
         self.counters.buffer_created(size);
-        GpuBuffer { buffer, id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed), size, counters: self.counters.clone() }
+        GpuBuffer {
+            buffer,
+            id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
+            size,
+            counters: self.counters.clone(),
+        }
     }
 
     /// Returns a buffer for reuse.
@@ -90,7 +105,11 @@ pub struct GpuStorage {
 impl GpuStorage {
     /// Wraps a pooled buffer holding `bytes` bytes of values.
     pub fn new(buffer: GpuBuffer, bytes: u64, pool: Arc<BufferPool>) -> GpuStorage {
-        GpuStorage { buffer: Some(buffer), bytes, pool }
+        GpuStorage {
+            buffer: Some(buffer),
+            bytes,
+            pool,
+        }
     }
     /// The buffer.
     pub fn buffer(&self) -> &GpuBuffer {

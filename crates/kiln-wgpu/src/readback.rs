@@ -17,10 +17,20 @@ impl StagingPool {
     /// A staging buffer of at least `bytes` bytes.
     pub fn take(&self, ctx: &Context, bytes: u64) -> GpuBuffer {
         let size = bytes.max(4).div_ceil(256) * 256;
-        if let Some(b) = self.free.lock().unwrap().get_mut(&size).and_then(|v| v.pop()) {
+        if let Some(b) = self
+            .free
+            .lock()
+            .unwrap()
+            .get_mut(&size)
+            .and_then(|v| v.pop())
+        {
             return b;
         }
-        ctx.pool.create(size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "kiln staging")
+        ctx.pool.create(
+            size,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            "kiln staging",
+        )
     }
     /// Returns a staging buffer (unmapped) for reuse.
     pub fn give(&self, b: GpuBuffer) {
@@ -33,9 +43,11 @@ pub fn map_and_copy(ctx: &Context, staging: &[(GpuBuffer, u64)]) -> Result<Vec<V
     let mut receivers = vec![];
     for (buf, bytes) in staging {
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        buf.buffer.slice(..(*bytes).max(4).div_ceil(4) * 4).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        buf.buffer
+            .slice(..(*bytes).max(4).div_ceil(4) * 4)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
         receivers.push(rx);
     }
     ctx.wait()?;
@@ -45,7 +57,9 @@ pub fn map_and_copy(ctx: &Context, staging: &[(GpuBuffer, u64)]) -> Result<Vec<V
             Some(Ok(())) => {}
             other => {
                 ctx.check_lost()?;
-                return Err(KilnError::DeviceLost(format!("reading back a buffer failed: {other:?}")));
+                return Err(KilnError::DeviceLost(format!(
+                    "reading back a buffer failed: {other:?}"
+                )));
             }
         }
         let data = {

@@ -75,7 +75,13 @@ pub fn ravel(coords: &[String], shape: &Shape) -> String {
         .zip(shape.dims())
         .zip(&strides)
         .filter(|((c, &d), _)| d > 1 && c.as_str() != "0u")
-        .map(|((c, _), &s)| if s == 1 { c.clone() } else { format!("{c} * {s}u") })
+        .map(|((c, _), &s)| {
+            if s == 1 {
+                c.clone()
+            } else {
+                format!("{c} * {s}u")
+            }
+        })
         .collect();
     if terms.is_empty() {
         "0u".into()
@@ -86,6 +92,11 @@ pub fn ravel(coords: &[String], shape: &Shape) -> String {
 
 /// Coordinates of linear index `lin` in `shape`, as WGSL u32 expressions.
 pub fn unravel(lin: &str, shape: &Shape) -> Vec<String> {
+    // A shape without elements has no index to split (the code never runs), and its zero
+    // strides would put a division by zero into the source, which WGSL rejects.
+    if shape.numel() == 0 {
+        return vec!["0u".to_string(); shape.rank()];
+    }
     let strides = shape.strides();
     shape
         .dims()
@@ -117,7 +128,10 @@ pub fn literal(v: f64, dtype: DType, f16: bool) -> String {
             if v.is_nan() {
                 format!("{ty}(bitcast<f32>(0x7fc00000u))")
             } else if v.is_infinite() {
-                format!("{ty}(bitcast<f32>({}u))", if v > 0.0 { "0x7f800000" } else { "0xff800000" })
+                format!(
+                    "{ty}(bitcast<f32>({}u))",
+                    if v > 0.0 { "0x7f800000" } else { "0xff800000" }
+                )
             } else {
                 format!("{ty}({:?})", v as f32)
             }
@@ -126,6 +140,16 @@ pub fn literal(v: f64, dtype: DType, f16: bool) -> String {
         DType::U32 => format!("{}u", v as u32),
         DType::Bool => (v != 0.0).to_string(),
     }
+}
+
+/// A WGSL bool expression: is the float `x` (of `dtype`) a NaN? Tested on the bits, because
+/// naga compiles `x != x` to an ordered comparison, which is false for NaN.
+pub fn is_nan(x: &str, dtype: DType) -> String {
+    let bits = match dtype {
+        DType::F16 => format!("bitcast<u32>(f32({x}))"),
+        _ => format!("bitcast<u32>({x})"),
+    };
+    format!("(({bits} & 0x7fffffffu) > 0x7f800000u)")
 }
 
 /// Emits the statements of one WGSL function body.
@@ -144,7 +168,14 @@ pub struct Emitter<'e, 'a> {
 impl<'e, 'a> Emitter<'e, 'a> {
     /// A new emitter; `core` maps a node to a variable that already holds its value.
     pub fn new(env: &'e mut KernelEnv<'a>, core: Option<(usize, String)>) -> Self {
-        Emitter { env, core, lines: vec![], memo: HashMap::new(), next: 0, arith_ops: 0 }
+        Emitter {
+            env,
+            core,
+            lines: vec![],
+            memo: HashMap::new(),
+            next: 0,
+            arith_ops: 0,
+        }
     }
 
     fn bind(&mut self, ty: &str, expr: String) -> String {
@@ -200,7 +231,12 @@ impl<'e, 'a> Emitter<'e, 'a> {
         let dtype = node.dtype();
         let ty = value_type(dtype, self.env.f16);
         if self.env.materialized[i] && i != self.env.root {
-            let b = self.env.bindings.get(&i).unwrap_or_else(|| panic!("codegen: node {i} has no binding")).clone();
+            let b = self
+                .env
+                .bindings
+                .get(&i)
+                .unwrap_or_else(|| panic!("codegen: node {i} has no binding"))
+                .clone();
             let idx = ravel(coords, node.shape());
             return self.bind(ty, load_conv(dtype, &format!("{b}[{idx}]")));
         }
@@ -216,7 +252,10 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 self.bind(ty, e)
             }
             Op::Arange { .. } => {
-                let (s, st) = (self.scalar_value(i, 0, dtype), self.scalar_value(i, 1, dtype));
+                let (s, st) = (
+                    self.scalar_value(i, 0, dtype),
+                    self.scalar_value(i, 1, dtype),
+                );
                 self.bind(ty, format!("{s} + {st} * {ty}({})", coords[0]))
             }
             Op::Rand { dist, .. } => {
@@ -226,7 +265,11 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     RandDist::Uniform => "kiln_uniform",
                     RandDist::Normal => "kiln_normal",
                 };
-                let e = format!("{f}({lin}, vec2<u32>({}, {}))", self.scalar(i, 0), self.scalar(i, 1));
+                let e = format!(
+                    "{f}({lin}, vec2<u32>({}, {}))",
+                    self.scalar(i, 0),
+                    self.scalar(i, 1)
+                );
                 self.bind(ty, format!("{ty}({e})"))
             }
             Op::Reshape => {
@@ -283,7 +326,10 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     return inner;
                 }
                 let fill = self.scalar_value(i, 0, dtype);
-                self.bind(ty, format!("select({fill}, {inner}, {})", conds.join(" && ")))
+                self.bind(
+                    ty,
+                    format!("select({fill}, {inner}, {})", conds.join(" && ")),
+                )
             }
             Op::Cat { axis } => {
                 let axis = *axis;
@@ -293,7 +339,13 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     let n = p.nodes[inp].shape().dims()[axis];
                     let a = &coords[axis];
                     let mut c = coords.to_vec();
-                    c[axis] = self.bind("u32", format!("select(0u, {a} - {offset}u, {a} >= {offset}u && {a} < {}u)", offset + n));
+                    c[axis] = self.bind(
+                        "u32",
+                        format!(
+                            "select(0u, {a} - {offset}u, {a} >= {offset}u && {a} < {}u)",
+                            offset + n
+                        ),
+                    );
                     let v = self.value(inp, &c);
                     offset += n;
                     parts.push((v, offset));
@@ -321,11 +373,15 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     UnaryOp::Cos => format!("cos({x})"),
                     // exp(-2|x|) never overflows, unlike some drivers' tanh for large |x|.
                     UnaryOp::Tanh => {
-                        let e = self.bind(ty, format!("exp({} * abs({x}))", literal(-2.0, dtype, self.env.f16)));
+                        let e = self.bind(
+                            ty,
+                            format!("exp({} * abs({x}))", literal(-2.0, dtype, self.env.f16)),
+                        );
                         format!("sign({x}) * ({one} - {e}) / ({one} + {e})")
                     }
                     UnaryOp::Sigmoid => format!("{one} / ({one} + exp(-{x}))"),
-                    UnaryOp::Relu => format!("max({x}, {zero})"),
+                    // Not `max(x, 0)`: WGSL's max may drop a NaN, the reference keeps it.
+                    UnaryOp::Relu => format!("select({x}, {zero}, {x} < {zero})"),
                     UnaryOp::Floor => format!("floor({x})"),
                     UnaryOp::Ceil => format!("ceil({x})"),
                     UnaryOp::Round => format!("round({x})"),
@@ -337,7 +393,30 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 let x = self.value(ins[0], coords);
                 let y = self.value(ins[1], coords);
                 let in_dtype = p.nodes[ins[0]].dtype();
+                let is_float = in_dtype.is_float();
                 let e = match b {
+                    // WGSL has no arithmetic or ordering on bool. The reference computes on 0 and
+                    // 1 and rounds the result to bool as `!= 0`: 1 + 1 and 0 - 1 are true.
+                    BinaryOp::Add | BinaryOp::Maximum if in_dtype == DType::Bool => {
+                        format!("{x} || {y}")
+                    }
+                    BinaryOp::Sub if in_dtype == DType::Bool => format!("{x} != {y}"),
+                    BinaryOp::Mul | BinaryOp::Div | BinaryOp::Minimum
+                        if in_dtype == DType::Bool =>
+                    {
+                        format!("{x} && {y}")
+                    }
+                    BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+                        if in_dtype == DType::Bool =>
+                    {
+                        let op = match b {
+                            BinaryOp::Lt => "<",
+                            BinaryOp::Le => "<=",
+                            BinaryOp::Gt => ">",
+                            _ => ">=",
+                        };
+                        format!("u32({x}) {op} u32({y})")
+                    }
                     BinaryOp::Add => format!("{x} + {y}"),
                     BinaryOp::Sub => format!("{x} - {y}"),
                     BinaryOp::Mul => format!("{x} * {y}"),
@@ -350,9 +429,22 @@ impl<'e, 'a> Emitter<'e, 'a> {
                         self.env.uses_pow = true;
                         format!("{ty}(kiln_pow(f32({x}), f32({y})))")
                     }
+                    // WGSL's max and min may drop a NaN; the reference propagates it (x + y is
+                    // NaN when either is).
+                    BinaryOp::Maximum | BinaryOp::Minimum if is_float => {
+                        let f = if *b == BinaryOp::Maximum {
+                            "max"
+                        } else {
+                            "min"
+                        };
+                        let nan = format!("{} || {}", is_nan(&x, in_dtype), is_nan(&y, in_dtype));
+                        format!("select({f}({x}, {y}), {x} + {y}, {nan})")
+                    }
                     BinaryOp::Maximum => format!("max({x}, {y})"),
                     BinaryOp::Minimum => format!("min({x}, {y})"),
                     BinaryOp::Eq => format!("{x} == {y}"),
+                    // naga's float `!=` is ordered (false with a NaN); the reference's is true.
+                    BinaryOp::Ne if is_float => format!("!({x} == {y})"),
                     BinaryOp::Ne => format!("{x} != {y}"),
                     BinaryOp::Lt => format!("{x} < {y}"),
                     BinaryOp::Le => format!("{x} <= {y}"),
@@ -376,16 +468,33 @@ impl<'e, 'a> Emitter<'e, 'a> {
                         literal(0.0, t, self.env.f16),
                         literal(1.0, t, self.env.f16)
                     ),
-                    (f, DType::Bool) => format!("{x} != {}", literal(0.0, f, self.env.f16)),
-                    // WGSL float-to-int conversion saturates, like Rust's `as`; NaN gives 0.
-                    (f, DType::I32 | DType::U32) if f.is_float() => {
-                        format!("select({ty}({x}), {ty}(0), {x} != {x})")
-                    }
+                    // `!(x == 0)`, not `x != 0`: NaN is true, as in the reference.
+                    (f, DType::Bool) => format!("!({x} == {})", literal(0.0, f, self.env.f16)),
+                    // The reference truncates and saturates to the integer range, like Rust's
+                    // `as`; NaN gives 0. WGSL clamps to the largest value of the source type
+                    // inside the range instead (f32: 2^31 - 128, 2^32 - 256; f16: +-65504, even
+                    // for an infinity), so convert from f32 and select the top explicitly.
+                    (f, DType::I32) if f.is_float() => format!(
+                        "select(select(i32(f32({x})), 2147483647i, f32({x}) >= 2147483648.0), 0i, {})",
+                        is_nan(&x, f)
+                    ),
+                    (f, DType::U32) if f.is_float() => format!(
+                        "select(select(u32(f32({x})), 4294967295u, f32({x}) >= 4294967296.0), 0u, {})",
+                        is_nan(&x, f)
+                    ),
+                    // Through f32, which holds every integer up to f16's range exactly: WGSL's
+                    // integer-to-f16 conversion clamps to 65504 where rounding gives infinity.
+                    (DType::I32 | DType::U32, DType::F16) => format!("{ty}(f32({x}))"),
+                    // Integer to integer saturates too (WGSL reinterprets the bits).
+                    (DType::I32, DType::U32) => format!("u32(max({x}, 0i))"),
+                    (DType::U32, DType::I32) => format!("i32(min({x}, 2147483647u))"),
                     _ => format!("{ty}({x})"),
                 };
                 self.bind(ty, e)
             }
-            Op::Reduce { .. } | Op::Matmul => panic!("codegen: node {i} ({:?}) must be materialized", node.op()),
+            Op::Reduce { .. } | Op::Matmul => {
+                panic!("codegen: node {i} ({:?}) must be materialized", node.op())
+            }
         }
     }
 }
@@ -399,12 +508,19 @@ pub fn helpers(env: &KernelEnv) -> String {
     }
     if env.uses_pow {
         s.push_str(
-            "// pow with the sign rules of C's powf for negative bases and integral exponents.\n\
+            "// pow with the rules of C's powf for a zero exponent, a zero base, and negative bases\n\
+// with integral exponents (WGSL's pow is undefined for a <= 0).\n\
 fn kiln_pow(a: f32, b: f32) -> f32 {\n\
-    if (a >= 0.0) { return pow(a, b); }\n\
+    if (b == 0.0 || a == 1.0) { return 1.0; }\n\
+    let odd = b == floor(b) && b - 2.0 * floor(b * 0.5) == 1.0;\n\
+    if (a == 0.0) {\n\
+        let z = select(0.0, bitcast<f32>(0x7f800000u), b < 0.0);\n\
+        return select(z, -z, odd && bitcast<u32>(a) != 0u);\n\
+    }\n\
+    if (a > 0.0) { return pow(a, b); }\n\
     let r = pow(-a, b);\n\
     if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }\n\
-    return select(r, -r, b - 2.0 * floor(b * 0.5) == 1.0);\n\
+    return select(r, -r, odd);\n\
 }\n",
         );
     }

@@ -21,20 +21,36 @@ const END: &str = "// @kiln:generated-end";
 /// Reads `const NAME: u32 = 64u;` from a template.
 pub fn template_const(template: &str, name: &str) -> u32 {
     let pat = format!("const {name}: u32 = ");
-    let start = template.find(&pat).unwrap_or_else(|| panic!("matmul template lacks `{pat}`")) + pat.len();
-    let digits: String = template[start..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let start = template
+        .find(&pat)
+        .unwrap_or_else(|| panic!("matmul template lacks `{pat}`"))
+        + pat.len();
+    let digits: String = template[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().expect("tile size is a number")
 }
 
 /// Replaces the generated region of `template` with `region`.
 pub fn fill_template(template: &str, region: &str) -> String {
-    let b = template.find(BEGIN).expect("matmul template lacks the generated-begin marker");
-    let e = template.find(END).expect("matmul template lacks the generated-end marker") + END.len();
+    let b = template
+        .find(BEGIN)
+        .expect("matmul template lacks the generated-begin marker");
+    let e = template
+        .find(END)
+        .expect("matmul template lacks the generated-end marker")
+        + END.len();
     format!("{}{BEGIN}\n{region}{END}{}", &template[..b], &template[e..])
 }
 
 /// The kernel of matmul node `c` (with its epilogue up to `kernel.root`).
-pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize, opts: CodegenOptions) -> KernelSource {
+pub fn generate(
+    env: &mut KernelEnv,
+    kernel: &Kernel,
+    c: usize,
+    opts: CodegenOptions,
+) -> KernelSource {
     let p = env.p;
     let node = p.nodes[c].clone();
     let (a, b) = (p.inputs[c][0], p.inputs[c][1]);
@@ -51,7 +67,10 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize, opts: CodegenOpt
         coords.push(j.to_string());
         let mut em = Emitter::new(env, None);
         let v = em.value(x, &coords);
-        (format!("    {}\n    return f32({v});", em.lines.join("\n    ")), em.arith_ops)
+        (
+            format!("    {}\n    return f32({v});", em.lines.join("\n    ")),
+            em.arith_ops,
+        )
     };
     let (load_a, ops_a) = operand(env, a, "row", "k");
     let (load_b, ops_b) = operand(env, b, "k", "col");
@@ -85,15 +104,30 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
 }}
 "
     );
-    let template = if opts.software { MATMUL_CPU_WGSL } else { MATMUL_WGSL };
-    let (tm, tn) = (template_const(template, "TILE_M"), template_const(template, "TILE_N"));
-    let grid = [(n as u32).div_ceil(tn), (m as u32).div_ceil(tm), batch as u32];
+    let template = if opts.software {
+        MATMUL_CPU_WGSL
+    } else {
+        MATMUL_WGSL
+    };
+    let (tm, tn) = (
+        template_const(template, "TILE_M"),
+        template_const(template, "TILE_N"),
+    );
+    let grid = [
+        (n as u32).div_ceil(tn),
+        (m as u32).div_ceil(tm),
+        batch as u32,
+    ];
     let wgsl = fill_template(template, &region);
     let (m, n, k, batch) = (m as u64, n as u64, k as u64, batch as u64);
     KernelSource {
         name: format!(
             "matmul {}{m}x{n}x{k}{}",
-            if batch > 1 { format!("{batch}x ") } else { String::new() },
+            if batch > 1 {
+                format!("{batch}x ")
+            } else {
+                String::new()
+            },
             if kernel.root != c { " +epilogue" } else { "" }
         ),
         wgsl,

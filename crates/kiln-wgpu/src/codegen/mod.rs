@@ -49,7 +49,9 @@ pub struct CodegenOptions {
 pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions) -> KernelSource {
     let mut env = KernelEnv {
         p,
-        materialized: (0..p.nodes.len()).map(|i| plan.is_materialized(i)).collect(),
+        materialized: (0..p.nodes.len())
+            .map(|i| plan.is_materialized(i))
+            .collect(),
         root: kernel.root,
         f16: opts.f16,
         bindings: HashMap::new(),
@@ -100,14 +102,22 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
     wgsl.push_str(&expr::helpers(&env));
     wgsl.push_str(&body);
     src.wgsl = wgsl;
-    src.bytes = kernel.reads.iter().map(|&r| kiln_core::schedule::node_bytes(p, r)).sum::<u64>()
+    src.bytes = kernel
+        .reads
+        .iter()
+        .map(|&r| kiln_core::schedule::node_bytes(p, r))
+        .sum::<u64>()
         + kiln_core::schedule::node_bytes(p, kernel.root);
     src
 }
 
 /// Number of 32-bit params words `kernel` needs.
 pub fn params_words(p: &Pending, kernel: &Kernel) -> usize {
-    kernel.scalars.iter().map(|&s| p.nodes[s].op().scalar_words(p.nodes[s].dtype()).len()).sum()
+    kernel
+        .scalars
+        .iter()
+        .map(|&s| p.nodes[s].op().scalar_words(p.nodes[s].dtype()).len())
+        .sum()
 }
 
 /// The flat invocation index of a kernel dispatched as `Workgroups::Flat` with `size` invocations

@@ -6,7 +6,7 @@
 //! - one workgroup per output element when groups are large: each invocation strides over the
 //!   group, then a tree reduction in workgroup memory combines the partial results.
 
-use super::expr::{literal, store_conv, unravel, value_type, Emitter, KernelEnv};
+use super::expr::{is_nan, literal, store_conv, unravel, value_type, Emitter, KernelEnv};
 use super::{flat_index, KernelSource, Workgroups};
 use kiln_core::op::{Op, ReduceOp};
 use kiln_core::schedule::Kernel;
@@ -16,7 +16,9 @@ use kiln_core::{DType, Shape};
 pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource {
     let p = env.p;
     let node = p.nodes[c].clone();
-    let Op::Reduce { op, axes } = node.op().clone() else { unreachable!() };
+    let Op::Reduce { op, axes } = node.op().clone() else {
+        unreachable!()
+    };
     let x = p.inputs[c][0];
     let in_shape = p.nodes[x].shape().clone();
     let in_dtype = p.nodes[x].dtype();
@@ -63,26 +65,56 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource 
         ReduceOp::Max | ReduceOp::ArgMax => min_value(acc_ty),
         ReduceOp::Min | ReduceOp::ArgMin => max_value(acc_ty),
     };
-    // How a new value `v` at position `r` joins the running (acc, best).
-    let combine = match op {
-        ReduceOp::Sum => "acc = acc + v;",
-        ReduceOp::Max => "acc = max(acc, v);",
-        ReduceOp::Min => "acc = min(acc, v);",
-        ReduceOp::ArgMax => "if (v > acc) { acc = v; best = r; }",
-        ReduceOp::ArgMin => "if (v < acc) { acc = v; best = r; }",
-    };
-    // How workgroup slot `lid + s` joins slot `lid`.
-    let tree = match op {
-        ReduceOp::Sum => "sh_v[lid] = sh_v[lid] + sh_v[lid + s];".to_string(),
-        ReduceOp::Max => "sh_v[lid] = max(sh_v[lid], sh_v[lid + s]);".to_string(),
-        ReduceOp::Min => "sh_v[lid] = min(sh_v[lid], sh_v[lid + s]);".to_string(),
-        ReduceOp::ArgMax | ReduceOp::ArgMin => {
-            let cmp = if op == ReduceOp::ArgMax { ">" } else { "<" };
-            format!(
-                "let a = sh_v[lid]; let b = sh_v[lid + s];\n            \
-                 if (b {cmp} a || (b == a && sh_i[lid + s] < sh_i[lid])) {{ sh_v[lid] = b; sh_i[lid] = sh_i[lid + s]; }}"
-            )
+    // How a new value `v` at position `r` joins the running (acc, best). Float max and min
+    // follow the reference: a NaN wins over everything and stays (WGSL's max and min may drop
+    // it); the arg reductions then point at the first NaN.
+    let float = acc_ty == "f32";
+    let nan = |x: &str| {
+        if float {
+            is_nan(x, DType::F32)
+        } else {
+            "false".to_string()
         }
+    };
+    let (cmp, takes) = match op {
+        ReduceOp::Max | ReduceOp::ArgMax => (">", true),
+        ReduceOp::Min | ReduceOp::ArgMin => ("<", true),
+        ReduceOp::Sum => ("", false),
+    };
+    let set_best = if is_arg { " best = r;" } else { "" };
+    let combine = if !takes {
+        "acc = acc + v;".to_string()
+    } else if float {
+        format!(
+            "if (!{} && (v {cmp} acc || {})) {{ acc = v;{set_best} }}",
+            nan("acc"),
+            nan("v")
+        )
+    } else {
+        format!("if (v {cmp} acc) {{ acc = v;{set_best} }}")
+    };
+    // How workgroup slot `lid + s` (b) joins slot `lid` (a): the better value wins, a NaN over
+    // any number, and of equal values (or two NaNs) the one at the smaller position.
+    let tree = if !takes {
+        "sh_v[lid] = sh_v[lid] + sh_v[lid + s];".to_string()
+    } else {
+        let (na, nb) = (nan("a"), nan("b"));
+        let earlier = if is_arg {
+            "sh_i[lid + s] < sh_i[lid]"
+        } else {
+            "false"
+        };
+        let copy_i = if is_arg {
+            " sh_i[lid] = sh_i[lid + s];"
+        } else {
+            ""
+        };
+        format!(
+            "let a = sh_v[lid]; let b = sh_v[lid + s];\n            \
+             let b_nan = {nb}; let a_nan = {na};\n            \
+             let better = select(b {cmp} a || (b == a && {earlier}), a_nan && b_nan && {earlier}, b_nan || a_nan);\n            \
+             if (better || (b_nan && !a_nan)) {{ sh_v[lid] = b;{copy_i} }}"
+        )
     };
     let store = store_conv(root.dtype(), "epilogue(o, acc, best)");
     let per_thread = r_len <= 64 || (n_out >= 8192 && r_len <= 2048);
@@ -112,6 +144,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         )
     } else {
         let size = if r_len >= 4096 { 256u32 } else { 64 };
+        let strided = strided_loop(r_len, size as u64, &combine);
         (
             format!(
                 "
@@ -127,10 +160,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (o >= {n_out}u) {{ return; }}
     var acc: {acc_ty} = {init};
     var best: u32 = 0u;
-    for (var r = lid; r < {r_len}u; r = r + {size}u) {{
-        let v = load_x(o, r);
-        {combine}
-    }}
+    {strided}
     sh_v[lid] = acc;
     sh_i[lid] = best;
     workgroupBarrier();
@@ -159,6 +189,52 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         flops: n_out * r_len * (1 + prologue_ops),
         bytes: 0,
     }
+}
+
+/// Loop iterations one invocation may run. lavapipe (Mesa's llvmpipe) stops every invocation
+/// after 65,535 loop iterations in total, silently, so a longer loop computes a wrong result;
+/// stay well below that.
+const MAX_LOOP_ITERATIONS: u64 = 16_384;
+
+/// The loop in which invocation `lid` combines positions `lid, lid + size, lid + 2 size, ...`
+/// of its group, in that order. Long groups take several positions per iteration (the loop
+/// body unrolled), so that no invocation loops more than [`MAX_LOOP_ITERATIONS`] times; the
+/// order of combination, and so the result, is the same either way.
+fn strided_loop(r_len: u64, size: u64, combine: &str) -> String {
+    let unroll = r_len.div_ceil(size).div_ceil(MAX_LOOP_ITERATIONS).max(1);
+    if unroll == 1 {
+        return format!(
+            "for (var r = lid; r < {r_len}u; r = r + {size}u) {{
+        let v = load_x(o, r);
+        {combine}
+    }}"
+        );
+    }
+    let mut body = format!(
+        "{{
+            let r = r0;
+            let v = load_x(o, r);
+            {combine}
+        }}"
+    );
+    for k in 1..unroll {
+        body.push_str(&format!(
+            "
+        if (r0 + {off}u < {r_len}u) {{
+            let r = r0 + {off}u;
+            let v = load_x(o, r);
+            {combine}
+        }}",
+            off = k * size
+        ));
+    }
+    format!(
+        "// {unroll} positions per iteration: at most {MAX_LOOP_ITERATIONS} iterations.
+    for (var r0 = lid; r0 < {r_len}u; r0 = r0 + {step}u) {{
+        {body}
+    }}",
+        step = unroll * size
+    )
 }
 
 fn in_dtype_acc(d: DType) -> DType {

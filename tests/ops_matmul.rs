@@ -1,0 +1,265 @@
+//! Matmul on the wgpu device compared with the reference executor: 2-D sizes from 1x1x1 to
+//! 257x129x513 (none of them multiples of a tile), batched with broadcast batch dimensions,
+//! transposed and other non-contiguous operands read in place, 1-D operands, f16, and the fused
+//! prologue (`a.exp().matmul(&b)`) and epilogue (`(a.matmul(&b) + &bias).relu()`).
+//!
+//! The device accumulates in f32, the reference in f64: the absolute tolerance grows with the
+//! square root of the inner dimension K.
+
+mod common;
+mod ops_support;
+
+use common::pair;
+use half::f16;
+use kiln::prelude::*;
+use ops_support::*;
+
+/// (M, N, K) of the 2-D cases. Every distinct matmul kernel costs a JIT compile of a few
+/// hundred milliseconds on lavapipe, so the other tests use a few of these sizes.
+const SIZES: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (17, 33, 65),
+    (64, 64, 64),
+    (100, 1, 37),
+    (1, 100, 37),
+    (257, 129, 513),
+];
+
+/// Sizes for the variations (transposes, epilogues, f16): a scalar, odd sizes, a vector.
+const SOME: [(usize, usize, usize); 3] = [(3, 5, 7), (17, 33, 65), (100, 1, 37)];
+
+#[test]
+fn two_d_sizes_from_1x1x1_to_257x129x513() {
+    for (i, &(m, n, k)) in SIZES.iter().enumerate() {
+        let a = pair(&[m, k], 10 + i as u64);
+        let b = pair(&[k, n], 20 + i as u64);
+        check2(&format!("{m}x{n}x{k}"), &a, &b, dot_tol(k), |a, b| {
+            let c = a.matmul(b);
+            assert_eq!(c.dims(), &[m, n]);
+            c
+        });
+    }
+}
+
+#[test]
+fn transposed_operands_are_read_in_place() {
+    for (i, &(m, n, k)) in SOME.iter().enumerate() {
+        let a = pair(&[m, k], 30 + i as u64);
+        let bt = pair(&[n, k], 40 + i as u64);
+        let at = pair(&[k, m], 50 + i as u64);
+        check2(
+            &format!("a.matmul(b.t()) {m}x{n}x{k}"),
+            &a,
+            &bt,
+            dot_tol(k),
+            |a, bt| a.matmul(&bt.t()),
+        );
+        check2(
+            &format!("a.t().matmul(b.t()) {m}x{n}x{k}"),
+            &at,
+            &bt,
+            dot_tol(k),
+            |at, bt| at.t().matmul(&bt.t()),
+        );
+    }
+    // Batched, with the transpose of the last two dimensions.
+    let a = pair(&[3, 9, 11], 60);
+    let b = pair(&[3, 13, 11], 61);
+    check2("batched a.matmul(b.t())", &a, &b, dot_tol(11), |a, b| {
+        a.matmul(&b.t())
+    });
+}
+
+#[test]
+fn batched_with_broadcast_batch_dimensions() {
+    let cases: [(&[usize], &[usize]); 4] = [
+        (&[2, 3, 5, 7], &[7, 4]),
+        (&[1, 6, 8], &[4, 8, 3]),
+        (&[4, 8], &[2, 3, 8, 5]),
+        (&[2, 3, 1, 65], &[2, 3, 65, 1]),
+    ];
+    for (i, (sa, sb)) in cases.iter().enumerate() {
+        let a = pair(sa, 70 + i as u64);
+        let b = pair(sb, 80 + i as u64);
+        let k = sa[sa.len() - 1];
+        check2(&format!("{sa:?} x {sb:?}"), &a, &b, dot_tol(k), |a, b| {
+            a.matmul(b)
+        });
+    }
+}
+
+#[test]
+fn one_dimensional_operands() {
+    let v = pair(&[37], 90);
+    let m = pair(&[37, 12], 91);
+    let mt = pair(&[12, 37], 92);
+    let batch = pair(&[3, 37, 5], 93);
+    check2("vector x matrix", &v, &m, dot_tol(37), |v, m| {
+        let r = v.matmul(m);
+        assert_eq!(r.dims(), &[12]);
+        r
+    });
+    check2("matrix x vector", &mt, &v, dot_tol(37), |m, v| {
+        let r = m.matmul(v);
+        assert_eq!(r.dims(), &[12]);
+        r
+    });
+    check2("vector x vector", &v, &v, dot_tol(37), |a, b| {
+        let r = a.matmul(&b.flip(&[0]));
+        assert_eq!(r.dims(), &[] as &[usize]);
+        r
+    });
+    check2("vector x batch", &v, &batch, dot_tol(37), |v, b| {
+        v.matmul(b)
+    });
+    check2("batch.t() x vector", &batch, &v, dot_tol(37), |b, v| {
+        let r = b.t().matmul(v) + b.matmul(&v.narrow(0, 0, 5)).narrow(1, 0, 5);
+        assert_eq!(r.dims(), &[3, 5]);
+        r
+    });
+}
+
+#[test]
+fn fused_bias_and_activation_epilogue() {
+    for &(m, n, k) in &SOME[1..] {
+        let a = pair(&[m, k], 100);
+        let b = pair(&[k, n], 101);
+        let bias = pair(&[n], 102);
+        let what = format!("(a.matmul(b) + bias).relu() {m}x{n}x{k}");
+        let tol = dot_tol(k);
+        close(
+            &what,
+            &(a.0.matmul(&b.0) + &bias.0).relu(),
+            &(a.1.matmul(&b.1) + &bias.1).relu(),
+            tol,
+        );
+        close(
+            &format!("sigmoid(a.matmul(b) * 0.5 - bias) {m}x{n}x{k}"),
+            &(a.0.matmul(&b.0) * 0.5 - &bias.0).sigmoid(),
+            &(a.1.matmul(&b.1) * 0.5 - &bias.1).sigmoid(),
+            tol,
+        );
+    }
+    // A column bias, a reshape after the matmul, and a batched epilogue.
+    let a = pair(&[2, 9, 14], 103);
+    let b = pair(&[14, 6], 104);
+    let col = pair(&[9, 1], 105);
+    close(
+        "batched matmul + column bias, reshaped, tanh",
+        &(a.0.matmul(&b.0) + &col.0).reshape([18, 6]).tanh(),
+        &(a.1.matmul(&b.1) + &col.1).reshape([18, 6]).tanh(),
+        dot_tol(14),
+    );
+}
+
+#[test]
+fn fused_elementwise_prologue() {
+    let a = pair(&[33, 65], 110);
+    let b = pair(&[65, 17], 111);
+    check2(
+        "a.exp().matmul(b)",
+        &a,
+        &b,
+        (dot_tol(65).0 * 3.0, 1e-4),
+        |a, b| a.exp().matmul(b),
+    );
+    check2(
+        "(a * 2 - 1).relu().matmul(b.t().t() * b.t().t())",
+        &a,
+        &b,
+        dot_tol(65),
+        |a, b| (a * 2.0 - 1.0).relu().matmul(&(b * b)),
+    );
+    check2(
+        "prologue and epilogue together",
+        &a,
+        &b,
+        dot_tol(65),
+        |a, b| (a.abs().sqrt().matmul(&b.sin()) + 1.0).relu(),
+    );
+}
+
+#[test]
+fn chained_and_shared_matmuls() {
+    let a = pair(&[20, 30], 120);
+    let b = pair(&[30, 40], 121);
+    let c = pair(&[40, 10], 122);
+    close(
+        "(a b) c",
+        &a.0.matmul(&b.0).matmul(&c.0),
+        &a.1.matmul(&b.1).matmul(&c.1),
+        dot_tol(30 * 40),
+    );
+    // One matmul read by two consumers and a reduction.
+    check2("a matmul used twice", &a, &b, dot_tol(30), |a, b| {
+        let h = a.matmul(b);
+        h.relu() - h.sum_axes(&[1], true) / 40.0
+    });
+    check2(
+        "a matmul of a reduction",
+        &a,
+        &b,
+        dot_tol(30 * 40),
+        |a, b| {
+            a.unsqueeze(2)
+                .expand([20, 30, 3])
+                .sum_axes(&[2], false)
+                .matmul(b)
+        },
+    );
+    check2(
+        "matmul then reductions",
+        &a,
+        &b,
+        dot_tol(30 * 40),
+        |a, b| {
+            let h = a.matmul(b);
+            h.max_axes(&[0], false).sum()
+                + h.argmax(1, false).cast(DType::F32).sum()
+                + h.sum_axes(&[1], false).sum()
+        },
+    );
+}
+
+#[test]
+fn f16_matmul() {
+    let f16s = |shape: &[usize], seed: u64| {
+        let v: Vec<f16> = common::values(shape.iter().product(), seed)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect();
+        pair_of(&v, shape)
+    };
+    for &(m, n, k) in &[(1, 1, 1), (17, 33, 65)] {
+        let a = f16s(&[m, k], 130);
+        let b = f16s(&[k, n], 131);
+        // The product is accumulated in f32 and rounded to f16 once, like the reference.
+        check2(
+            &format!("f16 {m}x{n}x{k}"),
+            &a,
+            &b,
+            (dot_tol(k).0, 1e-3),
+            |a, b| a.matmul(b),
+        );
+        check2(
+            &format!("f16 {m}x{n}x{k} via f32"),
+            &a,
+            &b,
+            dot_tol(k),
+            |a, b| a.cast(DType::F32).matmul(&b.cast(DType::F32)),
+        );
+    }
+}
+
+#[test]
+fn empty_matmuls() {
+    for (m, n, k) in [(4, 3, 0), (0, 3, 4), (4, 0, 3)] {
+        let a = pair(&[m, k], 140);
+        let b = pair(&[k, n], 141);
+        check2(&format!("{m}x{n}x{k}"), &a, &b, EXACT, |a, b| a.matmul(b));
+        check2(&format!("{m}x{n}x{k} + 1"), &a, &b, EXACT, |a, b| {
+            a.matmul(b) + 1.0
+        });
+    }
+}
