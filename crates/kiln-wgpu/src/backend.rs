@@ -5,7 +5,7 @@
 use crate::context::Context;
 use crate::plan_cache::{self, CompiledPlan, PipelineCache};
 use crate::pool::{GpuBuffer, GpuStorage};
-use crate::readback::{map_and_copy, StagingPool};
+use crate::readback::map_and_copy;
 use kiln_core::op::Op;
 use kiln_core::schedule::BufferRole;
 use kiln_core::{Backend, DeviceKind, KilnError, Pending, Result, Stats, Storage, Tensor};
@@ -18,7 +18,6 @@ pub struct WgpuBackend {
     ctx: Context,
     plans: Mutex<HashMap<String, Arc<CompiledPlan>>>,
     pipelines: PipelineCache,
-    staging: StagingPool,
     log: Option<bool>,
     profiling: AtomicBool,
     last_profile: Mutex<Vec<KernelTiming>>,
@@ -49,7 +48,6 @@ impl WgpuBackend {
             ctx: Context::open(adapter)?,
             plans: Mutex::new(HashMap::new()),
             pipelines: PipelineCache::default(),
-            staging: StagingPool::default(),
             log,
             profiling: AtomicBool::new(false),
             last_profile: Mutex::new(vec![]),
@@ -255,7 +253,7 @@ impl Backend for WgpuBackend {
         let mut profile_staging = None;
         if let Some((set, resolve, n)) = &queries {
             encoder.resolve_query_set(set, 0..*n, &resolve.buffer, 0);
-            let st = self.staging.take(&self.ctx, *n as u64 * 8);
+            let st = self.ctx.pool.take_staging(*n as u64 * 8);
             encoder.copy_buffer_to_buffer(&resolve.buffer, 0, &st.buffer, 0, *n as u64 * 8);
             profile_staging = Some((st, *n as u64 * 8));
         }
@@ -264,7 +262,7 @@ impl Backend for WgpuBackend {
             let i = p.targets[r];
             let node = &p.nodes[i];
             let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
-            let st = self.staging.take(&self.ctx, bytes);
+            let st = self.ctx.pool.take_staging(bytes);
             if bytes > 0 {
                 let src = match plan.buffers[i] {
                     BufferRole::Realized | BufferRole::Upload | BufferRole::Target => {
@@ -304,7 +302,7 @@ impl Backend for WgpuBackend {
                 .collect();
             *self.last_profile.lock().unwrap() = timings;
             let [(st, _)] = ps;
-            self.staging.give(st);
+            self.ctx.pool.give(st);
         }
         let result = if staging.is_empty() {
             Ok(vec![])
@@ -312,7 +310,7 @@ impl Backend for WgpuBackend {
             map_and_copy(&self.ctx, &staging)
         };
         for (st, _) in staging {
-            self.staging.give(st);
+            self.ctx.pool.give(st);
         }
         result
     }
@@ -323,7 +321,7 @@ impl Backend for WgpuBackend {
             .storage()
             .ok_or_else(|| KilnError::Backend("read of an unrealized tensor".into()))?;
         let bytes = storage.size_bytes();
-        let st = self.staging.take(&self.ctx, bytes);
+        let st = self.ctx.pool.take_staging(bytes);
         let mut encoder = self
             .ctx
             .device
@@ -344,7 +342,7 @@ impl Backend for WgpuBackend {
         let staging = [(st, bytes)];
         let out = map_and_copy(&self.ctx, &staging);
         let [(st, _)] = staging;
-        self.staging.give(st);
+        self.ctx.pool.give(st);
         Ok(out?.remove(0))
     }
 

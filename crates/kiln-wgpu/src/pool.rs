@@ -16,6 +16,8 @@ pub struct GpuBuffer {
     pub id: u64,
     /// Capacity in bytes.
     pub size: u64,
+    /// What the buffer can be used for (pools are kept per usage).
+    pub usage: wgpu::BufferUsages,
     counters: Arc<Counters>,
 }
 
@@ -29,7 +31,7 @@ impl Drop for GpuBuffer {
 /// buffer of exactly that rounded size or creates one.
 pub struct BufferPool {
     device: wgpu::Device,
-    free: Mutex<HashMap<u64, Vec<GpuBuffer>>>,
+    free: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<GpuBuffer>>>,
     counters: Arc<Counters>,
 }
 
@@ -50,17 +52,28 @@ impl BufferPool {
 
     /// A storage buffer of at least `bytes` bytes (at least 4).
     pub fn take(&self, bytes: u64) -> GpuBuffer {
+        self.take_with(bytes, STORAGE_USAGE, "kiln storage")
+    }
+
+    /// A mappable staging buffer of at least `bytes` bytes, for readbacks.
+    pub fn take_staging(&self, bytes: u64) -> GpuBuffer {
+        self.take_with(
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            "kiln staging",
+        )
+    }
+
+    /// A free buffer of `usage` and at least `bytes` bytes, or a new one.
+    fn take_with(&self, bytes: u64, usage: wgpu::BufferUsages, label: &str) -> GpuBuffer {
         let size = bytes.max(4).div_ceil(256) * 256;
-        if let Some(b) = self
+        let reused = self
             .free
             .lock()
             .unwrap()
-            .get_mut(&size)
-            .and_then(|v| v.pop())
-        {
-            return b;
-        }
-        self.create(size, STORAGE_USAGE, "kiln storage")
+            .get_mut(&(usage, size))
+            .and_then(|v| v.pop());
+        reused.unwrap_or_else(|| self.create(size, usage, label))
     }
 
     /// Creates a buffer outside the pool's free lists (counted like any other).
@@ -73,6 +86,7 @@ impl BufferPool {
         });
         self.counters.buffer_created(size);
         GpuBuffer {
+            usage,
             buffer,
             id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
             size,
@@ -82,7 +96,12 @@ impl BufferPool {
 
     /// Returns a buffer for reuse.
     pub fn give(&self, b: GpuBuffer) {
-        self.free.lock().unwrap().entry(b.size).or_default().push(b);
+        self.free
+            .lock()
+            .unwrap()
+            .entry((b.usage, b.size))
+            .or_default()
+            .push(b);
     }
 
     /// Destroys every free buffer (memory held by live tensors stays).

@@ -1,42 +1,9 @@
-//! Copying buffers back to the host: a pooled staging buffer, `map_async`, and a wait on a
+//! Copying buffers back to the host: a staging buffer from the pool, `map_async`, and a wait on a
 //! futures-intrusive channel.
 
 use crate::context::Context;
 use crate::pool::GpuBuffer;
 use kiln_core::{KilnError, Result};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// Mappable staging buffers, reused by size.
-#[derive(Default)]
-pub struct StagingPool {
-    free: Mutex<HashMap<u64, Vec<GpuBuffer>>>,
-}
-
-impl StagingPool {
-    /// A staging buffer of at least `bytes` bytes.
-    pub fn take(&self, ctx: &Context, bytes: u64) -> GpuBuffer {
-        let size = bytes.max(4).div_ceil(256) * 256;
-        if let Some(b) = self
-            .free
-            .lock()
-            .unwrap()
-            .get_mut(&size)
-            .and_then(|v| v.pop())
-        {
-            return b;
-        }
-        ctx.pool.create(
-            size,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            "kiln staging",
-        )
-    }
-    /// Returns a staging buffer (unmapped) for reuse.
-    pub fn give(&self, b: GpuBuffer) {
-        self.free.lock().unwrap().entry(b.size).or_default().push(b);
-    }
-}
 
 /// Maps each `(staging, bytes)` after the submission that filled them and copies the bytes out.
 pub fn map_and_copy(ctx: &Context, staging: &[(GpuBuffer, u64)]) -> Result<Vec<Vec<u8>>> {
