@@ -69,5 +69,7 @@ impl DeviceExt for Device {
 /// Everything a program usually needs: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use crate::DeviceExt;
-    pub use kiln_core::{DType, Device, IntoShape, KilnError, Result, Shape, Tensor};
+    pub use kiln_core::{
+        no_grad, DType, Device, Gradients, IntoShape, KilnError, Result, Shape, Tensor,
+    };
 }

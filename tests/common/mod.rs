@@ -59,3 +59,76 @@ pub fn assert_close(got: &Tensor, expected: &Tensor, atol: f64, rtol: f64) {
         assert!(ok, "element {i} of {:?}: got {a}, expected {b}", got.dims());
     }
 }
+
+/// The inputs of a gradient check: f32 values in [-1, 1) of each shape, seeded.
+pub fn check_inputs(shapes: &[&[usize]], seed: u64, dev: &Device) -> Vec<Tensor> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let n = s.iter().product();
+            Tensor::from_slice(&values(n, seed + 7 * k as u64), *s, dev).unwrap()
+        })
+        .collect()
+}
+
+/// A scalar of `y` that depends on every element: `sum(y * w)` with fixed pseudo-random weights,
+/// so that a gradient check sees each output's gradient, not only their sum.
+pub fn weighted_sum(y: &Tensor, seed: u64) -> Tensor {
+    let w = Tensor::from_slice(&values(y.numel(), seed ^ 0xabc), y.dims(), y.device()).unwrap();
+    y.mul(&w.cast(y.dtype())).sum()
+}
+
+/// Central finite-difference check of `f`'s gradients, in f64 on the exact reference device:
+/// for every element of every input, `(L(x + e) - L(x - e)) / 2e` with `e = 1e-6` must match the
+/// gradient that `grad_wrt` builds, where `L = weighted_sum(f(inputs))`.
+#[track_caller]
+pub fn check_gradients(f: impl Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]], seed: u64) {
+    let dev = Device::cpu_exact();
+    let xs = check_inputs(shapes, seed, &dev);
+    let loss = |xs: &[Tensor]| weighted_sum(&f(xs), seed);
+    let refs: Vec<&Tensor> = xs.iter().collect();
+    let grads = loss(&xs).grad_wrt(&refs);
+    // The perturbation as the f32 that `mul_scalar` makes of it, so the quotient is exact.
+    let eps = 1e-6f32 as f64;
+    for (k, x) in xs.iter().enumerate() {
+        let analytic = kiln::reference::exact_values(&grads[k]).unwrap();
+        assert_eq!(
+            grads[k].dims(),
+            x.dims(),
+            "gradient {k} has the wrong shape"
+        );
+        for i in 0..x.numel() {
+            let onehot = Tensor::arange_i32(0, x.numel() as i32, 1, &dev)
+                .eq(&Tensor::full_dtype((), i as f64, DType::I32, &dev))
+                .cast(DType::F32)
+                .reshape(x.dims());
+            let at = |e: f64| {
+                let mut moved = xs.clone();
+                moved[k] = x.add(&onehot.mul_scalar(e));
+                kiln::reference::exact_values(&loss(&moved)).unwrap()[0]
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            let a = analytic[i];
+            assert!(
+                (a - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs(),
+                "input {k} element {i} of {:?}: backward gives {a}, finite differences {numeric}",
+                x.dims()
+            );
+        }
+    }
+}
+
+/// `f`'s gradients computed on the GPU match those of the reference device (f32 on both).
+#[track_caller]
+pub fn check_gpu_gradients(f: impl Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]], seed: u64) {
+    let run = |dev: &Device| -> Vec<Tensor> {
+        let xs = check_inputs(shapes, seed, dev);
+        let refs: Vec<&Tensor> = xs.iter().collect();
+        weighted_sum(&f(&xs), seed).grad_wrt(&refs)
+    };
+    let (got, expected) = (run(&gpu()), run(&Device::cpu()));
+    for (g, e) in got.iter().zip(&expected) {
+        assert_close(g, e, 1e-4, 1e-3);
+    }
+}

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod autodiff;
 pub mod backend;
 pub mod data;
 pub mod device;
@@ -25,10 +26,11 @@ pub mod schedule;
 pub mod shape;
 pub mod tensor;
 
+pub use autodiff::Gradients;
 pub use backend::{Backend, DeviceKind, Stats, Storage, StorageHandle};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{KilnError, Result};
 pub use graph::Pending;
 pub use shape::{IntoShape, Shape};
-pub use tensor::Tensor;
+pub use tensor::{is_grad_enabled, no_grad, Tensor};

@@ -115,6 +115,33 @@ pub enum ReduceOp {
     ArgMin,
 }
 
+/// The geometry of [`Op::Window`] and [`Op::Unwindow`], one entry per windowed dimension.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WindowGeometry {
+    /// Window size per dimension.
+    pub kernel: Vec<usize>,
+    /// Step between windows per dimension (>= 1).
+    pub stride: Vec<usize>,
+    /// Step between the taps of one window per dimension (>= 1).
+    pub dilation: Vec<usize>,
+}
+
+impl WindowGeometry {
+    /// Number of windowed dimensions.
+    pub fn rank(&self) -> usize {
+        self.kernel.len()
+    }
+    /// Number of whole windows along dimension `j` of an input of size `size` (0 if none fits).
+    pub fn windows(&self, j: usize, size: usize) -> usize {
+        let span = self.dilation[j] * (self.kernel[j] - 1) + 1;
+        if size < span {
+            0
+        } else {
+            (size - span) / self.stride[j] + 1
+        }
+    }
+}
+
 /// Host values waiting to be uploaded, in the dtype's little-endian device layout
 /// (f32/i32/u32: 4 bytes, f16: 2 bytes, bool: one u32 0 or 1).
 #[derive(Debug)]
@@ -177,6 +204,16 @@ pub enum Op {
         /// The joining dimension.
         axis: usize,
     },
+    /// Sliding windows over the last `k = kernel.len()` dimensions (im2col as a view):
+    /// `[.., S1..Sk] -> [.., K1..Kk, O1..Ok]`, where output `(.., k.., o..)` reads input
+    /// `(.., o_j * stride_j + k_j * dilation_j)`. Every read is inside the input: callers pad
+    /// first. `O_j = (S_j - dilation_j * (K_j - 1) - 1) / stride_j + 1`.
+    Window(WindowGeometry),
+    /// The transpose of [`Op::Window`] before its sum (col2im, one window position at a time):
+    /// `[.., K1..Kk, O1..Ok] -> [.., K1..Kk, S1..Sk]`, where output `(.., k.., s..)` reads input
+    /// `(.., k.., (s_j - k_j * dilation_j) / stride_j)` when every such division is exact and
+    /// inside `O_j`, else 0. Summing its output over the `K` axes gives the gradient of a window.
+    Unwindow(WindowGeometry),
 
     // ---- elementwise ----
     /// A function of one input.
@@ -215,6 +252,8 @@ impl Op {
                 | Op::Slice { .. }
                 | Op::Pad { .. }
                 | Op::Cat { .. }
+                | Op::Window(_)
+                | Op::Unwindow(_)
         )
     }
     /// True for elementwise arithmetic.

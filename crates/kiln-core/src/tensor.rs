@@ -8,7 +8,7 @@ use crate::error::{KilnError, Result};
 use crate::graph::Pending;
 use crate::op::Op;
 use crate::shape::Shape;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -23,6 +23,30 @@ pub struct Node {
     dtype: DType,
     device: Device,
     storage: Mutex<Option<Storage>>,
+    requires_grad: AtomicBool,
+}
+
+thread_local! {
+    static NO_GRAD_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` with gradient tracking off on this thread: tensors created inside do not require
+/// gradients, so `backward` does not reach through them (evaluation, optimiser updates).
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD_DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
+    NO_GRAD_DEPTH.with(|d| d.set(d.get() + 1));
+    let _restore = Restore;
+    f()
+}
+
+/// True while [`no_grad`] is running on this thread.
+pub fn is_grad_enabled() -> bool {
+    NO_GRAD_DEPTH.with(|d| d.get() == 0)
 }
 
 /// An n-dimensional array on a device. Cloning is cheap (an `Arc`). Operations record graph
@@ -40,6 +64,8 @@ impl Tensor {
         dtype: DType,
         device: &Device,
     ) -> Tensor {
+        let requires_grad =
+            is_grad_enabled() && dtype.is_float() && inputs.iter().any(|t| t.requires_grad());
         Tensor(Arc::new(Node {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             op,
@@ -48,6 +74,7 @@ impl Tensor {
             dtype,
             device: device.clone(),
             storage: Mutex::new(None),
+            requires_grad: AtomicBool::new(requires_grad),
         }))
     }
     /// Wraps storage that a backend already holds as a realized leaf.
@@ -55,6 +82,26 @@ impl Tensor {
         let t = Tensor::from_op(Op::Buffer, vec![], shape, dtype, device);
         t.set_storage(storage);
         t
+    }
+
+    /// True if `backward` computes a gradient for this tensor: it was marked with
+    /// [`Tensor::set_requires_grad`] (parameters), or was computed from such a tensor outside
+    /// [`no_grad`].
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+    /// Marks this tensor (normally a leaf: a parameter) as one `backward` computes gradients for.
+    /// Tensors built from it afterwards track gradients too. Returns `self` for chaining.
+    #[track_caller]
+    pub fn set_requires_grad(&self, on: bool) -> &Tensor {
+        assert!(
+            !on || self.dtype().is_float(),
+            "set_requires_grad: only float tensors have gradients, got {} {}",
+            self.dtype(),
+            self.shape()
+        );
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+        self
     }
 
     /// A process-unique id of this node.
@@ -122,6 +169,57 @@ impl Tensor {
             self.dtype(),
             self.device(),
         ))
+    }
+
+    /// This tensor on `device`: itself if already there; host data not yet uploaded is simply
+    /// re-homed (nothing is copied); anything else is computed and copied through the host.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device().same(device) {
+            return Ok(self.clone());
+        }
+        let data = match self.op() {
+            Op::Data(data) if !self.is_realized() => data.clone(),
+            _ => Arc::new(crate::op::HostData {
+                bytes: self.to_bytes()?,
+            }),
+        };
+        let t = Tensor::from_op(
+            Op::Data(data),
+            vec![],
+            self.shape().clone(),
+            self.dtype(),
+            device,
+        );
+        t.set_requires_grad(self.requires_grad());
+        Ok(t)
+    }
+
+    /// `a` and `b` on one device, for a binary op: host data not yet uploaded follows the other
+    /// tensor's device (so a batch made on the CPU device can meet GPU parameters). Panics,
+    /// naming `op`, when both are already bound to different devices.
+    #[track_caller]
+    pub(crate) fn same_device(op: &str, a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
+        if a.device().same(b.device()) {
+            return (a.clone(), b.clone());
+        }
+        let movable = |t: &Tensor| matches!(t.op(), Op::Data(_)) && !t.is_realized();
+        if movable(b) {
+            (
+                a.clone(),
+                b.to_device(a.device()).expect("re-homing host data"),
+            )
+        } else if movable(a) {
+            (
+                a.to_device(b.device()).expect("re-homing host data"),
+                b.clone(),
+            )
+        } else {
+            panic!(
+                "{op}: tensors are on different devices ({} and {}); move one with .to_device()",
+                a.device().name(),
+                b.device().name()
+            )
+        }
     }
 
     /// Computes this tensor's values on its device and keeps them (one submission on a GPU).

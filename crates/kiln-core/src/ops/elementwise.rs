@@ -52,10 +52,6 @@ impl Tensor {
             other.shape()
         );
         assert!(
-            self.device().same(other.device()),
-            "{name}: tensors are on different devices"
-        );
-        assert!(
             op != BinaryOp::Pow || self.dtype().is_float(),
             "pow: needs float tensors, got {}",
             self.dtype()
@@ -65,7 +61,8 @@ impl Tensor {
         } else {
             self.dtype()
         };
-        let (a, b) = (self.expand(&shape), other.expand(&shape));
+        let (a, b) = Tensor::same_device(&name, self, other);
+        let (a, b) = (a.expand(&shape), b.expand(&shape));
         Tensor::from_op(Op::Binary(op), vec![a, b], shape, dtype, self.device())
     }
 
@@ -281,8 +278,11 @@ impl Tensor {
                     b.shape()
                 )
             });
-        let inputs = vec![self.expand(&shape), a.expand(&shape), b.expand(&shape)];
-        Tensor::from_op(Op::Where, inputs, shape, a.dtype(), self.device())
+        let (a, b) = Tensor::same_device("where", a, b);
+        let (cond, a) = Tensor::same_device("where", self, &a);
+        let (cond, b) = Tensor::same_device("where", &cond, &b);
+        let inputs = vec![cond.expand(&shape), a.expand(&shape), b.expand(&shape)];
+        Tensor::from_op(Op::Where, inputs, shape, a.dtype(), cond.device())
     }
 
     /// Converts to `dtype` (float to int truncates toward zero; to bool is `!= 0`).

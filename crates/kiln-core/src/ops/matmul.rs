@@ -25,14 +25,11 @@ impl Tensor {
             other.dtype(),
             other.shape()
         );
-        assert!(
-            self.device().same(other.device()),
-            "matmul: tensors are on different devices"
-        );
-        let a = if self.rank() == 1 {
-            self.unsqueeze(0)
+        let (this, other) = Tensor::same_device("matmul", self, other);
+        let a = if this.rank() == 1 {
+            this.unsqueeze(0)
         } else {
-            self.clone()
+            this.clone()
         };
         let b = if other.rank() == 1 {
             other.unsqueeze(1)
@@ -67,7 +64,7 @@ impl Tensor {
             vec![a.expand(a_shape), b.expand(b_shape)],
             Shape(out_shape),
             self.dtype(),
-            self.device(),
+            this.device(),
         );
         let out = if self.rank() == 1 {
             out.squeeze(out.rank() - 2)

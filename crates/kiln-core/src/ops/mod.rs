@@ -7,3 +7,4 @@ mod matmul;
 mod operators;
 mod reduce;
 mod views;
+mod window;

@@ -16,6 +16,7 @@ mod elementwise;
 mod matmul;
 mod reduce;
 mod views;
+mod window;
 
 use crate::backend::{Backend, DeviceKind, Stats, Storage, StorageHandle};
 use crate::dtype::{encode_f64, DType};
@@ -193,6 +194,8 @@ impl ReferenceBackend {
                     (0..ins.len()).map(|i| (x(i), in_dims(i))).collect();
                 views::cat(&parts, dims, *axis)
             }
+            Op::Window(g) => window::window(x(0), in_dims(0), dims, g),
+            Op::Unwindow(g) => window::unwindow(x(0), in_dims(0), dims, g),
             Op::Unary(op) => elementwise::unary(*op, x(0)),
             Op::Binary(op) => elementwise::binary(*op, x(0), x(1), ins[0].dtype()),
             Op::Where => elementwise::where_(x(0), x(1), x(2)),

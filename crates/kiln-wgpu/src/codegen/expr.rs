@@ -331,6 +331,53 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     format!("select({fill}, {inner}, {})", conds.join(" && ")),
                 )
             }
+            Op::Window(g) => {
+                let r = g.rank();
+                let lead = coords.len() - 2 * r;
+                let mut c = coords[..lead].to_vec();
+                for j in 0..r {
+                    let (k, o) = (&coords[lead + j], &coords[lead + r + j]);
+                    c.push(format!(
+                        "({o} * {}u + {k} * {}u)",
+                        g.stride[j], g.dilation[j]
+                    ));
+                }
+                let c = self.coords_var(c);
+                self.value(ins[0], &c)
+            }
+            Op::Unwindow(g) => {
+                let r = g.rank();
+                let lead = coords.len() - 2 * r;
+                let o_dims = in_shape(0).dims()[lead + r..].to_vec();
+                let mut c = coords[..lead + r].to_vec();
+                let mut conds = vec![];
+                for j in 0..r {
+                    let (k, s) = (&coords[lead + j], &coords[lead + r + j]);
+                    let tap = self.bind("u32", format!("{k} * {}u", g.dilation[j]));
+                    let rel = self.bind("u32", format!("select(0u, {s} - {tap}, {s} >= {tap})"));
+                    let st = g.stride[j];
+                    let o = if st == 1 {
+                        rel.clone()
+                    } else {
+                        self.bind("u32", format!("{rel} / {st}u"))
+                    };
+                    let mut ok = format!("{s} >= {tap} && {o} < {}u", o_dims[j]);
+                    if st != 1 {
+                        ok += &format!(" && {rel} % {st}u == 0u");
+                    }
+                    conds.push(self.bind("bool", ok));
+                    c.push(self.bind("u32", format!("select(0u, {o}, {})", conds[j])));
+                }
+                let inner = self.value(ins[0], &c);
+                let zero = match dtype {
+                    DType::Bool => "false".to_string(),
+                    _ => format!("{ty}(0)"),
+                };
+                self.bind(
+                    ty,
+                    format!("select({zero}, {inner}, {})", conds.join(" && ")),
+                )
+            }
             Op::Cat { axis } => {
                 let axis = *axis;
                 let mut offset = 0usize;

@@ -1,0 +1,376 @@
+//! Reverse-mode automatic differentiation, graph to graph: the gradients are lazy tensors in the
+//! same graph as the forward pass, so a training step's forward, backward and update are scheduled,
+//! fused and submitted together.
+//!
+//! All of it is [`vjp`], one table of vector-Jacobian rules (one arm per op), and [`gradients`],
+//! a short reverse walk that applies it and sums the contributions each node receives.
+
+use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// Gradients of one scalar with respect to the tensors that require them, keyed by tensor.
+/// Returned by [`Tensor::backward`]; add several with [`Gradients::accumulate`].
+#[derive(Clone, Default)]
+pub struct Gradients {
+    by_id: HashMap<u64, Tensor>,
+}
+
+impl Gradients {
+    /// The gradient for `t` (same shape as `t`), if `t` required one and the loss depends on it.
+    pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
+        self.by_id.get(&t.id())
+    }
+    /// Number of tensors with a gradient.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    /// True when no tensor has a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+    /// Adds `other`'s gradients to these (gradient accumulation over several backward calls,
+    /// e.g. micro-batches). The sums are lazy like every other tensor.
+    pub fn accumulate(&mut self, other: Gradients) {
+        for (id, g) in other.by_id {
+            let sum = match self.by_id.remove(&id) {
+                Some(prev) => prev.add(&g),
+                None => g,
+            };
+            self.by_id.insert(id, sum);
+        }
+    }
+    /// Sets (or replaces) the gradient for `t`.
+    pub fn insert(&mut self, t: &Tensor, grad: Tensor) {
+        self.by_id.insert(t.id(), grad);
+    }
+}
+
+impl Tensor {
+    /// Gradients of this scalar with respect to every tensor it was computed from that requires a
+    /// gradient ([`Tensor::set_requires_grad`]: the parameters). Records gradient nodes; nothing
+    /// runs until they (or the optimiser update built from them) are realized.
+    #[track_caller]
+    pub fn backward(&self) -> Gradients {
+        assert!(
+            self.numel() == 1 && self.dtype().is_float(),
+            "backward: needs a float scalar, got {} {}",
+            self.dtype(),
+            self.shape()
+        );
+        let order = topological(self);
+        let leaves: Vec<Tensor> = order
+            .iter()
+            .filter(|t| t.requires_grad() && t.inputs().is_empty())
+            .cloned()
+            .collect();
+        let refs: Vec<&Tensor> = leaves.iter().collect();
+        let grads = gradients(self, &refs);
+        let mut out = Gradients::default();
+        for (t, g) in leaves.iter().zip(grads) {
+            out.insert(t, g);
+        }
+        out
+    }
+
+    /// Gradients of this scalar with respect to `wrt` (any tensors of its graph, requiring
+    /// gradients or not), in order. A tensor the scalar does not depend on gets zeros.
+    #[track_caller]
+    pub fn grad_wrt(&self, wrt: &[&Tensor]) -> Vec<Tensor> {
+        assert!(
+            self.numel() == 1 && self.dtype().is_float(),
+            "grad_wrt: needs a float scalar, got {} {}",
+            self.dtype(),
+            self.shape()
+        );
+        gradients(self, wrt)
+    }
+}
+
+/// Every node behind `root` (realized or not), inputs before users.
+fn topological(root: &Tensor) -> Vec<Tensor> {
+    let mut order = vec![];
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        stack.push((t.clone(), true));
+        for x in t.inputs().iter().rev() {
+            if !seen.contains(&x.id()) {
+                stack.push((x.clone(), false));
+            }
+        }
+    }
+    order
+}
+
+/// d `loss` / d `wrt[i]` for each i: the reverse walk. Only nodes on a path from some `wrt` to
+/// `loss` get gradients; contributions to a node from several users are summed.
+fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
+    let order = topological(loss);
+    let wanted: std::collections::HashSet<u64> = wrt.iter().map(|t| t.id()).collect();
+    // A node needs a gradient if it is wanted or an input of it needs one.
+    let mut needs: HashMap<u64, bool> = HashMap::new();
+    for t in &order {
+        let n = wanted.contains(&t.id())
+            || (t.dtype().is_float() && t.inputs().iter().any(|x| needs[&x.id()]));
+        needs.insert(t.id(), n);
+    }
+    let mut grad: HashMap<u64, Tensor> = HashMap::new();
+    grad.insert(loss.id(), loss.ones_like());
+    for t in order.iter().rev() {
+        let Some(g) = grad.get(&t.id()).cloned() else {
+            continue;
+        };
+        if t.inputs().is_empty() || !t.inputs().iter().any(|x| needs[&x.id()]) {
+            continue;
+        }
+        for (x, gx) in t.inputs().iter().zip(vjp(t, &g)) {
+            let Some(gx) = gx else { continue };
+            if !needs[&x.id()] {
+                continue;
+            }
+            debug_assert_eq!(gx.shape(), x.shape(), "vjp of {:?}", t.op());
+            let sum = match grad.remove(&x.id()) {
+                Some(prev) => prev.add(&gx),
+                None => gx,
+            };
+            grad.insert(x.id(), sum);
+        }
+    }
+    wrt.iter()
+        .map(|t| grad.get(&t.id()).cloned().unwrap_or_else(|| t.zeros_like()))
+        .collect()
+}
+
+/// The vector-Jacobian products of node `y` for upstream gradient `g` (shape of `y`): one entry
+/// per input, `None` where the input has no gradient (integer inputs, comparisons, indices).
+pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    let ins = y.inputs();
+    let x = |i: usize| &ins[i];
+    match y.op() {
+        Op::Buffer | Op::Data(_) | Op::Full(_) | Op::Arange { .. } | Op::Rand { .. } => vec![],
+
+        // ---- views: move the gradient back where the elements came from ----
+        Op::Reshape => vec![Some(g.reshape(x(0).shape()))],
+        Op::Permute(perm) => {
+            let mut inverse = vec![0; perm.len()];
+            for (d, &p) in perm.iter().enumerate() {
+                inverse[p] = d;
+            }
+            vec![Some(g.permute(&inverse))]
+        }
+        Op::Expand => {
+            let axes: Vec<usize> = (0..y.rank())
+                .filter(|&d| x(0).dims()[d] == 1 && y.dims()[d] != 1)
+                .collect();
+            vec![Some(g.sum_axes(&axes, true))]
+        }
+        Op::Slice { start, step } => vec![Some(unslice(g, x(0).dims(), start, step))],
+        Op::Pad { before, .. } => {
+            let mut t = g.clone();
+            for (d, &b) in before.iter().enumerate() {
+                t = t.narrow(d, b, x(0).dims()[d]);
+            }
+            vec![Some(t)]
+        }
+        Op::Cat { axis } => {
+            let mut offset = 0;
+            ins.iter()
+                .map(|xi| {
+                    let n = xi.dims()[*axis];
+                    offset += n;
+                    Some(g.narrow(*axis, offset - n, n))
+                })
+                .collect()
+        }
+        Op::Window(w) => {
+            // col2im: each input element receives the gradient of every window tap that read it.
+            let r = w.rank();
+            let lead = y.rank() - 2 * r;
+            let size = &x(0).dims()[lead..];
+            let spread = g.unwindow(size, &w.stride, &w.dilation);
+            let k_axes: Vec<usize> = (lead..lead + r).collect();
+            vec![Some(spread.sum_axes(&k_axes, false))]
+        }
+        Op::Unwindow(w) => {
+            // The adjoint reads g at (k, o * stride + k * dilation): a window of g, on its
+            // diagonal k == k'. Taking the diagonal of [K, K'] is a strided slice of K * K'.
+            let r = w.rank();
+            let lead = y.rank() - 2 * r;
+            let o_dims = &x(0).dims()[lead + r..];
+            // Taps that fell outside the output (dropped by unwindow) get zero gradient: pad g
+            // so that every one of the O windows exists.
+            let mut pads = vec![(0, 0); g.rank()];
+            for j in 0..r {
+                let need = (o_dims[j] - 1) * w.stride[j] + w.dilation[j] * (w.kernel[j] - 1) + 1;
+                pads[lead + r + j] = (0, need.saturating_sub(g.dims()[lead + r + j]));
+            }
+            let g = g.pad(&pads, 0.0);
+            let win = g.window(&w.kernel, &w.stride, &w.dilation); // [.., K.., K'.., O'..]
+            let mut perm: Vec<usize> = (0..lead).collect();
+            for j in 0..r {
+                perm.push(lead + j);
+                perm.push(lead + r + j);
+            }
+            perm.extend(lead + 2 * r..lead + 3 * r);
+            let mut t = win.permute(&perm);
+            let mut dims = t.dims()[..lead].to_vec();
+            dims.extend(w.kernel.iter().map(|k| k * k));
+            dims.extend_from_slice(&t.dims()[lead + 2 * r..]);
+            t = t.reshape(dims);
+            for j in 0..r {
+                t = t.slice(lead + j, 0, w.kernel[j] * w.kernel[j], w.kernel[j] + 1);
+                t = t.narrow(lead + r + j, 0, o_dims[j]);
+            }
+            vec![Some(t)]
+        }
+
+        // ---- elementwise ----
+        Op::Unary(op) => {
+            let x0 = x(0);
+            let gx = match op {
+                UnaryOp::Neg => g.neg(),
+                UnaryOp::Abs => g.mul(&sign(x0)),
+                UnaryOp::Exp => g.mul(y),
+                UnaryOp::Log => g.div(x0),
+                UnaryOp::Sqrt => g.mul(&y.recip().mul_scalar(0.5)),
+                UnaryOp::Rsqrt => g.mul(&y.div(x0).mul_scalar(-0.5)),
+                UnaryOp::Recip => g.mul(&y.square()).neg(),
+                UnaryOp::Sin => g.mul(&x0.cos()),
+                UnaryOp::Cos => g.mul(&x0.sin()).neg(),
+                UnaryOp::Tanh => g.mul(&y.square().neg().add_scalar(1.0)),
+                UnaryOp::Sigmoid => g.mul(&y.mul(&y.neg().add_scalar(1.0))),
+                UnaryOp::Relu => mask(g, &x0.gt(&x0.zeros_like())),
+                UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => g.zeros_like(),
+                UnaryOp::Not => return vec![None],
+            };
+            vec![Some(gx)]
+        }
+        Op::Binary(op) => {
+            let (a, b) = (x(0), x(1));
+            match op {
+                BinaryOp::Add => vec![Some(g.clone()), Some(g.clone())],
+                BinaryOp::Sub => vec![Some(g.clone()), Some(g.neg())],
+                BinaryOp::Mul => vec![Some(g.mul(b)), Some(g.mul(a))],
+                BinaryOp::Div => vec![Some(g.div(b)), Some(g.mul(y).div(b).neg())],
+                BinaryOp::Pow => {
+                    // d/da a^b = b a^(b-1) = b y / a (written with pow so a = 0 works for b >= 1);
+                    // d/db a^b = y ln a, taken as 0 where a == 0 (the limit for b > 0).
+                    let da = g.mul(&b.mul(&a.pow(&b.add_scalar(-1.0))));
+                    let safe_log = a.le(&a.zeros_like()).where_cond(&a.zeros_like(), &a.log());
+                    let db = g.mul(&y.mul(&safe_log));
+                    vec![Some(da), Some(db)]
+                }
+                BinaryOp::Maximum | BinaryOp::Minimum => {
+                    // The larger (smaller) input takes the gradient; a tie splits it, as in
+                    // PyTorch.
+                    let wins = if *op == BinaryOp::Maximum {
+                        a.gt(b)
+                    } else {
+                        a.lt(b)
+                    };
+                    let tie = a.eq(b).cast(g.dtype()).mul_scalar(0.5);
+                    let share = wins.cast(g.dtype()).add(&tie);
+                    let ga = g.mul(&share);
+                    vec![Some(ga.clone()), Some(g.sub(&ga))]
+                }
+                _ => vec![None, None], // comparisons
+            }
+        }
+        Op::Where => {
+            let cond = x(0);
+            let zero = g.zeros_like();
+            vec![
+                None,
+                Some(cond.where_cond(g, &zero)),
+                Some(cond.where_cond(&zero, g)),
+            ]
+        }
+        Op::Cast(_) => {
+            if x(0).dtype().is_float() {
+                vec![Some(g.cast(x(0).dtype()))]
+            } else {
+                vec![None]
+            }
+        }
+
+        // ---- reductions and contractions ----
+        Op::Reduce { op, axes } => {
+            let x0 = x(0);
+            match op {
+                ReduceOp::Sum => vec![Some(g.expand(x0.shape()))],
+                ReduceOp::Max | ReduceOp::Min => {
+                    // Every element equal to the extreme shares the gradient equally.
+                    let hit = x0.eq(&y.expand(x0.shape())).cast(g.dtype());
+                    let count = hit.sum_axes(axes, true);
+                    vec![Some(hit.mul(&g.div(&count).expand(x0.shape())))]
+                }
+                ReduceOp::ArgMax | ReduceOp::ArgMin => vec![None],
+            }
+        }
+        Op::Matmul => {
+            let (a, b) = (x(0), x(1));
+            vec![Some(g.matmul(&b.t())), Some(a.t().matmul(g))]
+        }
+    }
+}
+
+/// `g` where `keep` is true, else 0.
+fn mask(g: &Tensor, keep: &Tensor) -> Tensor {
+    keep.where_cond(g, &g.zeros_like())
+}
+
+/// -1, 0 or 1 by the sign of `x`.
+fn sign(x: &Tensor) -> Tensor {
+    let zero = x.zeros_like();
+    x.gt(&zero)
+        .cast(x.dtype())
+        .sub(&x.lt(&zero).cast(x.dtype()))
+}
+
+/// The gradient of a strided slice: `g` scattered back to the positions the slice read, zeros
+/// elsewhere. Per dimension: reverse if the step is negative, spread out by the step (zeros
+/// between), then pad to the input size. All views.
+fn unslice(g: &Tensor, in_dims: &[usize], start: &[i64], step: &[i64]) -> Tensor {
+    let mut t = g.clone();
+    for d in 0..in_dims.len() {
+        let n = t.dims()[d];
+        let (st, s0) = (step[d], start[d]);
+        if n == 0 {
+            return Tensor::full_dtype(in_dims, 0.0, g.dtype(), g.device());
+        }
+        // First input position read, counting upwards.
+        let first = if st < 0 {
+            t = t.flip(&[d]);
+            s0 + st * (n as i64 - 1)
+        } else {
+            s0
+        } as usize;
+        let stride = st.unsigned_abs() as usize;
+        if stride > 1 {
+            t = spread(&t, d, stride);
+        }
+        let len = t.dims()[d];
+        let mut pads = vec![(0, 0); t.rank()];
+        pads[d] = (first, in_dims[d] - first - len);
+        t = t.pad(&pads, 0.0);
+    }
+    t
+}
+
+/// Inserts `stride - 1` zeros between consecutive elements of dimension `d`:
+/// size n becomes (n - 1) * stride + 1.
+pub(crate) fn spread(t: &Tensor, d: usize, stride: usize) -> Tensor {
+    let n = t.dims()[d];
+    let mut pads = vec![(0, 0); t.rank() + 1];
+    pads[d + 1] = (0, stride - 1);
+    let wide = t.unsqueeze(d + 1).pad(&pads, 0.0).flatten(d, d + 1);
+    wide.narrow(d, 0, (n - 1) * stride + 1)
+}
