@@ -14,12 +14,28 @@ use std::collections::HashMap;
 #[derive(Clone, Default)]
 pub struct Gradients {
     by_id: HashMap<u64, Tensor>,
+    loss: Option<Tensor>,
+    riders: Vec<Tensor>,
 }
 
 impl Gradients {
     /// The gradient for `t` (same shape as `t`), if `t` required one and the loss depends on it.
     pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
         self.by_id.get(&t.id())
+    }
+    /// The scalar these gradients are of (the last one, after accumulation). Optimisers realize
+    /// it together with their update, so that reading it afterwards costs only a copy.
+    pub fn loss(&self) -> Option<&Tensor> {
+        self.loss.as_ref()
+    }
+    /// Asks the optimiser step that consumes these gradients to compute `t` too, in the same
+    /// submission (a batch accuracy for a progress bar, say), so that reading it costs a copy.
+    pub fn compute_with_step(&mut self, t: &Tensor) {
+        self.riders.push(t.clone());
+    }
+    /// The loss and the tensors of [`Gradients::compute_with_step`].
+    pub fn step_targets(&self) -> Vec<&Tensor> {
+        self.loss.iter().chain(&self.riders).collect()
     }
     /// Number of tensors with a gradient.
     pub fn len(&self) -> usize {
@@ -32,6 +48,10 @@ impl Gradients {
     /// Adds `other`'s gradients to these (gradient accumulation over several backward calls,
     /// e.g. micro-batches). The sums are lazy like every other tensor.
     pub fn accumulate(&mut self, other: Gradients) {
+        if other.loss.is_some() {
+            self.loss = other.loss;
+        }
+        self.riders.extend(other.riders);
         for (id, g) in other.by_id {
             let sum = match self.by_id.remove(&id) {
                 Some(prev) => prev.add(&g),
@@ -66,7 +86,10 @@ impl Tensor {
             .collect();
         let refs: Vec<&Tensor> = leaves.iter().collect();
         let grads = gradients(self, &refs);
-        let mut out = Gradients::default();
+        let mut out = Gradients {
+            loss: Some(self.clone()),
+            ..Gradients::default()
+        };
         for (t, g) in leaves.iter().zip(grads) {
             out.insert(t, g);
         }

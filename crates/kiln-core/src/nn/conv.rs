@@ -1,0 +1,110 @@
+//! Convolution layers.
+
+use super::{init, parameter, Module};
+use crate::device::Device;
+use crate::tensor::Tensor;
+use crate::{Conv2dOptions, ConvTranspose2dOptions};
+
+/// 2-D convolution: `x [N, C, H, W] -> [N, O, OH, OW]` with weight `[O, C / groups, k, k]` and
+/// bias `[O]`, PyTorch's default initialisation; stride, padding, dilation and groups from
+/// [`Conv2dOptions`].
+pub struct Conv2d {
+    /// `[out, in / groups, k, k]`
+    pub weight: Tensor,
+    /// `[out]`
+    pub bias: Option<Tensor>,
+    /// Stride, padding, dilation, groups.
+    pub options: Conv2dOptions,
+}
+
+impl Conv2d {
+    /// A `k x k` convolution from `inputs` to `outputs` channels with a bias.
+    pub fn new(
+        inputs: usize,
+        outputs: usize,
+        k: usize,
+        options: Conv2dOptions,
+        device: &Device,
+        seed: u64,
+    ) -> Conv2d {
+        assert!(
+            options.groups >= 1 && inputs % options.groups == 0 && outputs % options.groups == 0,
+            "Conv2d: {inputs} -> {outputs} channels do not split into {} groups",
+            options.groups
+        );
+        let shape = [outputs, inputs / options.groups, k, k];
+        let weight = parameter(init::kaiming_uniform_default(&shape, seed, device));
+        let fan_in = init::fans(&shape).0;
+        let bias = parameter(init::bias_default(outputs, fan_in, seed ^ 0xb1a5, device));
+        Conv2d {
+            weight,
+            bias: Some(bias),
+            options,
+        }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+}
+
+/// 2-D transposed convolution: `x [N, C, H, W] -> [N, O, (H - 1) s - 2 p + d (k - 1) + op + 1,
+/// ..]` with weight `[C, O / groups, k, k]` (PyTorch's layout) and bias `[O]`.
+pub struct ConvTranspose2d {
+    /// `[in, out / groups, k, k]`
+    pub weight: Tensor,
+    /// `[out]`
+    pub bias: Option<Tensor>,
+    /// Stride, padding, output padding, dilation, groups.
+    pub options: ConvTranspose2dOptions,
+}
+
+impl ConvTranspose2d {
+    /// A `k x k` transposed convolution from `inputs` to `outputs` channels with a bias.
+    pub fn new(
+        inputs: usize,
+        outputs: usize,
+        k: usize,
+        options: ConvTranspose2dOptions,
+        device: &Device,
+        seed: u64,
+    ) -> ConvTranspose2d {
+        let g = options.groups;
+        assert!(
+            g >= 1 && inputs % g == 0 && outputs % g == 0,
+            "ConvTranspose2d: {inputs} -> {outputs} channels do not split into {g} groups"
+        );
+        // PyTorch computes the fans of this layout as if it were [in, out/g, k, k].
+        let shape = [inputs, outputs / g, k, k];
+        let weight = parameter(init::kaiming_uniform_default(&shape, seed, device));
+        let fan_in = init::fans(&shape).0;
+        let bias = parameter(init::bias_default(outputs, fan_in, seed ^ 0xb1a5, device));
+        ConvTranspose2d {
+            weight,
+            bias: Some(bias),
+            options,
+        }
+    }
+}
+
+impl Module for ConvTranspose2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv_transpose2d(&self.weight, self.bias.as_ref(), &self.options)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+}

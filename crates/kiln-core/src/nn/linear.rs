@@ -1,0 +1,71 @@
+//! The dense (fully connected) layer.
+
+use super::{init, parameter, Module};
+use crate::device::Device;
+use crate::tensor::Tensor;
+
+/// `y = x Wᵀ + b`: `x [.., in] -> y [.., out]`, weight `[out, in]`, bias `[out]`, initialised as
+/// PyTorch does (Kaiming-uniform with a = sqrt(5), fan-in uniform bias).
+///
+/// ```
+/// # use kiln_core::{Device, Tensor, nn::{Linear, Module}};
+/// let fc = Linear::new(4, 3, &Device::cpu(), 0);
+/// let y = fc.forward(&Tensor::ones([2, 4], &Device::cpu()));
+/// assert_eq!(y.dims(), &[2, 3]);
+/// assert_eq!(fc.num_parameters(), 15);
+/// ```
+pub struct Linear {
+    /// `[out, in]`
+    pub weight: Tensor,
+    /// `[out]`, if the layer has a bias.
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer with a bias, its parameters drawn from `seed`.
+    pub fn new(inputs: usize, outputs: usize, device: &Device, seed: u64) -> Linear {
+        let weight = parameter(init::kaiming_uniform_default(
+            &[outputs, inputs],
+            seed,
+            device,
+        ));
+        let bias = parameter(init::bias_default(outputs, inputs, seed ^ 0xb1a5, device));
+        Linear {
+            weight,
+            bias: Some(bias),
+        }
+    }
+    /// A layer without a bias.
+    pub fn no_bias(inputs: usize, outputs: usize, device: &Device, seed: u64) -> Linear {
+        let weight = parameter(init::kaiming_uniform_default(
+            &[outputs, inputs],
+            seed,
+            device,
+        ));
+        Linear { weight, bias: None }
+    }
+}
+
+impl Module for Linear {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let inputs = self.weight.dims()[1];
+        assert!(
+            x.rank() >= 1 && x.dims()[x.rank() - 1] == inputs,
+            "Linear: expects [.., {inputs}], got {}",
+            x.shape()
+        );
+        let y = x.matmul(&self.weight.t());
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => y,
+        }
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+}

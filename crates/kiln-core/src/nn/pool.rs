@@ -1,0 +1,76 @@
+//! Pooling and flattening layers (no parameters).
+
+use super::Module;
+use crate::tensor::Tensor;
+use crate::Pool2dOptions;
+
+/// Max pooling over `k x k` windows: `[N, C, H, W] -> [N, C, OH, OW]`.
+pub struct MaxPool2d {
+    /// Kernel, stride, padding, dilation, ceil mode.
+    pub options: Pool2dOptions,
+}
+
+impl MaxPool2d {
+    /// `k x k` windows with stride `k` (as `nn.MaxPool2d(k)`).
+    pub fn new(k: usize) -> MaxPool2d {
+        MaxPool2d {
+            options: Pool2dOptions::new(k),
+        }
+    }
+    /// Any options.
+    pub fn with(options: Pool2dOptions) -> MaxPool2d {
+        MaxPool2d { options }
+    }
+}
+
+impl Module for MaxPool2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.max_pool2d(&self.options)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![]
+    }
+}
+
+/// Average pooling over `k x k` windows: `[N, C, H, W] -> [N, C, OH, OW]`.
+pub struct AvgPool2d {
+    /// Kernel, stride, padding, ceil mode, whether padding counts in the divisor.
+    pub options: Pool2dOptions,
+}
+
+impl AvgPool2d {
+    /// `k x k` windows with stride `k` (as `nn.AvgPool2d(k)`).
+    pub fn new(k: usize) -> AvgPool2d {
+        AvgPool2d {
+            options: Pool2dOptions::new(k),
+        }
+    }
+    /// Any options.
+    pub fn with(options: Pool2dOptions) -> AvgPool2d {
+        AvgPool2d { options }
+    }
+}
+
+impl Module for AvgPool2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.avg_pool2d(&self.options)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![]
+    }
+}
+
+/// Flattens every dimension after the first: `[N, ..] -> [N, product of the rest]`.
+pub struct Flatten;
+
+impl Module for Flatten {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if x.rank() <= 1 {
+            return x.clone();
+        }
+        x.flatten(1, x.rank() - 1)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![]
+    }
+}

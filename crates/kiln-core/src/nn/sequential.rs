@@ -1,0 +1,66 @@
+//! A chain of layers.
+
+use super::{prefixed, Module};
+use crate::tensor::Tensor;
+
+/// Layers applied in order. Parameters are named by position, as PyTorch's `nn.Sequential`
+/// names them (`0.weight`, `3.bias`), or by the names given to [`Sequential::named`].
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<(String, Box<dyn Module + Send + Sync>)>,
+}
+
+impl Sequential {
+    /// An empty chain.
+    pub fn new() -> Sequential {
+        Sequential::default()
+    }
+    /// Appends a layer named by its position.
+    pub fn add(mut self, layer: impl Module + Send + Sync + 'static) -> Sequential {
+        let name = self.layers.len().to_string();
+        self.layers.push((name, Box::new(layer)));
+        self
+    }
+    /// Appends a layer with a name of its own.
+    pub fn named(mut self, name: &str, layer: impl Module + Send + Sync + 'static) -> Sequential {
+        self.layers.push((name.to_string(), Box::new(layer)));
+        self
+    }
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+    /// True if there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+    /// The output of every layer for input `x`, in order (for pictures of feature maps).
+    pub fn forward_all(&self, x: &Tensor) -> Vec<(String, Tensor)> {
+        let mut out = vec![];
+        let mut h = x.clone();
+        for (name, layer) in &self.layers {
+            h = layer.forward(&h);
+            out.push((name.clone(), h.clone()));
+        }
+        out
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.layers
+            .iter()
+            .fold(x.clone(), |h, (_, layer)| layer.forward(&h))
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .flat_map(|(name, layer)| prefixed(name, layer.as_ref()))
+            .collect()
+    }
+    fn set_training(&self, training: bool) {
+        for (_, layer) in &self.layers {
+            layer.set_training(training);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Adam and AdamW.
+
+use super::{commit, find_state, step_from_state, zeros_state, Optimizer};
+use crate::autodiff::Gradients;
+use crate::error::Result;
+use crate::tensor::{no_grad, Tensor};
+
+/// Adam (Kingma & Ba, 2015) as PyTorch defines it, and AdamW (decoupled weight decay, Loshchilov
+/// & Hutter, 2019):
+/// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g²`,
+/// `p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`;
+/// Adam's weight decay adds `wd p` to `g`, AdamW's multiplies `p` by `1 - lr wd` first.
+pub struct Adam {
+    params: Vec<Tensor>,
+    exp_avg: Vec<Option<Tensor>>,
+    exp_avg_sq: Vec<Option<Tensor>>,
+    lr: f64,
+    /// (b1, b2): decay of the first and second moment estimates.
+    pub betas: (f64, f64),
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// True for AdamW's decoupled weight decay.
+    pub decoupled: bool,
+    steps: u64,
+}
+
+impl Adam {
+    /// Adam with learning rate `lr`, betas (0.9, 0.999), eps 1e-8, no weight decay.
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Adam {
+        let n = params.len();
+        Adam {
+            params,
+            exp_avg: vec![None; n],
+            exp_avg_sq: vec![None; n],
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            steps: 0,
+        }
+    }
+    /// AdamW with learning rate `lr` and weight decay `wd` (PyTorch's default is 0.01).
+    pub fn adamw(params: Vec<Tensor>, lr: f64, wd: f64) -> Adam {
+        let mut a = Adam::new(params, lr);
+        a.weight_decay = wd;
+        a.decoupled = true;
+        a
+    }
+    /// Adam with L2 weight decay `wd` added to the gradient.
+    pub fn with_weight_decay(mut self, wd: f64) -> Adam {
+        self.weight_decay = wd;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, grads: &Gradients) -> Result<()> {
+        let t = (self.steps + 1) as i32;
+        let (b1, b2) = self.betas;
+        let step_size = self.lr / (1.0 - b1.powi(t));
+        let v_scale = 1.0 / (1.0 - b2.powi(t));
+        let mut updates = vec![];
+        no_grad(|| -> Result<()> {
+            for (i, p) in self.params.iter().enumerate() {
+                let Some(g) = grads.get(p) else { continue };
+                let mut g = g.clone();
+                let mut p_new = p.clone();
+                if self.weight_decay != 0.0 {
+                    if self.decoupled {
+                        p_new = p_new.mul_scalar(1.0 - self.lr * self.weight_decay);
+                    } else {
+                        g = g.add(&p.mul_scalar(self.weight_decay));
+                    }
+                }
+                if self.exp_avg[i].is_none() {
+                    self.exp_avg[i] = Some(zeros_state(p)?);
+                    self.exp_avg_sq[i] = Some(zeros_state(p)?);
+                }
+                let m = self.exp_avg[i].as_ref().unwrap();
+                let v = self.exp_avg_sq[i].as_ref().unwrap();
+                let m_new = m.mul_scalar(b1).add(&g.mul_scalar(1.0 - b1));
+                let v_new = v.mul_scalar(b2).add(&g.square().mul_scalar(1.0 - b2));
+                let denom = v_new.mul_scalar(v_scale).sqrt().add_scalar(self.eps);
+                p_new = p_new.sub(&m_new.div(&denom).mul_scalar(step_size));
+                updates.push((m.clone(), m_new));
+                updates.push((v.clone(), v_new));
+                updates.push((p.clone(), p_new));
+            }
+            Ok(())
+        })?;
+        commit(updates, grads)?;
+        self.steps += 1;
+        Ok(())
+    }
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![];
+        for i in 0..self.params.len() {
+            if let (Some(m), Some(s)) = (&self.exp_avg[i], &self.exp_avg_sq[i]) {
+                v.push((format!("{i}.exp_avg"), m.clone()));
+                v.push((format!("{i}.exp_avg_sq"), s.clone()));
+            }
+        }
+        if let Some(p) = self.params.first() {
+            v.push((
+                "step".into(),
+                Tensor::full([1], self.steps as f32, p.device()),
+            ));
+        }
+        v
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        for (i, p) in self.params.iter().enumerate() {
+            let name = format!("{i}.exp_avg");
+            if state.iter().any(|(n, _)| *n == name) {
+                let m = find_state(state, &name, p.dims())?;
+                let s = find_state(state, &format!("{i}.exp_avg_sq"), p.dims())?;
+                self.exp_avg[i] = Some(m.to_device(p.device())?.detach()?);
+                self.exp_avg_sq[i] = Some(s.to_device(p.device())?.detach()?);
+            }
+        }
+        self.steps = step_from_state(state)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! Optimisers. A step records each parameter's update as graph nodes built from the gradients,
+//! realizes all of them together with the loss (forward, backward and update: one plan, one
+//! submission, replayed by the next step since every changing number — learning rate, bias
+//! corrections — is a runtime scalar), and then gives each parameter its new values, in place:
+//! the parameter tensors the model holds see the new values, and the old buffers go back to the
+//! pool for the next step.
+
+mod adam;
+mod schedule;
+mod sgd;
+
+pub use adam::Adam;
+pub use schedule::Schedule;
+pub use sgd::Sgd;
+
+use crate::autodiff::Gradients;
+use crate::error::{KilnError, Result};
+use crate::tensor::Tensor;
+
+/// What every optimiser does.
+pub trait Optimizer {
+    /// Updates the parameters from `grads` (from [`Tensor::backward`]); parameters without a
+    /// gradient are left alone. Realizes the loss `grads` came from in the same submission, so
+    /// reading it afterwards costs only a copy.
+    fn step(&mut self, grads: &Gradients) -> Result<()>;
+    /// The learning rate of the next step.
+    fn learning_rate(&self) -> f64;
+    /// Changes the learning rate (schedules call this); no recompilation follows.
+    fn set_learning_rate(&mut self, lr: f64);
+    /// Steps taken so far.
+    fn steps(&self) -> u64;
+    /// The optimiser's state as named tensors, for checkpoints (`{i}.exp_avg`, `step`, ...;
+    /// `i` is the parameter's position).
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores a state saved by [`Optimizer::state`].
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
+}
+
+/// Realizes every new value (and the loss behind `grads`) in one plan, then moves each value into
+/// its destination tensor: `dest` keeps its identity (the model's handle), its values change.
+pub(crate) fn commit(updates: Vec<(Tensor, Tensor)>, grads: &Gradients) -> Result<()> {
+    let mut targets: Vec<&Tensor> = updates.iter().map(|(_, v)| v).collect();
+    targets.extend(
+        grads
+            .step_targets()
+            .into_iter()
+            .filter(|t| !t.is_realized()),
+    );
+    Tensor::realize_all(&targets)?;
+    for (dest, value) in &updates {
+        let storage = value.storage().expect("realized");
+        dest.set_storage(storage);
+    }
+    Ok(())
+}
+
+/// A zero state tensor shaped like parameter `p`, realized.
+pub(crate) fn zeros_state(p: &Tensor) -> Result<Tensor> {
+    crate::tensor::no_grad(|| p.zeros_like().detach())
+}
+
+/// Finds `name` in a saved state and checks its shape.
+pub(crate) fn find_state<'a>(
+    state: &'a [(String, Tensor)],
+    name: &str,
+    dims: &[usize],
+) -> Result<&'a Tensor> {
+    let t = state
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| KilnError::Data(format!("optimizer state has no entry {name:?}")))?;
+    if t.dims() != dims {
+        return Err(KilnError::Data(format!(
+            "optimizer state {name:?} has shape {:?}, the parameter needs {dims:?}",
+            t.dims()
+        )));
+    }
+    Ok(t)
+}
+
+/// The step count saved as a one-element f32 tensor (exact up to 2^24 steps).
+pub(crate) fn step_from_state(state: &[(String, Tensor)]) -> Result<u64> {
+    let t = find_state(state, "step", &[1])?;
+    Ok(t.to_f64_vec()?[0] as u64)
+}

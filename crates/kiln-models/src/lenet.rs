@@ -1,0 +1,63 @@
+//! LeNet-5 (LeCun et al., 1998) as CNN courses write it in PyTorch today: ReLU instead of the
+//! scaled tanh, max-pooling instead of trainable subsampling, and a padded first convolution so
+//! that 28x28 MNIST digits give the paper's 32x32 geometry.
+
+use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module};
+use kiln_core::{Conv2dOptions, Device, Tensor};
+
+/// LeNet-5 for `[N, 1, 28, 28]` images and 10 classes: conv1 1->6 (5x5, pad 2) -> ReLU ->
+/// max-pool 2 -> conv2 6->16 (5x5) -> ReLU -> max-pool 2 -> flatten (400) -> fc1 120 -> ReLU ->
+/// fc2 84 -> ReLU -> fc3 10 (logits). 61,706 parameters.
+pub struct LeNet5 {
+    /// 1 -> 6 channels, 5x5, padding 2: `[N, 1, 28, 28] -> [N, 6, 28, 28]`
+    pub conv1: Conv2d,
+    /// 6 -> 16 channels, 5x5: `[N, 6, 14, 14] -> [N, 16, 10, 10]`
+    pub conv2: Conv2d,
+    /// 400 -> 120
+    pub fc1: Linear,
+    /// 120 -> 84
+    pub fc2: Linear,
+    /// 84 -> 10
+    pub fc3: Linear,
+    pool: MaxPool2d,
+}
+
+impl LeNet5 {
+    /// A LeNet-5 with PyTorch's default initialisation, drawn from `seed`.
+    pub fn new(device: &Device, seed: u64) -> LeNet5 {
+        let s = |k: u64| seed.wrapping_mul(1000).wrapping_add(k);
+        LeNet5 {
+            conv1: Conv2d::new(1, 6, 5, Conv2dOptions::default().padding(2), device, s(1)),
+            conv2: Conv2d::new(6, 16, 5, Conv2dOptions::default(), device, s(2)),
+            fc1: Linear::new(16 * 5 * 5, 120, device, s(3)),
+            fc2: Linear::new(120, 84, device, s(4)),
+            fc3: Linear::new(84, 10, device, s(5)),
+            pool: MaxPool2d::new(2),
+        }
+    }
+}
+
+impl Module for LeNet5 {
+    /// `[N, 1, 28, 28]` images -> `[N, 10]` logits.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = self.pool.forward(&self.conv1.forward(x).relu());
+        let x = self.pool.forward(&self.conv2.forward(&x).relu());
+        let x = x.flatten(1, 3);
+        let x = self.fc1.forward(&x).relu();
+        let x = self.fc2.forward(&x).relu();
+        self.fc3.forward(&x)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![];
+        for (name, layer) in [
+            ("conv1", &self.conv1 as &dyn Module),
+            ("conv2", &self.conv2),
+            ("fc1", &self.fc1),
+            ("fc2", &self.fc2),
+            ("fc3", &self.fc3),
+        ] {
+            v.extend(kiln_core::nn::prefixed(name, layer));
+        }
+        v
+    }
+}
