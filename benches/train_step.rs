@@ -82,8 +82,11 @@ fn main() {
         // Per-kernel GPU time of one profiled step.
         let profiled = backend.set_profiling(true);
         let mut kernels: BTreeMap<String, f64> = BTreeMap::new();
+        let mut slowest = vec![];
         if profiled {
             step(&model, &mut opt, &batches[0].0, &batches[0].1);
+            slowest = backend.last_profile();
+            slowest.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
             for k in backend.last_profile() {
                 let kind = k.name.split_whitespace().next();
                 *kernels.entry(kind.unwrap_or("?").to_string()).or_default() += k.seconds;
@@ -140,6 +143,15 @@ fn main() {
                     "    {k:12} {:6.2} ms {:5.1}%",
                     s * 1e3,
                     100.0 * s / gpu_total
+                );
+            }
+            println!("  slowest kernels:");
+            for k in slowest.iter().take(8) {
+                println!(
+                    "    {:7.2} ms {:6.2} GFLOP/s  {}",
+                    k.seconds * 1e3,
+                    k.flops as f64 / k.seconds / 1e9,
+                    k.name
                 );
             }
         } else {

@@ -194,25 +194,19 @@ impl Tensor {
         Ok(t)
     }
 
-    /// `a` and `b` on one device, for a binary op: host data not yet uploaded follows the other
-    /// tensor's device (so a batch made on the CPU device can meet GPU parameters). Panics,
-    /// naming `op`, when both are already bound to different devices.
+    /// `a` and `b` on one device, for a binary op: a graph of host data not yet uploaded (a
+    /// batch made on the CPU device, and views or arithmetic of it) follows the other tensor's
+    /// device, so that it can meet GPU parameters. Panics, naming `op`, when both are bound to
+    /// their devices (realized values or computed results on each).
     #[track_caller]
     pub(crate) fn same_device(op: &str, a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
         if a.device().same(b.device()) {
             return (a.clone(), b.clone());
         }
-        let movable = |t: &Tensor| matches!(t.op(), Op::Data(_)) && !t.is_realized();
-        if movable(b) {
-            (
-                a.clone(),
-                b.to_device(a.device()).expect("re-homing host data"),
-            )
-        } else if movable(a) {
-            (
-                a.to_device(b.device()).expect("re-homing host data"),
-                b.clone(),
-            )
+        if b.is_host_graph() {
+            (a.clone(), b.rehome(a.device()))
+        } else if a.is_host_graph() {
+            (a.rehome(b.device()), b.clone())
         } else {
             panic!(
                 "{op}: tensors are on different devices ({} and {}); move one with .to_device()",
@@ -220,6 +214,30 @@ impl Tensor {
                 b.device().name()
             )
         }
+    }
+
+    /// True for an unrealized graph whose leaves are all host data or generators (nothing of it
+    /// lives on a device yet).
+    fn is_host_graph(&self) -> bool {
+        !self.is_realized()
+            && !matches!(self.op(), Op::Buffer)
+            && self.inputs().iter().all(|x| x.is_host_graph())
+    }
+
+    /// The same unrealized graph recorded again on `device` (see [`Tensor::is_host_graph`]).
+    fn rehome(&self, device: &Device) -> Tensor {
+        let inputs = self.inputs().iter().map(|x| x.rehome(device)).collect();
+        let t = Tensor::from_op(
+            self.op().clone(),
+            inputs,
+            self.shape().clone(),
+            self.dtype(),
+            device,
+        );
+        if self.inputs().is_empty() {
+            t.set_requires_grad(self.requires_grad());
+        }
+        t
     }
 
     /// Computes this tensor's values on its device and keeps them (one submission on a GPU).
