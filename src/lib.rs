@@ -70,6 +70,7 @@ impl DeviceExt for Device {
 pub mod prelude {
     pub use crate::DeviceExt;
     pub use kiln_core::{
-        no_grad, DType, Device, Gradients, IntoShape, KilnError, Result, Shape, Tensor,
+        no_grad, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Gradients, IntoShape,
+        KilnError, Padding, Pool2dOptions, Result, Shape, Tensor,
     };
 }

@@ -52,7 +52,7 @@ fn lenet5_reaches_96_percent_on_the_shipped_digits_within_5_epochs() {
 /// A small CNN for the tests that take many steps: `[N, 1, 28, 28] -> [N, 10]`.
 fn small_cnn(dev: &Device, seed: u64) -> Sequential {
     Sequential::new()
-        .add(Conv2d::new(
+        .push(Conv2d::new(
             1,
             4,
             3,
@@ -60,10 +60,10 @@ fn small_cnn(dev: &Device, seed: u64) -> Sequential {
             dev,
             seed,
         ))
-        .add(kiln::nn::Activation::Relu)
-        .add(MaxPool2d::new(2))
-        .add(Flatten)
-        .add(Linear::new(4 * 6 * 6, 10, dev, seed + 1))
+        .push(kiln::nn::Activation::Relu)
+        .push(MaxPool2d::new(2))
+        .push(Flatten)
+        .push(Linear::new(4 * 6 * 6, 10, dev, seed + 1))
 }
 
 #[test]

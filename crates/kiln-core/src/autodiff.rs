@@ -145,6 +145,12 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
             || (t.dtype().is_float() && t.inputs().iter().any(|x| needs[&x.id()]));
         needs.insert(t.id(), n);
     }
+    let mut users: HashMap<u64, usize> = HashMap::new();
+    for t in &order {
+        for x in t.inputs() {
+            *users.entry(x.id()).or_default() += 1;
+        }
+    }
     let mut grad: HashMap<u64, Tensor> = HashMap::new();
     grad.insert(loss.id(), loss.ones_like());
     for t in order.iter().rev() {
@@ -154,15 +160,20 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
         if t.inputs().is_empty() || !t.inputs().iter().any(|x| needs[&x.id()]) {
             continue;
         }
-        for (x, gx) in t.inputs().iter().zip(vjp(t, &g)) {
+        let mut pairs: Vec<(Tensor, Option<Tensor>)> =
+            t.inputs().iter().cloned().zip(vjp(t, &g)).collect();
+        if matches!(t.op(), Op::Matmul) {
+            contract_broadcast_batches(t, &g, &mut pairs, &users);
+        }
+        for (x, gx) in pairs.iter() {
             let Some(gx) = gx else { continue };
             if !needs[&x.id()] {
                 continue;
             }
             debug_assert_eq!(gx.shape(), x.shape(), "vjp of {:?}", t.op());
             let sum = match grad.remove(&x.id()) {
-                Some(prev) => prev.add(&gx),
-                None => gx,
+                Some(prev) => prev.add(gx),
+                None => gx.clone(),
             };
             grad.insert(x.id(), sum);
         }
@@ -170,6 +181,62 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
     wrt.iter()
         .map(|t| grad.get(&t.id()).cloned().unwrap_or_else(|| t.zeros_like()))
         .collect()
+}
+
+/// A matmul operand broadcast over the batch (`w [M, K]` expanded to `[B, M, K]`: a dense layer
+/// on 3-D input, a convolution's weight) would get B products `g_b x b_bᵀ` summed by the expand's
+/// rule. Instead, when the expand has no other user, its input's gradient is one matmul with the
+/// batch folded into the contraction: `[M, B N] x [B N, K]` — one kernel, no `[B, M, K]` buffer.
+/// Rewrites `pairs` in place: the expand is replaced by its input.
+fn contract_broadcast_batches(
+    y: &Tensor,
+    g: &Tensor,
+    pairs: &mut [(Tensor, Option<Tensor>)],
+    users: &HashMap<u64, usize>,
+) {
+    let r = y.rank();
+    for side in 0..2 {
+        let e = &pairs[side].0;
+        if !matches!(e.op(), Op::Expand) || users.get(&e.id()) != Some(&1) {
+            continue;
+        }
+        let w = &e.inputs()[0];
+        let batch = &w.dims()[..r - 2];
+        if r < 3 || batch.iter().any(|&d| d != 1) || pairs[side].1.is_none() {
+            continue;
+        }
+        let other = &pairs[1 - side].0;
+        let b: usize = y.dims()[..r - 2].iter().product();
+        let (m, n) = (y.dims()[r - 2], y.dims()[r - 1]);
+        let mut last2: Vec<usize> = (0..r - 2).collect();
+        // g [B.., M, N] as [M, B N] (side 0) or [B N, N'] rows (side 1); `other` likewise.
+        let grad_w = if side == 0 {
+            // dA = sum_b g_b b_bᵀ = [M, B N] x [B N, K]
+            let k = other.dims()[r - 2];
+            let mut perm = vec![r - 2];
+            perm.append(&mut last2);
+            perm.push(r - 1);
+            let gm = g.permute(&perm).reshape([m, b * n]);
+            let bm = other.permute(&{
+                let mut p: Vec<usize> = (0..r - 2).collect();
+                p.push(r - 1);
+                p.push(r - 2);
+                p
+            });
+            let bm = bm.reshape([b * n, k]);
+            gm.matmul(&bm)
+        } else {
+            // dB = sum_b a_bᵀ g_b = [K, B M] x [B M, N]
+            let k = other.dims()[r - 1];
+            let mut perm = vec![r - 1];
+            perm.append(&mut last2);
+            perm.push(r - 2);
+            let am = other.permute(&perm).reshape([k, b * m]);
+            let gm = g.reshape([b * m, n]);
+            am.matmul(&gm)
+        };
+        pairs[side] = (w.clone(), Some(grad_w.reshape(w.shape())));
+    }
 }
 
 /// The vector-Jacobian products of node `y` for upstream gradient `g` (shape of `y`): one entry

@@ -13,13 +13,16 @@
 
 pub mod autodiff;
 pub mod backend;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod graph;
+pub mod nn;
 pub mod op;
 mod ops;
+pub mod optim;
 pub mod reference;
 pub mod rng;
 pub mod schedule;
@@ -28,9 +31,12 @@ pub mod tensor;
 
 pub use autodiff::Gradients;
 pub use backend::{Backend, DeviceKind, Stats, Storage, StorageHandle};
+pub use checkpoint::Checkpoint;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{KilnError, Result};
 pub use graph::Pending;
+pub use ops::conv::{conv_output_size, Conv2dOptions, ConvTranspose2dOptions, Padding};
+pub use ops::pool::Pool2dOptions;
 pub use shape::{IntoShape, Shape};
 pub use tensor::{is_grad_enabled, no_grad, Tensor};

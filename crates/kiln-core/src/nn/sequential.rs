@@ -16,7 +16,7 @@ impl Sequential {
         Sequential::default()
     }
     /// Appends a layer named by its position.
-    pub fn add(mut self, layer: impl Module + Send + Sync + 'static) -> Sequential {
+    pub fn push(mut self, layer: impl Module + Send + Sync + 'static) -> Sequential {
         let name = self.layers.len().to_string();
         self.layers.push((name, Box::new(layer)));
         self

@@ -63,7 +63,8 @@ impl Tensor {
         };
         let (a, b) = Tensor::same_device(&name, self, other);
         let (a, b) = (a.expand(&shape), b.expand(&shape));
-        Tensor::from_op(Op::Binary(op), vec![a, b], shape, dtype, self.device())
+        let device = a.device().clone();
+        Tensor::from_op(Op::Binary(op), vec![a, b], shape, dtype, &device)
     }
 
     /// -x

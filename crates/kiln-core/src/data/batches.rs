@@ -1,0 +1,113 @@
+//! Mini-batches of a [`Split`]: an iterator of `(images, labels)` tensors.
+
+use crate::data::mnist::{Split, MNIST_MEAN, MNIST_STD};
+use crate::device::Device;
+use crate::tensor::Tensor;
+
+/// An iterator of mini-batches `(images, labels)` over a [`Split`], made by [`Split::batches`]:
+/// images f32 `[B, 1, rows, cols]`, labels i32 `[B]`. Builder methods choose whether the last
+/// partial batch is kept, the normalisation, and the device the tensors are made on.
+#[derive(Clone, Debug)]
+pub struct Batches<'a> {
+    split: Split<'a>,
+    batch_size: usize,
+    next: usize,
+    drop_last: bool,
+    /// `(mean, std)` applied after scaling to [0, 1], or none.
+    norm: Option<(f32, f32)>,
+    device: Device,
+}
+
+impl<'a> Batches<'a> {
+    #[track_caller]
+    pub(crate) fn new(split: Split<'a>, batch_size: usize) -> Batches<'a> {
+        assert!(
+            batch_size > 0,
+            "Split::batches: batch_size must be at least 1"
+        );
+        Batches {
+            split,
+            batch_size,
+            next: 0,
+            drop_last: false,
+            norm: Some((MNIST_MEAN, MNIST_STD)),
+            device: Device::cpu(),
+        }
+    }
+    /// With `true`, a last batch smaller than the batch size is skipped (every batch then has
+    /// the same shape, so a training step's plan is replayed for all of them). Default `false`.
+    pub fn drop_last(mut self, yes: bool) -> Self {
+        self.drop_last = yes;
+        self
+    }
+    /// Pixels become `(p / 255 - mean) / std`. The default is MNIST's 0.1307 and 0.3081 (for
+    /// Fashion-MNIST, 0.2860 and 0.3530). Panics unless `std` is positive and both are finite.
+    #[track_caller]
+    pub fn normalize(mut self, mean: f32, std: f32) -> Self {
+        assert!(
+            mean.is_finite() && std.is_finite() && std > 0.0,
+            "Batches::normalize: need a finite mean and a positive std, got mean {mean} std {std}"
+        );
+        self.norm = Some((mean, std));
+        self
+    }
+    /// Pixels become `p / 255`, in [0, 1], with no normalisation.
+    pub fn unnormalized(mut self) -> Self {
+        self.norm = None;
+        self
+    }
+    /// Makes the batch tensors directly on `device` (default: `Device::cpu()` host data, which
+    /// follows the first GPU tensor it meets).
+    pub fn on(mut self, device: &Device) -> Self {
+        self.device = device.clone();
+        self
+    }
+    /// Number of batches still to come.
+    fn remaining(&self) -> usize {
+        let left = self.split.len() - self.next;
+        if self.drop_last {
+            left / self.batch_size
+        } else {
+            left.div_ceil(self.batch_size)
+        }
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = (Tensor, Tensor);
+
+    fn next(&mut self) -> Option<(Tensor, Tensor)> {
+        if self.remaining() == 0 {
+            return None;
+        }
+        let b = self.batch_size.min(self.split.len() - self.next);
+        let [rows, cols] = self.split.image_dims();
+        // One table lookup per pixel: the same f32 for the same byte, on every machine.
+        let table: Vec<f32> = (0..=255u8)
+            .map(|p| {
+                let x = p as f32 / 255.0;
+                match self.norm {
+                    Some((mean, std)) => (x - mean) / std,
+                    None => x,
+                }
+            })
+            .collect();
+        let mut images = Vec::with_capacity(b * rows * cols);
+        let mut labels = Vec::with_capacity(b);
+        for i in self.next..self.next + b {
+            images.extend(self.split.image(i).iter().map(|&p| table[p as usize]));
+            labels.push(self.split.label(i) as i32);
+        }
+        self.next += b;
+        let x = Tensor::from_vec(images, [b, 1, rows, cols], &self.device).expect("batch shape");
+        let y = Tensor::from_vec(labels, [b], &self.device).expect("batch shape");
+        Some((x, y))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.remaining();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}
