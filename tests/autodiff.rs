@@ -114,3 +114,18 @@ fn backward_reaches_the_leaves_that_require_gradients() {
     let y = kiln::no_grad(|| w.mul_scalar(2.0));
     assert!(!y.requires_grad());
 }
+
+#[test]
+fn a_weight_broadcast_over_the_batch_gets_the_same_gradient_as_without_the_batch() {
+    // [3, 8, 128] x [128, 128]ᵀ: the weight's gradient takes the contracted path (one matmul
+    // over the 24 rows); the 2-D form of the same product does not broadcast at all.
+    for dev in [gpu(), Device::cpu()] {
+        let x = Tensor::from_slice(&values(3 * 8 * 128, 1), [3, 8, 128], &dev).unwrap();
+        let w = Tensor::from_slice(&values(128 * 128, 2), [128, 128], &dev).unwrap();
+        let batched = weighted_sum(&x.matmul(&w.t()), 3).grad_wrt(&[&w, &x]);
+        let flat_x = x.reshape([24, 128]);
+        let flat = weighted_sum(&flat_x.matmul(&w.t()).reshape([3, 8, 128]), 3).grad_wrt(&[&w, &x]);
+        assert_close(&batched[0], &flat[0], 1e-4, 1e-4);
+        assert_close(&batched[1], &flat[1], 1e-4, 1e-4);
+    }
+}

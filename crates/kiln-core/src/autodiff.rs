@@ -183,10 +183,14 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
         .collect()
 }
 
+/// Gradients with fewer elements than this keep the per-batch products (see below).
+const SMALL_GRADIENT: usize = 16_384;
+
 /// A matmul operand broadcast over the batch (`w [M, K]` expanded to `[B, M, K]`: a dense layer
 /// on 3-D input, a convolution's weight) would get B products `g_b x b_bᵀ` summed by the expand's
 /// rule. Instead, when the expand has no other user, its input's gradient is one matmul with the
-/// batch folded into the contraction: `[M, B N] x [B N, K]` — one kernel, no `[B, M, K]` buffer.
+/// batch folded into the contraction: `[M, B N] x [B N, K]` — one kernel, no `[B, M, K]` buffer
+/// (when the gradient is big enough to be spread over a device: `SMALL_GRADIENT`).
 /// Rewrites `pairs` in place: the expand is replaced by its input.
 fn contract_broadcast_batches(
     y: &Tensor,
@@ -208,6 +212,11 @@ fn contract_broadcast_batches(
         let other = &pairs[1 - side].0;
         let b: usize = y.dims()[..r - 2].iter().product();
         let (m, n) = (y.dims()[r - 2], y.dims()[r - 1]);
+        // A small gradient (a convolution's [out, in k k]) has too few outputs to keep a device
+        // busy through a long contraction; B products and a sum spread the work better.
+        if w.numel() < SMALL_GRADIENT {
+            continue;
+        }
         let mut last2: Vec<usize> = (0..r - 2).collect();
         // g [B.., M, N] as [M, B N] (side 0) or [B N, N'] rows (side 1); `other` likewise.
         let grad_w = if side == 0 {
