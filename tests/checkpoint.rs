@@ -172,7 +172,7 @@ fn tensors_round_trip_on_the_gpu_and_across_devices() {
 /// header length, a JSON header padded with spaces to a multiple of 8, then the data.
 fn python_file(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

@@ -41,7 +41,7 @@ fn broadcasting_follows_numpy() {
         let shape = rng.shape(1, 4, 5);
         let other: Vec<usize> = shape[rng.range(0, shape.len() as i64 - 1) as usize..]
             .iter()
-            .map(|&d| if rng.next() % 2 == 0 { 1 } else { d })
+            .map(|&d| if rng.next().is_multiple_of(2) { 1 } else { d })
             .collect();
         let x = pair(&shape, 100 + case);
         let y = pair(&other, 200 + case);

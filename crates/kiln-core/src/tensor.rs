@@ -203,9 +203,12 @@ impl Tensor {
         if a.device().same(b.device()) {
             return (a.clone(), b.clone());
         }
-        if b.is_host_graph() {
+        // Both movable (a host batch meeting a GPU constant): the one on the CPU device moves.
+        let on_cpu = |t: &Tensor| t.device().kind() == crate::backend::DeviceKind::Cpu;
+        let (move_a, move_b) = (a.is_host_graph(), b.is_host_graph());
+        if move_b && !(move_a && on_cpu(a) && !on_cpu(b)) {
             (a.clone(), b.rehome(a.device()))
-        } else if a.is_host_graph() {
+        } else if move_a {
             (a.rehome(b.device()), b.clone())
         } else {
             panic!(

@@ -28,7 +28,9 @@ impl Conv2d {
         seed: u64,
     ) -> Conv2d {
         assert!(
-            options.groups >= 1 && inputs % options.groups == 0 && outputs % options.groups == 0,
+            options.groups >= 1
+                && inputs.is_multiple_of(options.groups)
+                && outputs.is_multiple_of(options.groups),
             "Conv2d: {inputs} -> {outputs} channels do not split into {} groups",
             options.groups
         );
@@ -80,7 +82,7 @@ impl ConvTranspose2d {
     ) -> ConvTranspose2d {
         let g = options.groups;
         assert!(
-            g >= 1 && inputs % g == 0 && outputs % g == 0,
+            g >= 1 && inputs.is_multiple_of(g) && outputs.is_multiple_of(g),
             "ConvTranspose2d: {inputs} -> {outputs} channels do not split into {g} groups"
         );
         // PyTorch computes the fans of this layout as if it were [in, out/g, k, k].

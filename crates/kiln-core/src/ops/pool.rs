@@ -181,7 +181,7 @@ impl Reduce {
 /// per segment, joined with `cat`.
 fn adaptive_dim(x: &Tensor, dim: usize, out: usize, reduce: Reduce) -> Tensor {
     let n = x.dims()[dim];
-    if n % out == 0 {
+    if n.is_multiple_of(out) {
         let mut dims = x.dims().to_vec();
         dims.splice(dim..=dim, [out, n / out]);
         return reduce.apply(&x.reshape(dims), dim + 1, false);
@@ -317,7 +317,7 @@ impl Tensor {
             "{op}: output size {out:?} and input {} must be non-empty",
             self.shape()
         );
-        let y = if h % out[0] == 0 && w % out[1] == 0 {
+        let y = if h.is_multiple_of(out[0]) && w.is_multiple_of(out[1]) {
             let mut opts = Pool2dOptions::new(1);
             opts.kernel = [h / out[0], w / out[1]];
             opts.stride = opts.kernel;

@@ -48,7 +48,7 @@ pub(super) fn unwindow(
                 let k = c[lead + j];
                 let s = c[lead + r + j];
                 let tap = k * g.dilation[j];
-                if s < tap || (s - tap) % g.stride[j] != 0 {
+                if s < tap || !(s - tap).is_multiple_of(g.stride[j]) {
                     return 0.0;
                 }
                 let o = (s - tap) / g.stride[j];
