@@ -105,7 +105,8 @@ fn a_thousand_steps_keep_peak_device_memory_flat() {
         if i == 10 {
             peak_after_warmup = dev.stats().peak_bytes;
         }
-        if i == 999 {
+        // Reading the loss needs a staging buffer: read once during warm-up too.
+        if i == 5 || i == 999 {
             assert!(loss.item::<f32>().unwrap().is_finite());
         }
     }

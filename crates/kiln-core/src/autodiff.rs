@@ -324,9 +324,9 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             dims.extend(w.kernel.iter().map(|k| k * k));
             dims.extend_from_slice(&t.dims()[lead + 2 * r..]);
             t = t.reshape(dims);
-            for j in 0..r {
-                t = t.slice(lead + j, 0, w.kernel[j] * w.kernel[j], w.kernel[j] + 1);
-                t = t.narrow(lead + r + j, 0, o_dims[j]);
+            for (j, (&k, &o)) in w.kernel.iter().zip(o_dims).enumerate() {
+                t = t.slice(lead + j, 0, k * k, k + 1);
+                t = t.narrow(lead + r + j, 0, o);
             }
             vec![Some(t)]
         }
