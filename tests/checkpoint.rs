@@ -2,41 +2,13 @@
 //! Python's safetensors writes them, broken files, and atomic replacement.
 
 mod common;
+use common::temp_dir;
 
 use half::f16;
 use kiln::checkpoint::{self, write_atomic, Checkpoint};
 use kiln::prelude::*;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// A fresh, empty directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for TempDir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let d = std::env::temp_dir().join(format!("kiln-ckpt-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
+use std::path::Path;
 
 /// The names in `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {

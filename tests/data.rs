@@ -2,44 +2,16 @@
 //! and 2,000 test digits) and on broken files written to a temporary directory.
 
 mod common;
+use common::temp_dir;
 
 use kiln::data::{read_idx, Mnist, Split};
 use kiln::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k");
 
 fn mnist() -> Mnist {
     Mnist::from_dir(DIR).unwrap()
-}
-
-/// A fresh, empty directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for TempDir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let d = std::env::temp_dir().join(format!("kiln-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
 }
 
 /// A raw IDX file of u8 with these dimensions and data.

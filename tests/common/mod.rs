@@ -131,3 +131,35 @@ pub fn check_gpu_gradients(f: impl Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]],
         assert_close(g, e, 1e-4, 1e-3);
     }
 }
+
+/// A fresh, empty directory of its own for one test, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A new empty directory under the system's temp dir, unique to this test binary, process and
+/// `name`.
+pub fn temp_dir(name: &str) -> TempDir {
+    let binary = module_path!().split("::").next().unwrap_or("kiln");
+    let d = std::env::temp_dir().join(format!("kiln-{binary}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}
