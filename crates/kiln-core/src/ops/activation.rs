@@ -173,14 +173,7 @@ impl Tensor {
         if keepdim {
             out
         } else {
-            let dims: Vec<usize> = self
-                .dims()
-                .iter()
-                .enumerate()
-                .filter(|(d, _)| !axes.contains(d))
-                .map(|(_, &n)| n)
-                .collect();
-            out.reshape(dims)
+            out.drop_axes(axes)
         }
     }
 

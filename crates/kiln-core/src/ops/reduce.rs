@@ -49,14 +49,20 @@ impl Tensor {
         if keepdim {
             out
         } else {
-            let dims: Vec<usize> = kept
-                .iter()
-                .enumerate()
-                .filter(|(d, _)| !axes.contains(d))
-                .map(|(_, &n)| n)
-                .collect();
-            out.reshape(dims)
+            out.drop_axes(&axes)
         }
+    }
+
+    /// Removes `axes` (each of size 1, as a reduction with `keepdim` leaves them).
+    pub(crate) fn drop_axes(&self, axes: &[usize]) -> Tensor {
+        let dims: Vec<usize> = self
+            .dims()
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| !axes.contains(d))
+            .map(|(_, &n)| n)
+            .collect();
+        self.reshape(dims)
     }
 
     /// Sum over `axes` (bool counts as i32).
