@@ -14,6 +14,9 @@
 //
 // Generated region (between the @kiln:generated markers; the code generator replaces it):
 //   const BATCH, M, N, K: u32        problem size
+//   const RM, RN: u32                output rows / columns per invocation (powers of two up to
+//                                    16, chosen from M and N so that a small output does not
+//                                    compute a mostly clamped 64 x 128 block)
 //   bindings                         whatever the loads and the store need (the default region
 //                                    uses @group(0) @binding(0) out_buf (read_write),
 //                                    @binding(1) a_buf (read), @binding(2) b_buf (read),
@@ -28,14 +31,14 @@
 // that often; when such a prologue is expensive, materialise it before this kernel.
 //
 // Workgroup shape: @workgroup_size(8, 4, 1) = 32 invocations = 4 llvmpipe subgroups.
-// One workgroup computes a TILE_M x TILE_N = 64 x 128 block of one batch.
-// Invocation (lid.x, lid.y) computes the 16 x 16 outputs
-//   rows    wg.y*64 + lid.y*16 + i,        i = 0..15   (contiguous; shared by the subgroup)
-//   columns wg.x*128 + lid.x + 8*j,        j = 0..15   (strided by 8; adjacent lanes adjacent)
+// One workgroup computes a TILE_M x TILE_N = 4*RM x 8*RN block of one batch (64 x 128 at the
+// default RM = RN = 16). Invocation (lid.x, lid.y) computes the RM x RN outputs
+//   rows    wg.y*TILE_M + lid.y*RM + i,    i < RM   (contiguous; shared by the subgroup)
+//   columns wg.x*TILE_N + lid.x + 8*j,     j < RN   (strided by 8; adjacent lanes adjacent)
 // Out-of-range rows/columns are clamped for loading (row M-1 / column N-1) and not stored; the
 // K loop runs exactly K times, so no zero padding is needed.
 //
-// Dispatch (host):  (ceil(N / TILE_N), ceil(M / TILE_M), BATCH)  =  (ceil(N/128), ceil(M/64), BATCH)
+// Dispatch (host):  (ceil(N / TILE_N), ceil(M / TILE_M), BATCH)
 //   workgroup_id.x walks column tiles, .y row tiles, .z the batch.
 
 // @kiln:generated-begin
@@ -43,6 +46,8 @@ const BATCH: u32 = 2u;
 const M: u32 = 100u;
 const N: u32 = 70u;
 const K: u32 = 50u;
+const RM: u32 = 16u;
+const RN: u32 = 16u;
 @group(0) @binding(0) var<storage, read_write> out_buf: array<f32>;
 @group(0) @binding(1) var<storage, read> a_buf: array<f32>;
 @group(0) @binding(2) var<storage, read> b_buf: array<f32>;
@@ -56,10 +61,8 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) { out_buf[(batch * M + ro
 
 const WG_X: u32 = 8u;         // invocations along columns (one llvmpipe subgroup)
 const WG_Y: u32 = 4u;         // invocations along rows (one subgroup each)
-const RM: u32 = 16u;          // output rows per invocation
-const RN: u32 = 16u;          // output columns per invocation (strided by WG_X)
-const TILE_M: u32 = 64u;      // WG_Y * RM: output rows per workgroup
-const TILE_N: u32 = 128u;     // WG_X * RN: output columns per workgroup
+const TILE_M: u32 = WG_Y * RM; // output rows per workgroup
+const TILE_N: u32 = WG_X * RN; // output columns per workgroup
 
 @compute @workgroup_size(8, 4, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -118,6 +118,7 @@ fn every_generated_kernel_of_representative_graphs_validates() {
             &p,
             ScheduleLimits {
                 max_storage_buffers: 8,
+                window_operand_bytes: 0,
             },
         );
         assert!(!plan.kernels.is_empty(), "{name}: no kernels");
@@ -149,6 +150,7 @@ fn fusion_keeps_chains_in_one_kernel() {
             &p,
             ScheduleLimits {
                 max_storage_buffers: 8,
+                window_operand_bytes: 0,
             },
         )
         .kernels
@@ -188,6 +190,49 @@ fn fusion_keeps_chains_in_one_kernel() {
 }
 
 #[test]
+fn software_adapters_write_a_convolutions_window_out_before_its_matmul() {
+    let dev = Device::cpu();
+    let x = Tensor::randn([2, 3, 9, 9], 1, &dev);
+    let w = Tensor::randn([4, 3, 3, 3], 2, &dev);
+    let y = x.conv2d(&w, None, &Conv2dOptions::default().padding(1));
+    let p = Pending::collect(&[&y]);
+    let plan = |window_operand_bytes| {
+        schedule(
+            &p,
+            ScheduleLimits {
+                max_storage_buffers: 8,
+                window_operand_bytes,
+            },
+        )
+    };
+    let (gpu, software, capped) = (plan(0), plan(1 << 20), plan(16));
+    assert_eq!(
+        gpu.kernels.len(),
+        1,
+        "GPU: the window folds into the matmul's loads"
+    );
+    assert_eq!(
+        software.kernels.len(),
+        2,
+        "software: one copy kernel writes the im2col matrix, then the matmul"
+    );
+    assert_eq!(
+        capped.kernels.len(),
+        1,
+        "a window larger than the cap stays folded"
+    );
+    for (name, plan) in [("gpu", &gpu), ("software", &software)] {
+        for k in &plan.kernels {
+            let opts = CodegenOptions {
+                f16: false,
+                software: name == "software",
+            };
+            validate(name, &generate(&p, plan, k, opts).wgsl);
+        }
+    }
+}
+
+#[test]
 fn a_kernel_never_binds_more_buffers_than_allowed() {
     let dev = Device::cpu();
     let parts: Vec<Tensor> = (0..20)
@@ -202,6 +247,7 @@ fn a_kernel_never_binds_more_buffers_than_allowed() {
         &p,
         ScheduleLimits {
             max_storage_buffers: 8,
+            window_operand_bytes: 0,
         },
     );
     assert!(

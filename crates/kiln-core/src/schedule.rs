@@ -79,6 +79,11 @@ impl Plan {
 pub struct ScheduleLimits {
     /// Storage buffers one kernel may bind, its output included.
     pub max_storage_buffers: usize,
+    /// A matmul operand that reads through a `Window` view (a convolution's im2col) is
+    /// materialized by a copy kernel first when it takes at most this many bytes; 0 never does.
+    /// Worth it on software adapters, where the window's index arithmetic, re-evaluated for
+    /// every load of the matmul's K loop, costs more than one pass that writes it out.
+    pub window_operand_bytes: u64,
 }
 
 /// Bytes a node's values take in a device buffer.
@@ -112,6 +117,22 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         } else {
             is_target(i) || is_core(i) || (t.op().is_elementwise() && users[i] > 1)
         };
+    }
+    // Rule 1b: materialize windowed matmul operands where the device asks for it.
+    if limits.window_operand_bytes > 0 {
+        for c in 0..n {
+            if p.is_leaf(c) || !matches!(p.nodes[c].op(), Op::Matmul) {
+                continue;
+            }
+            for &x in &p.inputs[c] {
+                if !mat[x]
+                    && node_bytes(p, x) <= limits.window_operand_bytes
+                    && reads_through_window(p, &mat, x)
+                {
+                    mat[x] = true;
+                }
+            }
+        }
     }
     // Rule 3: absorb cores into the epilogue chain above them. A node belongs to at most one
     // chain: in `(x.sum_axes(..) + x.max_axes(..)) * 2` the sum's chain takes the add and the
@@ -320,6 +341,22 @@ fn heaviest_inline_child(
         stack.extend(p.inputs[i].iter().copied());
     }
     best
+}
+
+/// True if the inline expression of `x` contains a `Window` view.
+fn reads_through_window(p: &Pending, mat: &[bool], x: usize) -> bool {
+    let mut stack = vec![x];
+    let mut seen = vec![false; p.nodes.len()];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) || (i != x && mat[i]) {
+            continue;
+        }
+        if matches!(p.nodes[i].op(), Op::Window(_)) {
+            return true;
+        }
+        stack.extend(p.inputs[i].iter().copied());
+    }
+    false
 }
 
 /// True if `target` is in the inline expression of `from` (reached without passing through a

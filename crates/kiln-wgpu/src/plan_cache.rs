@@ -96,6 +96,11 @@ impl PipelineCache {
 pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
     let limits = ScheduleLimits {
         max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
+        window_operand_bytes: if ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu {
+            ctx.limits.max_storage_buffer_binding_size / 4
+        } else {
+            0
+        },
     };
     if !ctx.f16 {
         if let Some(t) = p.nodes.iter().find(|t| t.dtype() == kiln_core::DType::F16) {

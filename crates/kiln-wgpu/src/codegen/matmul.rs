@@ -82,12 +82,25 @@ pub fn generate(
     let epi_ops = em.arith_ops;
     let store = store_conv(root.dtype(), &v);
 
+    let template = if opts.software {
+        MATMUL_CPU_WGSL
+    } else {
+        MATMUL_WGSL
+    };
+    // The software template takes its per-invocation block from the shape; the GPU one has
+    // fixed tiles.
+    let block = if opts.software {
+        let (rm, rn) = cpu_block(m, n);
+        format!("const RM: u32 = {rm}u;\nconst RN: u32 = {rn}u;\n")
+    } else {
+        String::new()
+    };
     let region = format!(
         "const BATCH: u32 = {batch}u;
 const M: u32 = {m}u;
 const N: u32 = {n}u;
 const K: u32 = {k}u;
-// A[batch, row, k]; called only with row < M, k < K.
+{block}// A[batch, row, k]; called only with row < M, k < K.
 fn load_a(batch: u32, row: u32, k: u32) -> f32 {{
 {load_a}
 }}
@@ -104,15 +117,18 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
 }}
 "
     );
-    let template = if opts.software {
-        MATMUL_CPU_WGSL
+    let (tm, tn) = if opts.software {
+        let (rm, rn) = cpu_block(m, n);
+        (
+            template_const(template, "WG_Y") * rm,
+            template_const(template, "WG_X") * rn,
+        )
     } else {
-        MATMUL_WGSL
+        (
+            template_const(template, "TILE_M"),
+            template_const(template, "TILE_N"),
+        )
     };
-    let (tm, tn) = (
-        template_const(template, "TILE_M"),
-        template_const(template, "TILE_N"),
-    );
     let grid = [
         (n as u32).div_ceil(tn),
         (m as u32).div_ceil(tm),
@@ -135,4 +151,14 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
         flops: batch * (2 * m * n * k + (ops_a + ops_b) as u64 * m * k + epi_ops as u64 * m * n),
         bytes: 0,
     }
+}
+
+/// Output rows and columns per invocation of `shaders/matmul_cpu.wgsl` for an `m x n` output:
+/// the smallest powers of two (at most 16) with which one workgroup (4 x 8 invocations) covers
+/// the output, so that e.g. a 6 x 25 convolution-weight gradient computes an 8 x 32 block rather
+/// than a 64 x 128 one of which 98% is clamped and thrown away.
+pub fn cpu_block(m: usize, n: usize) -> (u32, u32) {
+    let fit =
+        |len: usize, lanes: usize| (len.div_ceil(lanes).max(1).next_power_of_two()).min(16) as u32;
+    (fit(m, 4), fit(n, 8))
 }
