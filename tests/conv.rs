@@ -559,21 +559,83 @@ fn both(f: impl Fn(&[Tensor]) -> Tensor + Copy, shapes: &[&[usize]], seed: u64) 
 #[test]
 fn gradients_of_conv2d() {
     let d = Conv2dOptions::default();
-    both(
-        |x| x[0].conv2d(&x[1], Some(&x[2]), &d.stride(2).padding(1)),
-        &[&[1, 2, 4, 4], &[2, 2, 2, 2], &[2]],
-        401,
+    let cases = || {
+        both(
+            |x| x[0].conv2d(&x[1], Some(&x[2]), &d.stride(2).padding(1)),
+            &[&[1, 2, 4, 4], &[2, 2, 2, 2], &[2]],
+            401,
+        );
+        both(
+            |x| x[0].conv2d(&x[1], None, &d.dilation(2).padding(1).groups(2)),
+            &[&[1, 2, 5, 5], &[4, 1, 3, 3]],
+            402,
+        );
+        both(
+            |x| x[0].conv2d(&x[1], Some(&x[2]), &d.same()),
+            &[&[2, 1, 4, 5], &[2, 1, 2, 3], &[2]],
+            403,
+        );
+        // Strides that leave rows and columns no window reaches (6 - 3 = 3 is odd; 7 + 2 - 3 = 6
+        // is not a multiple of 4): those inputs get zero gradient.
+        both(
+            |x| x[0].conv2d(&x[1], None, &d.stride(2)),
+            &[&[2, 2, 6, 6], &[3, 2, 3, 3]],
+            404,
+        );
+        both(
+            |x| {
+                x[0].conv2d(
+                    &x[1],
+                    Some(&x[2]),
+                    &Conv2dOptions {
+                        stride: [2, 4],
+                        padding: Padding::Explicit {
+                            top: 1,
+                            bottom: 0,
+                            left: 0,
+                            right: 2,
+                        },
+                        dilation: [1, 2],
+                        groups: 2,
+                    },
+                )
+            },
+            &[&[1, 4, 5, 7], &[2, 2, 2, 2], &[2]],
+            405,
+        );
+    };
+    // Small layers: the [N, C KH KW, OH OW] product and col2im.
+    cases();
+    // Large layers: a transposed convolution (see `COL2IM_PRODUCT_LIMIT`); 0 forces it here.
+    kiln::autodiff::with_col2im_product_limit(0, cases);
+}
+
+#[test]
+fn a_large_conv2d_input_gradient_is_a_transposed_convolution_without_col2im() {
+    // Through the generic rules the input gradient would be the [N, C KH KW, OH OW] product
+    // followed by a col2im (Unwindow) reduction; kiln reads g through a window instead.
+    let dev = Device::cpu();
+    let x = Tensor::randn([2, 3, 8, 8], 1, &dev);
+    x.set_requires_grad(true);
+    let w = Tensor::randn([4, 3, 3, 3], 2, &dev);
+    w.set_requires_grad(true);
+    let y = x.conv2d(&w, None, &Conv2dOptions::default().stride(2).padding(1));
+    let gx = kiln::autodiff::with_col2im_product_limit(0, || y.sum().grad_wrt(&[&x]).remove(0));
+    let p = kiln::Pending::collect(&[&gx]);
+    assert!(
+        p.nodes
+            .iter()
+            .all(|t| !matches!(t.op(), kiln::op::Op::Unwindow(_))),
+        "the input gradient still has a col2im"
     );
-    both(
-        |x| x[0].conv2d(&x[1], None, &d.dilation(2).padding(1).groups(2)),
-        &[&[1, 2, 5, 5], &[4, 1, 3, 3]],
-        402,
-    );
-    both(
-        |x| x[0].conv2d(&x[1], Some(&x[2]), &d.same()),
-        &[&[2, 1, 4, 5], &[2, 1, 2, 3], &[2]],
-        403,
-    );
+    // Its only product writes the padded input's gradient [2, 3, 10, 10], not [2, 3 * 9, 4 * 4].
+    let products: Vec<usize> = p
+        .nodes
+        .iter()
+        .filter(|t| matches!(t.op(), kiln::op::Op::Matmul))
+        .map(|t| t.numel())
+        .collect();
+    assert_eq!(products, [2 * 3 * 10 * 10]);
 }
 
 #[test]

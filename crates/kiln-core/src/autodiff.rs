@@ -164,6 +164,7 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
             t.inputs().iter().cloned().zip(vjp(t, &g)).collect();
         if matches!(t.op(), Op::Matmul) {
             contract_broadcast_batches(t, &g, &mut pairs, &users);
+            convolution_input_gradient(t, &g, &mut pairs, &users);
         }
         for (x, gx) in pairs.iter() {
             let Some(gx) = gx else { continue };
@@ -181,6 +182,100 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
     wrt.iter()
         .map(|t| grad.get(&t.id()).cloned().unwrap_or_else(|| t.zeros_like()))
         .collect()
+}
+
+/// Above this many elements, a convolution's input gradient is computed as a transposed
+/// convolution rather than as the `[N, C KH KW, OH OW]` product and col2im (see below): 2^24 f32
+/// values are 64 MiB, half of the smallest storage binding kiln meets (lavapipe's 128 MiB).
+pub const COL2IM_PRODUCT_LIMIT: usize = 1 << 24;
+
+thread_local! {
+    static COL2IM_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(COL2IM_PRODUCT_LIMIT) };
+}
+
+/// Runs `f` with a different [`COL2IM_PRODUCT_LIMIT`] on this thread (0: every convolution's input
+/// gradient is a transposed convolution), for tests and experiments.
+pub fn with_col2im_product_limit<R>(limit: usize, f: impl FnOnce() -> R) -> R {
+    let before = COL2IM_LIMIT.with(|l| l.replace(limit));
+    let r = f();
+    COL2IM_LIMIT.with(|l| l.set(before));
+    r
+}
+
+/// The input gradient of a convolution (`kernel.matmul(cols)` with `cols` a window of the padded
+/// input, as `Tensor::conv2d` builds it) as a transposed convolution of `g` with the same weight,
+/// given straight to the padded input. Through the generic rules it is the product `kernelᵀ g` —
+/// an `[N, G, C/G KH KW, OH OW]` matrix, KH KW / stride² times the input's size — followed by a
+/// col2im reduction. The transposed convolution reads `g` through a window view instead
+/// (implicit GEMM) and writes `[N, C, H, W]` directly, at the price of multiplying the zeros
+/// that spread and pad `g` (about twice the arithmetic for LeNet-5's conv2, which is why small
+/// gradients keep the product: on lavapipe it made a LeNet-5 step 60 -> 200 ms). Used when the
+/// product would exceed [`COL2IM_PRODUCT_LIMIT`], so that ResNet-sized layers fit a binding.
+/// Rewrites `pairs` in place when the window and its reshape have no other user.
+fn convolution_input_gradient(
+    y: &Tensor,
+    g: &Tensor,
+    pairs: &mut [(Tensor, Option<Tensor>)],
+    users: &HashMap<u64, usize>,
+) {
+    let cols = &pairs[1].0;
+    if pairs[1].1.is_none()
+        || !matches!(cols.op(), Op::Reshape)
+        || users.get(&cols.id()) != Some(&1)
+        || cols.numel() <= COL2IM_LIMIT.with(|l| l.get())
+    {
+        return;
+    }
+    let window = &cols.inputs()[0];
+    let Op::Window(geom) = window.op() else {
+        return;
+    };
+    if geom.rank() != 2 || window.rank() != 6 || users.get(&window.id()) != Some(&1) {
+        return;
+    }
+    let padded = &window.inputs()[0]; // [N, C, PH, PW]
+    let wd = window.dims(); // [N, C, KH, KW, OH, OW]
+    let (n, c, kh, kw, oh, ow) = (wd[0], wd[1], wd[2], wd[3], wd[4], wd[5]);
+    // cols must be [N, G, C/G KH KW, OH OW] and y [N, G, O/G, OH OW].
+    let cd = cols.dims();
+    let groups = cd.get(1).copied().unwrap_or(0);
+    if cd.len() != 4
+        || groups == 0
+        || c % groups != 0
+        || cd != [n, groups, c / groups * kh * kw, oh * ow]
+        || y.dims().len() != 4
+        || y.dims()[..2] != [n, groups]
+    {
+        return;
+    }
+    let o = groups * y.dims()[2];
+    // The kernel operand, before any broadcast over the batch: [.., G, O/G, C/G KH KW].
+    let mut kernel = pairs[0].0.clone();
+    if matches!(kernel.op(), Op::Expand) {
+        kernel = kernel.inputs()[0].clone();
+    }
+    if kernel.dims().iter().rev().skip(3).any(|&d| d != 1) {
+        return; // a different kernel per image: not a convolution
+    }
+    let weight = kernel.reshape([o, c / groups, kh, kw]);
+    let (ph, pw) = (padded.dims()[2], padded.dims()[3]);
+    let (s, d) = (&geom.stride, &geom.dilation);
+    let reach = |o: usize, s: usize, d: usize, k: usize| (o - 1) * s + d * (k - 1) + 1;
+    let opts = crate::ConvTranspose2dOptions {
+        stride: [s[0], s[1]],
+        padding: [0, 0],
+        // Rows and columns past the last window get no gradient: zeros at the bottom/right.
+        output_padding: [
+            ph - reach(oh, s[0], d[0], kh),
+            pw - reach(ow, s[1], d[1], kw),
+        ],
+        dilation: [d[0], d[1]],
+        groups,
+    };
+    let grad = g
+        .reshape([n, o, oh, ow])
+        .conv_transpose2d(&weight, None, &opts);
+    pairs[1] = (padded.clone(), Some(grad));
 }
 
 /// Gradients with fewer elements than this keep the per-batch products (see below).
