@@ -1,7 +1,8 @@
 //! Kernel-level benchmarks: matmul (square, skinny, and the shapes of a LeNet-5 step),
-//! reductions and fused elementwise chains, timed on the GPU with timestamp queries where the
-//! adapter has them (else wall time around a synchronised submission), beside the host CPU's own
-//! single-precision GEMM (`matrixmultiply`, one thread) measured in the same run.
+//! reductions, fused elementwise chains and a batch's augmentation, timed on the GPU with
+//! timestamp queries where the adapter has them (else wall time around a synchronised
+//! submission), beside the host CPU's own single-precision GEMM (`matrixmultiply`, one thread)
+//! measured in the same run.
 //!
 //! `cargo bench --bench kernels` prints a table and writes it to
 //! `target/kiln-bench/kernels.json`. `KILN_BENCH_QUICK=1` runs fewer, smaller shapes.
@@ -246,6 +247,26 @@ fn main() {
             host_gemm_gflops: None,
         });
     }
+
+    // Augmentation of a CIFAR-sized batch: matrices drawn on the device, one warp with the
+    // normalisation fused in (2 kernels).
+    let images = Tensor::rand([256, 3, 32, 32], 8, &dev);
+    images.realize().unwrap();
+    let aug = kiln::data::Augment::new(1)
+        .horizontal_flip(0.5)
+        .random_crop(4)
+        .rotation(15.0)
+        .scale(0.9, 1.1)
+        .normalize(&[0.49, 0.48, 0.45], &[0.25, 0.24, 0.26]);
+    let (s, flops, bytes, _) = bench.time(&|| aug.apply(&images).unwrap());
+    rows.push(Row {
+        kernel: "augment (2 kernels)".into(),
+        shape: "256x3x32x32".into(),
+        ms: s * 1e3,
+        gflops: flops as f64 / s / 1e9,
+        gbps: bytes as f64 / s / 1e9,
+        host_gemm_gflops: None,
+    });
 
     println!(
         "{:<28} {:>20} {:>10} {:>9} {:>8} {:>10} {:>7}",

@@ -33,8 +33,8 @@ fn every_hand_written_shader_validates() {
         }
     }
     assert!(
-        count >= 3,
-        "expected matmul, matmul_cpu and philox shaders, found {count}"
+        count >= 4,
+        "expected matmul, matmul_cpu, philox and affine_sample shaders, found {count}"
     );
 }
 
@@ -45,6 +45,10 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
     let bias = Tensor::from_vec(vec![1.0f32; 5], [5], dev).unwrap();
     let h = Tensor::from_vec(vec![half::f16::ONE; 12], [3, 4], dev).unwrap();
     let i = Tensor::arange_i32(0, 12, 1, dev).reshape([3, 4]);
+    let images = a
+        .reshape([2, 1, 4, 6])
+        .pad(&[(0, 0), (0, 0), (1, 1), (0, 0)], 0.0);
+    let theta = Tensor::rand([2, 6], 3, dev).reshape([2, 2, 3]).cos();
     vec![
         (
             "elementwise chain",
@@ -90,6 +94,15 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
         (
             "f16",
             (h.exp() + h.clone()).sum_axes(&[0], false).cast(DType::F32),
+        ),
+        (
+            "affine sample with prologue, computed matrices and epilogue",
+            images
+                .exp()
+                .affine_sample(&theta, [5, 3])
+                .unwrap()
+                .sub_scalar(0.5)
+                .div_scalar(0.25),
         ),
         (
             "integers",

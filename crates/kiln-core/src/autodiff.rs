@@ -513,6 +513,14 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let (a, b) = (x(0), x(1));
             vec![Some(g.matmul(&b.t())), Some(a.t().matmul(g))]
         }
+
+        // ---- data-dependent sampling ----
+        // No gradient for either input. The image's would be the transpose of the sampling (each
+        // input pixel gathering from the output pixels whose taps reach it: a second data-
+        // dependent kernel), the matrices' the image's spatial derivative at every sample; data
+        // augmentation needs neither. `affine_sample` refuses inputs that require a gradient, so
+        // no gradient is silently dropped here.
+        Op::AffineSample => vec![None, None],
     }
 }
 

@@ -55,6 +55,15 @@ pub enum KilnError {
     /// A data file is missing, truncated or corrupt (the message names the file).
     #[error("data: {0}")]
     Data(String),
+    /// An input of an operation fed from data (image sampling, augmentation) has the wrong
+    /// shape or dtype; the message says what was expected.
+    #[error("{op}: {msg}")]
+    InvalidInput {
+        /// The operation that was called.
+        op: &'static str,
+        /// What is wrong and what was expected.
+        msg: String,
+    },
     /// Any other backend failure, with its message.
     #[error("backend: {0}")]
     Backend(String),

@@ -235,6 +235,18 @@ pub enum Op {
     },
     /// `[B.., M, K] x [B.., K, N] -> [B.., M, N]`; both inputs have the same batch dimensions.
     Matmul,
+
+    // ---- data-dependent sampling ----
+    /// Bilinear sampling of images at per-image affine coordinates, zero outside: inputs
+    /// `x [N, C, H, W]` (float) and `theta [N, 2, 3]` (f32), output `[N, C, OH, OW]` (the node's
+    /// shape). Output pixel `(oy, ox)` of image n samples `x[n]` at
+    /// `(sx, sy) = theta[n] * (ox, oy, 1)`, in pixel coordinates where pixel `(i, j)` has its
+    /// centre at `x = j, y = i`. With `x0 = floor(sx)`, `fx = sx - x0` (likewise y) the four taps
+    /// `(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)` weigh `(1 - fx)(1 - fy)`,
+    /// `fx (1 - fy)`, `(1 - fx) fy`, `fx fy`, summed in that order; a tap outside the input adds
+    /// nothing (PyTorch's `grid_sample(mode="bilinear", padding_mode="zeros")`). Integer
+    /// coordinates copy exactly (weights 1, 0, 0, 0). See `Tensor::affine_sample`.
+    AffineSample,
 }
 
 impl Op {
@@ -255,6 +267,11 @@ impl Op {
                 | Op::Window(_)
                 | Op::Unwindow(_)
         )
+    }
+    /// True for ops that get a kernel of their own, with elementwise prologues and epilogues
+    /// fused in: reductions, matmul and affine sampling.
+    pub fn is_core(&self) -> bool {
+        matches!(self, Op::Reduce { .. } | Op::Matmul | Op::AffineSample)
     }
     /// True for elementwise arithmetic.
     pub fn is_elementwise(&self) -> bool {

@@ -2,14 +2,16 @@
 //!
 //! Rules, in order:
 //! 1. A node gets its own buffer ("is materialized") if it is a realized leaf, host data, a
-//!    target, a matmul or reduction, or an elementwise node read by more than one user (so that
-//!    it is not computed twice). Generators (`Full`, `Arange`, `Rand`) and views never get one
-//!    unless they are targets: they are folded into the index arithmetic of their readers.
+//!    target, a matmul, reduction or affine sampling, the computed matrices of an affine sampling
+//!    (read once per output pixel, so computed once), or an elementwise node read by more than one
+//!    user (so that it is not computed twice). Generators (`Full`, `Arange`, `Rand`) and views
+//!    never get one unless they are targets: they are folded into the index arithmetic of their
+//!    readers.
 //! 2. Each materialized non-leaf node is the root of one kernel, which computes the root's
 //!    expression tree down to materialized nodes.
-//! 3. Epilogues: a matmul or reduction whose only user is an elementwise op (or a reshape, which
-//!    keeps every element's linear index) is absorbed into the kernel of the chain above it, so
-//!    `relu(a.matmul(b) + bias)` is one kernel.
+//! 3. Epilogues: a matmul, reduction or affine sampling whose only user is an elementwise op (or
+//!    a reshape, which keeps every element's linear index) is absorbed into the kernel of the
+//!    chain above it, so `relu(a.matmul(b) + bias)` is one kernel.
 //! 4. A kernel never reads more buffers than the device can bind; subtrees are materialized as
 //!    separate kernels until it fits (and an epilogue is given up when only it is left to cut).
 //! 5. Intermediate buffers are assigned to reusable slots by liveness.
@@ -26,6 +28,29 @@ pub enum KernelKind {
     Reduce(usize),
     /// A matmul node (its index in `Pending::nodes`) with its prologue and epilogue.
     Matmul(usize),
+    /// An affine-sampling node (its index in `Pending::nodes`) with its image prologue and its
+    /// epilogue (e.g. the normalisation after an augmentation's warp).
+    AffineSample(usize),
+}
+
+impl KernelKind {
+    /// The kernel kind whose core is node `c` with op `op` (a reduction, matmul or affine
+    /// sampling).
+    pub fn of_core(op: &Op, c: usize) -> KernelKind {
+        match op {
+            Op::Matmul => KernelKind::Matmul(c),
+            Op::AffineSample => KernelKind::AffineSample(c),
+            Op::Reduce { .. } => KernelKind::Reduce(c),
+            other => panic!("scheduler: {other:?} is not a kernel core"),
+        }
+    }
+    /// The core node, if the kernel has one (not for elementwise kernels).
+    pub fn core(self) -> Option<usize> {
+        match self {
+            KernelKind::Elementwise => None,
+            KernelKind::Reduce(c) | KernelKind::Matmul(c) | KernelKind::AffineSample(c) => Some(c),
+        }
+    }
 }
 
 /// One kernel of a plan.
@@ -105,8 +130,7 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         }
     }
     let is_target = |i: usize| p.targets.contains(&i);
-    let is_core =
-        |i: usize| !p.is_leaf(i) && matches!(p.nodes[i].op(), Op::Matmul | Op::Reduce { .. });
+    let is_core = |i: usize| !p.is_leaf(i) && p.nodes[i].op().is_core();
 
     // Rule 1.
     let mut mat = vec![false; n];
@@ -131,6 +155,16 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
                 {
                     mat[x] = true;
                 }
+            }
+        }
+    }
+    // Rule 1c: an affine sample's computed matrices get a buffer of their own.
+    for i in 0..n {
+        if matches!(p.nodes[i].op(), Op::AffineSample) && !p.is_leaf(i) {
+            let theta = p.inputs[i][1];
+            // A leaf is a buffer already, or a generator cheap enough to compute inline.
+            if !p.is_leaf(theta) {
+                mat[theta] = true;
             }
         }
     }
@@ -175,17 +209,9 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             continue;
         }
         let kind = if is_core(i) {
-            if matches!(p.nodes[i].op(), Op::Matmul) {
-                KernelKind::Matmul(i)
-            } else {
-                KernelKind::Reduce(i)
-            }
+            KernelKind::of_core(p.nodes[i].op(), i)
         } else if let Some(c) = absorbed_into[i] {
-            if matches!(p.nodes[c].op(), Op::Matmul) {
-                KernelKind::Matmul(c)
-            } else {
-                KernelKind::Reduce(c)
-            }
+            KernelKind::of_core(p.nodes[c].op(), c)
         } else {
             KernelKind::Elementwise
         };
@@ -285,10 +311,7 @@ pub fn kernel_inputs(
     root: usize,
     kind: KernelKind,
 ) -> (Vec<usize>, Vec<usize>) {
-    let core = match kind {
-        KernelKind::Elementwise => None,
-        KernelKind::Reduce(c) | KernelKind::Matmul(c) => Some(c),
-    };
+    let core = kind.core();
     let (mut reads, mut scalars, mut seen) = (vec![], vec![], vec![false; p.nodes.len()]);
     let mut stack = vec![root];
     while let Some(i) = stack.pop() {
@@ -318,10 +341,7 @@ fn heaviest_inline_child(
     root: usize,
     kind: KernelKind,
 ) -> Option<(usize, usize)> {
-    let core = match kind {
-        KernelKind::Elementwise => None,
-        KernelKind::Reduce(c) | KernelKind::Matmul(c) => Some(c),
-    };
+    let core = kind.core();
     let mut best: Option<(usize, usize)> = None;
     let mut stack = p.inputs[root].clone();
     let mut seen = vec![false; p.nodes.len()];

@@ -1,12 +1,16 @@
 //! Mini-batches of a [`Split`]: an iterator of `(images, labels)` tensors.
 
+use crate::data::augment::Augment;
 use crate::data::mnist::{Split, MNIST_MEAN, MNIST_STD};
 use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// An iterator of mini-batches `(images, labels)` over a [`Split`], made by [`Split::batches`]:
 /// images f32 `[B, 1, rows, cols]`, labels i32 `[B]`. Builder methods choose whether the last
-/// partial batch is kept, the normalisation, and the device the tensors are made on.
+/// partial batch is kept, the normalisation, the device the tensors are made on, and an
+/// augmentation pipeline the images pass through.
 #[derive(Clone, Debug)]
 pub struct Batches<'a> {
     split: Split<'a>,
@@ -16,6 +20,7 @@ pub struct Batches<'a> {
     /// `(mean, std)` applied after scaling to [0, 1], or none.
     norm: Option<(f32, f32)>,
     device: Device,
+    augment: Option<&'a Augment>,
 }
 
 impl<'a> Batches<'a> {
@@ -32,6 +37,7 @@ impl<'a> Batches<'a> {
             drop_last: false,
             norm: Some((MNIST_MEAN, MNIST_STD)),
             device: Device::cpu(),
+            augment: None,
         }
     }
     /// With `true`, a last batch smaller than the batch size is skipped (every batch then has
@@ -61,6 +67,19 @@ impl<'a> Batches<'a> {
     pub fn on(mut self, device: &Device) -> Self {
         self.device = device.clone();
         self
+    }
+    /// Passes every batch's images through `augment` ([`Augment::apply`]: each batch takes the
+    /// pipeline's next step, so every epoch draws new randomness). The augmentation is part of
+    /// the lazy graph and runs on the device the images meet (a GPU's, for a model there).
+    /// `augment` sees the images as these batches make them, normalised unless
+    /// [`Batches::unnormalized`] was called; for zeros that mean black in the crops and turns,
+    /// call `unnormalized()` and put the normalisation in the pipeline. Errors if the pipeline's
+    /// normalisation does not fit single-channel images.
+    pub fn transform(mut self, augment: &'a Augment) -> Result<Self> {
+        let [rows, cols] = self.split.image_dims();
+        augment.check_batch(&[self.batch_size, 1, rows, cols], DType::F32)?;
+        self.augment = Some(augment);
+        Ok(self)
     }
     /// Number of batches still to come.
     fn remaining(&self) -> usize {
@@ -99,7 +118,11 @@ impl Iterator for Batches<'_> {
             labels.push(self.split.label(i) as i32);
         }
         self.next += b;
-        let x = Tensor::from_vec(images, [b, 1, rows, cols], &self.device).expect("batch shape");
+        let mut x =
+            Tensor::from_vec(images, [b, 1, rows, cols], &self.device).expect("batch shape");
+        if let Some(augment) = self.augment {
+            x = augment.apply(&x).expect("checked by Batches::transform");
+        }
         let y = Tensor::from_vec(labels, [b], &self.device).expect("batch shape");
         Some((x, y))
     }

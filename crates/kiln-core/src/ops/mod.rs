@@ -2,6 +2,7 @@
 //! shapes and the caller's line on a mistake) and records graph nodes; nothing runs.
 
 mod activation;
+mod affine;
 pub(crate) mod conv;
 mod creation;
 mod elementwise;

@@ -8,9 +8,11 @@
 //! read such values with [`exact_values`].
 //!
 //! One file per op family: `creation` (Data, Full, Arange, Rand), `views` (Reshape .. Cat),
-//! `elementwise` (Unary, Binary, Where, Cast), `reduce`, `matmul`. Clarity first: nothing here is
-//! optimised beyond keeping matmul's inner loop on contiguous data.
+//! `elementwise` (Unary, Binary, Where, Cast), `reduce`, `matmul`, `affine` (AffineSample).
+//! Clarity first: nothing here is optimised beyond keeping matmul's inner loop on contiguous
+//! data.
 
+mod affine;
 mod creation;
 mod elementwise;
 mod matmul;
@@ -202,6 +204,7 @@ impl ReferenceBackend {
             Op::Cast(_) => elementwise::cast(x(0)),
             Op::Reduce { op, axes } => reduce::reduce(*op, x(0), in_dims(0), axes),
             Op::Matmul => matmul::matmul(x(0), in_dims(0), x(1), in_dims(1)),
+            Op::AffineSample => affine::affine_sample(x(0), in_dims(0), x(1), dims),
         })
     }
 

@@ -539,7 +539,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 };
                 self.bind(ty, e)
             }
-            Op::Reduce { .. } | Op::Matmul => {
+            Op::Reduce { .. } | Op::Matmul | Op::AffineSample => {
                 panic!("codegen: node {i} ({:?}) must be materialized", node.op())
             }
         }

@@ -1,6 +1,7 @@
 //! WGSL generation: one source per kernel of a plan. `expr` emits expressions; `elementwise`,
-//! `reduce` and `matmul` wrap them in a kernel with its bindings and entry point.
+//! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point.
 
+pub mod affine;
 pub mod elementwise;
 pub mod expr;
 pub mod matmul;
@@ -71,6 +72,7 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         KernelKind::Elementwise => elementwise::generate(&mut env, kernel),
         KernelKind::Reduce(c) => reduce::generate(&mut env, kernel, c),
         KernelKind::Matmul(c) => matmul::generate(&mut env, kernel, c, opts),
+        KernelKind::AffineSample(c) => affine::generate(&mut env, kernel, c),
     };
     let mut header = String::new();
     let root = &p.nodes[kernel.root];
