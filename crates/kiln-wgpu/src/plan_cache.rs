@@ -92,11 +92,16 @@ impl PipelineCache {
     }
 }
 
+/// The limits plans are scheduled with on this device.
+pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
+    ScheduleLimits {
+        max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
+    }
+}
+
 /// Schedules and compiles `p`.
 pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
-    let limits = ScheduleLimits {
-        max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
-    };
+    let limits = schedule_limits(ctx);
     if !ctx.f16 {
         if let Some(t) = p.nodes.iter().find(|t| t.dtype() == kiln_core::DType::F16) {
             return Err(KilnError::Backend(format!(
