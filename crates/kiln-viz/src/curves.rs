@@ -163,11 +163,12 @@ fn plot_error(e: impl std::fmt::Display) -> KilnError {
     KilnError::Data(format!("drawing the training curves: {e}"))
 }
 
-/// Draws one panel (loss or accuracy) into `area`.
+/// Draws one panel (loss or accuracy) into `area`, its legend at `legend`.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     s: &Series,
     max_step: f64,
+    legend: SeriesLabelPosition,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -192,6 +193,7 @@ where
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc(s.title)
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
@@ -228,7 +230,7 @@ where
         .label_font(("sans-serif", 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .draw()
         .map_err(plot_error)?;
     Ok(())
@@ -289,8 +291,9 @@ pub fn curves_image(metrics: &Metrics) -> Result<RgbImage> {
             BitMapBackend::with_buffer(&mut buf, (CURVES_WIDTH, CURVES_HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let (left, right) = root.split_horizontally(CURVES_WIDTH / 2);
-        panel(&left, &loss, max_step)?;
-        panel(&right, &accuracy, max_step)?;
+        // Loss falls and accuracy rises: their legends go where the curves usually are not.
+        panel(&left, &loss, max_step, SeriesLabelPosition::UpperRight)?;
+        panel(&right, &accuracy, max_step, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(plot_error)?;
     }
     Ok(RgbImage::from_raw(CURVES_WIDTH, CURVES_HEIGHT, buf).expect("w * h * 3 bytes"))

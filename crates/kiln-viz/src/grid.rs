@@ -9,7 +9,11 @@ use std::path::Path;
 /// Space around the grid, in pixels.
 const MARGIN: u32 = 8;
 /// Space between tiles.
-const GAP: u32 = 4;
+const GAP: u32 = 10;
+/// Pixels between the input channels of one filter's tile.
+pub const CHANNEL_GAP: u32 = 2;
+/// Their colour (light gray, so that the white gaps between tiles stand out).
+const CHANNEL_GAP_COLOR: [u8; 3] = [210, 210, 210];
 /// Height of a section's caption line.
 const CAPTION: u32 = 22;
 /// Space between sections.
@@ -42,6 +46,24 @@ impl Tile {
             h: th,
             pixels,
         }
+    }
+
+    /// `parts` (of one height) left to right, `gap` columns of `color` between them.
+    pub fn side_by_side(parts: &[Tile], gap: u32, color: [u8; 3]) -> Tile {
+        let h = parts.first().map_or(0, |p| p.h);
+        let w =
+            parts.iter().map(|p| p.w).sum::<u32>() + gap * (parts.len() as u32).saturating_sub(1);
+        let mut pixels = Vec::with_capacity((w * h) as usize);
+        for y in 0..h {
+            for (k, p) in parts.iter().enumerate() {
+                if k > 0 {
+                    pixels.extend(std::iter::repeat_n(color, gap as usize));
+                }
+                let row = (y * p.w) as usize;
+                pixels.extend_from_slice(&p.pixels[row..row + p.w as usize]);
+            }
+        }
+        Tile { w, h, pixels }
     }
 }
 
@@ -122,7 +144,7 @@ pub(crate) fn host_values(t: &Tensor) -> Result<Vec<f32>> {
 /// A grid of a convolution weight `[O, I, KH, KW]`: one tile per output channel, in order, left
 /// to right and top to bottom. With `I == 3` a tile is one RGB image (the three input channels as
 /// red, green and blue); otherwise it shows the input channels side by side in gray (at most
-/// [`MAX_INPUTS_SHOWN`]), separated by a one-pixel white line. Each tile is scaled symmetrically
+/// [`MAX_INPUTS_SHOWN`]), [`CHANNEL_GAP`] light-gray pixels apart. Each tile is scaled symmetrically
 /// around zero on its own: 0 is mid-gray (128), the tile's largest |w| is white (255) if
 /// positive, black (0) if negative. Pixels are upscaled by [`upscale_factor`]`(KH, KW)`.
 /// `caption` is drawn above the grid (none if empty). The regions are the tiles, one per output
@@ -150,18 +172,16 @@ pub fn filter_grid(weight: &Tensor, caption: &str) -> Result<Picture> {
                     [0, 1, 2].map(|ic| symmetric_gray(at(ic, r, c), max_abs))
                 })
             } else {
-                // Input channels side by side, one source column of white between them: the
-                // tile is `shown * (kw + 1) - 1` source columns wide.
-                let cols = shown * (kw + 1) - 1;
-                Tile::upscaled(kh, cols, scale, |r, c| {
-                    let (ic, cc) = (c / (kw + 1), c % (kw + 1));
-                    if cc == kw {
-                        [255, 255, 255]
-                    } else {
-                        let g = symmetric_gray(at(ic, r, cc), max_abs);
-                        [g, g, g]
-                    }
-                })
+                // Input channels side by side, [`CHANNEL_GAP`] pixels apart.
+                let parts: Vec<Tile> = (0..shown)
+                    .map(|ic| {
+                        Tile::upscaled(kh, kw, scale, |r, c| {
+                            let g = symmetric_gray(at(ic, r, c), max_abs);
+                            [g, g, g]
+                        })
+                    })
+                    .collect();
+                Tile::side_by_side(&parts, CHANNEL_GAP, CHANNEL_GAP_COLOR)
             }
         })
         .collect();

@@ -141,13 +141,16 @@ pub(crate) fn fill(image: &mut RgbImage, r: Rect, color: [u8; 3]) {
     }
 }
 
-/// Gray for a value scaled symmetrically around zero: `v / max_abs` in [-1, 1] maps to
-/// 0 (black, most negative) .. 128 (zero) .. 255 (white, most positive). `max_abs == 0` gives 128.
+/// Gray for a value scaled symmetrically around zero: `t = v / max_abs` in [-1, 1] maps to
+/// 0 (black, t = -1) .. 128 (zero) .. 255 (white, t = 1): `128 + 128 t` below zero, `128 + 127 t`
+/// above. `max_abs == 0` gives 128.
 pub(crate) fn symmetric_gray(v: f32, max_abs: f32) -> u8 {
     if max_abs <= 0.0 || !v.is_finite() {
         return 128;
     }
-    (128.0 + 127.0 * (v / max_abs).clamp(-1.0, 1.0)).round() as u8
+    let t = (v / max_abs).clamp(-1.0, 1.0);
+    let span = if t < 0.0 { 128.0 } else { 127.0 };
+    (128.0 + span * t).round() as u8
 }
 
 /// Gray for a value scaled from `[min, max]` to 0..=255 (0 when the range is empty).
