@@ -6,6 +6,16 @@ use kiln::nn::{prefixed, Conv2d, Linear, Module};
 use kiln::prelude::*;
 use kiln::viz::{summary, LayerKind, ReceptiveField};
 
+/// An expected row: name, kind, output shape, parameters, multiply-adds, receptive field.
+type Row = (
+    &'static str,
+    LayerKind,
+    &'static [usize],
+    usize,
+    u64,
+    ReceptiveField,
+);
+
 fn local(size: usize, jump: usize) -> ReceptiveField {
     ReceptiveField::Local {
         size: [size, size],
@@ -31,7 +41,7 @@ fn lenet5_summary_counts_parameters_mult_adds_and_receptive_fields() {
     // pool 2: 5 + (2 - 1) * 1 = 6, jumps double to 2. conv2 5x5: 6 + 4 * 2 = 14, 2 apart.
     // pool 2: 14 + 1 * 2 = 16, 4 apart. fc1 after flatten sees the whole 5x5 grid of fields:
     // 16 + 4 * 4 = 32 pixels (more than the 28 of the image: the padding), no jump any more.
-    let expected: [(&str, LayerKind, &[usize], usize, u64, ReceptiveField); 7] = [
+    let expected: [Row; 7] = [
         (
             "conv1",
             LayerKind::Conv2d,
@@ -233,7 +243,7 @@ fn residual_network_summary_takes_the_larger_field_at_the_add() {
     // stem 3x3: 3 pixels, 1 apart; bn keeps it. conv_a 3x3 stride 2: 3 + 2 * 1 = 5, 2 apart.
     // conv_b 3x3: 5 + 2 * 2 = 9, 2 apart. shortcut 1x1 stride 2: 3, 2 apart. The add sees the
     // larger, 9. The 8x8 average pool covers the whole map: 9 + 7 * 2 = 23, no jump left.
-    let rows: [(&str, LayerKind, &[usize], usize, u64, ReceptiveField); 8] = [
+    let rows: [Row; 8] = [
         (
             "stem",
             LayerKind::Conv2d,

@@ -196,6 +196,7 @@ where
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc(s.title)
         .label_style(("sans-serif", 13))
+        .light_line_style(WHITE)
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(plot_error)?;

@@ -151,7 +151,7 @@ pub(crate) fn host_values(t: &Tensor) -> Result<Vec<f32>> {
 /// channel. An error (not a panic) for a tensor that is not 4-D or is empty.
 pub fn filter_grid(weight: &Tensor, caption: &str) -> Result<Picture> {
     let d = weight.dims();
-    if d.len() != 4 || d.iter().any(|&n| n == 0) {
+    if d.len() != 4 || d.contains(&0) {
         return Err(KilnError::Data(format!(
             "filter pictures need a convolution weight [O, I, KH, KW] with no empty dimension, got {}",
             weight.shape()

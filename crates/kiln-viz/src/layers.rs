@@ -131,11 +131,11 @@ pub fn find_layers(
     // Ops of each parameter layer (in first-seen order of prefixes).
     let mut order: Vec<String> = vec![];
     let mut ops_of: HashMap<String, Vec<usize>> = HashMap::new();
-    for i in 0..n {
+    for (i, ins) in p.inputs.iter().enumerate() {
         if !data[i] {
             continue;
         }
-        if let Some(pr) = p.inputs[i].iter().find_map(|&j| param[j].clone()) {
+        if let Some(pr) = ins.iter().find_map(|&j| param[j].clone()) {
             if !ops_of.contains_key(&pr) {
                 order.push(pr.clone());
             }

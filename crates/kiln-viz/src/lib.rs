@@ -35,7 +35,7 @@ pub use curves::{curves_image, save_curves, EpochRecord, Metrics, StepRecord};
 pub use dot::{graph_dot, kernel_name, plan_dot, save_dot};
 pub use grid::{feature_maps, filter_grid, save_feature_maps, save_filters};
 pub use layers::{find_layers, FoundLayer, LayerKind};
-pub use picture::{Picture, Rect};
+pub use picture::{save_gray, Picture, Rect};
 pub use receptive::ReceptiveField;
 pub use saliency::{saliency, saliency_picture, save_saliency};
 pub use summary::{layer_outputs, summary, LayerSummary, Summary};

@@ -1,7 +1,8 @@
 //! `Picture`: an RGB image with the rectangles it is made of (tiles of a grid, cells of a heat
 //! map), and what every picture needs: writing PNGs, text in the embedded font, colour maps.
 
-use image::{Rgb, RgbImage};
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{DynamicImage, Rgb, RgbImage};
 use kiln_core::{KilnError, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -62,8 +63,26 @@ impl Picture {
     }
 }
 
+/// Writes 8-bit gray `pixels` (`w x h`, row-major) as a PNG at `path`, creating the parent
+/// directory; errors name the file, or say that the pixel count does not match.
+pub fn save_gray(pixels: &[u8], w: u32, h: u32, path: impl AsRef<Path>) -> Result<()> {
+    if pixels.len() != (w as usize) * (h as usize) {
+        return Err(KilnError::Data(format!(
+            "{}: {} gray pixels for a {w}x{h} picture",
+            path.as_ref().display(),
+            pixels.len()
+        )));
+    }
+    let gray = image::GrayImage::from_raw(w, h, pixels.to_vec()).expect("w * h pixels");
+    write_png(&DynamicImage::ImageLuma8(gray), path.as_ref())
+}
+
 /// Writes `image` as a PNG at `path`, creating the parent directory; errors name the file.
 pub(crate) fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
+    write_png(&DynamicImage::ImageRgb8(image.clone()), path)
+}
+
+fn write_png(image: &DynamicImage, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             KilnError::Data(format!(
@@ -72,9 +91,17 @@ pub(crate) fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
             ))
         })?;
     }
-    image
-        .save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| KilnError::Data(format!("{}: cannot write the PNG: {e}", path.display())))
+    let err = |e: &dyn std::fmt::Display| {
+        KilnError::Data(format!("{}: cannot write the PNG: {e}", path.display()))
+    };
+    // Best compression: pictures meant for documentation stay small.
+    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
+    let encoder = PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        CompressionType::Best,
+        FilterType::Adaptive,
+    );
+    image.write_with_encoder(encoder).map_err(|e| err(&e))
 }
 
 /// A blank picture of `w x h` pixels filled with [`BACKGROUND`].

@@ -107,8 +107,8 @@ impl NodeField {
     fn plain_like(dims: &[usize], from: &[&NodeField], unknown: bool) -> NodeField {
         let mut folded = [None, None];
         for f in from {
-            for d in 0..2 {
-                folded[d] = merge_opt(folded[d], f.folded[d]);
+            for (slot, &other) in folded.iter_mut().zip(&f.folded) {
+                *slot = merge_opt(*slot, other);
             }
         }
         NodeField {
