@@ -17,7 +17,7 @@
 //! that the strongest response is 255 (an image with no edges gives black).
 
 use clap::Parser;
-use image::{GrayImage, ImageReader};
+use image::ImageReader;
 use kiln::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -157,10 +157,7 @@ fn write_png(
     h: u32,
 ) -> std::result::Result<PathBuf, String> {
     let path = dir.join(file);
-    GrayImage::from_raw(w, h, pixels)
-        .expect("w * h pixels")
-        .save(&path)
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    kiln::viz::save_gray(&pixels, w, h, &path).map_err(|e| e.to_string())?;
     Ok(path)
 }
 

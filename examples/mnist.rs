@@ -6,16 +6,27 @@
 //! `cargo run --release --example mnist` uses the real digits shipped in `data/mnist-10k`
 //! (8,000 training and 2,000 test images); `--data DIR` takes any directory of MNIST-format
 //! files (full MNIST, Fashion-MNIST). `--help` lists the options.
+//!
+//! It prints the model's summary (layers, output shapes, parameters, multiply-adds, receptive
+//! fields) first, and writes into its run directory (`--run-dir`, default `runs/mnist/`):
+//! `metrics.csv` (loss, accuracy and images/s per step, train and test per epoch), the
+//! checkpoint, and unless `--no-pictures`: `curves.png`, `conv1_filters.png`,
+//! `conv2_filters.png`, `feature_maps.png` (one test digit through conv1 and conv2),
+//! `confusion.png` (the test set after the last epoch) and `plan.dot` (the training step's
+//! kernels; `plan.svg` too where Graphviz is installed). With `KILN_PROFILE=1` it prints a table
+//! of the GPU kernels at the end and writes it as `profile.json`.
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::checkpoint;
 use kiln::data::Mnist;
+use kiln::data::Split;
 use kiln::models::LeNet5;
-use kiln::nn::{evaluate, load_parameters, Module};
+use kiln::nn::{load_parameters, Module};
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::prelude::*;
-use std::path::PathBuf;
+use kiln::viz::{self, LayerKind, Metrics};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -59,9 +70,16 @@ struct Args {
     /// Where to train.
     #[arg(long, value_enum, default_value = "gpu")]
     device: DeviceKind,
-    /// Checkpoint written after every epoch (safetensors, PyTorch state_dict names).
-    #[arg(long, default_value = "lenet5.safetensors")]
-    checkpoint: PathBuf,
+    /// Checkpoint written after every epoch (safetensors, PyTorch state_dict names); default:
+    /// lenet5.safetensors in the run directory.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Directory for the metrics, pictures, checkpoint and profile of this run.
+    #[arg(long, default_value = "runs/mnist")]
+    run_dir: PathBuf,
+    /// Write no pictures (metrics.csv and the checkpoint are still written).
+    #[arg(long)]
+    no_pictures: bool,
     /// Continue from this checkpoint (weights, optimiser state and epoch).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -80,6 +98,19 @@ fn run(args: Args) -> kiln::Result<()> {
         DeviceKind::Gpu => Device::default()?,
         DeviceKind::Cpu => Device::cpu(),
     };
+    let run_dir = args.run_dir.clone();
+    std::fs::create_dir_all(&run_dir).map_err(|e| {
+        KilnError::Data(format!(
+            "{}: cannot create the run directory: {e}",
+            run_dir.display()
+        ))
+    })?;
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| run_dir.join("lenet5.safetensors"));
+    // KILN_PROFILE=1: kernel times from here on, reported when `profile` is dropped.
+    let profile = kiln::profile::from_env(&dev, &run_dir);
     let data = Mnist::from_dir(&args.data)?;
     println!(
         "{} training and {} test images from {}",
@@ -88,7 +119,7 @@ fn run(args: Args) -> kiln::Result<()> {
         args.data.display()
     );
     let model = LeNet5::new(&dev, args.seed);
-    println!("LeNet-5: {} parameters", model.num_parameters());
+    println!("LeNet-5:\n{}", viz::summary(&model, &[1, 1, 28, 28])?);
     let mut opt: Box<dyn Optimizer> = match args.optimizer {
         OptimizerKind::Adam => Box::new(Adam::new(model.parameters(), args.lr.unwrap_or(1e-3))),
         OptimizerKind::Adamw => Box::new(Adam::adamw(
@@ -108,6 +139,9 @@ fn run(args: Args) -> kiln::Result<()> {
 
     let batch = args.batch_size as usize;
     let steps_per_epoch = data.train().len().div_ceil(batch);
+    let mut metrics = Metrics::new();
+    let mut last_test: Option<TestPass> = None;
+    let mut plan_dot: Option<String> = None;
     for epoch in first_epoch..args.epochs {
         let bar = ProgressBar::new(steps_per_epoch as u64);
         bar.set_style(
@@ -118,6 +152,9 @@ fn run(args: Args) -> kiln::Result<()> {
         bar.set_prefix(format!("{}", epoch + 1));
         let start = Instant::now();
         let mut seen = 0;
+        // Losses and accuracies of the steps not read yet: reading waits for the GPU, so they
+        // are read every 10 steps.
+        let mut unread: Vec<(Tensor, Tensor)> = vec![];
         let train = data.train();
         let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64));
         for (step, (images, labels)) in shuffled.batches(batch).enumerate() {
@@ -127,38 +164,164 @@ fn run(args: Args) -> kiln::Result<()> {
             let mut grads = loss.backward();
             let accuracy = kiln::no_grad(|| logits.accuracy(&labels));
             grads.compute_with_step(&accuracy);
+            if plan_dot.is_none() && !args.no_pictures {
+                let params = model.parameters();
+                let mut targets: Vec<&Tensor> =
+                    params.iter().filter_map(|p| grads.get(p)).collect();
+                targets.push(&loss);
+                targets.push(&accuracy);
+                plan_dot = Some(viz::plan_dot(&targets, &model.named_parameters()));
+            }
             opt.step(&grads)?;
             seen += n;
-            // Reading values waits for the GPU; every 10 steps is enough for the bar.
+            unread.push((loss, accuracy));
             if step % 10 == 0 || step + 1 == steps_per_epoch {
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
+                for (l, a) in unread.drain(..) {
+                    metrics.push_step(
+                        epoch + 1,
+                        l.item::<f32>()? as f64,
+                        a.item::<f32>()? as f64,
+                        rate,
+                    );
+                }
+                let last = metrics.steps.last().expect("a step was recorded");
                 bar.set_message(format!(
                     "loss {:.4} acc {:5.1}% {rate:.0} img/s",
-                    loss.item::<f32>()?,
-                    accuracy.item::<f32>()? * 100.0
+                    last.loss,
+                    last.accuracy * 100.0
                 ));
             }
             bar.inc(1);
         }
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
-        let test_accuracy = evaluate(&model, data.test())?;
+        let test = test_pass(&model, data.test())?;
+        metrics.end_epoch(epoch + 1, Some(test.loss), Some(test.accuracy));
         println!(
-            "epoch {}: test accuracy {:.2}% ({:.1} s, {:.0} images/s)",
+            "epoch {}: test accuracy {:.2}%, test loss {:.4} ({:.1} s, {:.0} images/s)",
             epoch + 1,
-            test_accuracy * 100.0,
+            test.accuracy * 100.0,
+            test.loss,
             seconds,
             seen as f64 / seconds
         );
-        save(&args.checkpoint, &model, opt.as_ref(), epoch + 1)?;
+        last_test = Some(test);
+        save(&checkpoint, &model, opt.as_ref(), epoch + 1)?;
+        metrics.save_csv(run_dir.join("metrics.csv"))?;
     }
-    println!("checkpoint: {}", args.checkpoint.display());
+    println!("checkpoint: {}", checkpoint.display());
+    if !args.no_pictures {
+        pictures(
+            &run_dir,
+            &model,
+            &data,
+            &metrics,
+            last_test.as_ref(),
+            plan_dot.as_deref(),
+        )?;
+    }
+    profile.finish()?;
+    println!("run directory: {}", run_dir.display());
+    Ok(())
+}
+
+/// The test set's loss, accuracy and every prediction.
+struct TestPass {
+    loss: f64,
+    accuracy: f64,
+    preds: Vec<usize>,
+    labels: Vec<usize>,
+}
+
+/// One pass over `split` in evaluation mode without gradients, 500 images per batch.
+fn test_pass(model: &LeNet5, split: Split<'_>) -> kiln::Result<TestPass> {
+    model.set_training(false);
+    let result = kiln::no_grad(|| -> kiln::Result<TestPass> {
+        let (mut loss_sum, mut preds, mut labels) = (0.0, vec![], vec![]);
+        for (images, y) in split.batches(500) {
+            let logits = model.forward(&images);
+            let loss = logits.cross_entropy(&y).mul_scalar(y.numel() as f64);
+            let pred = logits.argmax(1, false);
+            Tensor::realize_all(&[&loss, &pred])?;
+            loss_sum += loss.item::<f32>()? as f64;
+            preds.extend(pred.to_vec::<i32>()?.into_iter().map(|p| p as usize));
+            labels.extend(y.to_vec::<i32>()?.into_iter().map(|l| l as usize));
+        }
+        let n = labels.len().max(1) as f64;
+        let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        Ok(TestPass {
+            loss: loss_sum / n,
+            accuracy: correct as f64 / n,
+            preds,
+            labels,
+        })
+    });
+    model.set_training(true);
+    result
+}
+
+/// Writes the run's pictures and prints where they are.
+fn pictures(
+    dir: &Path,
+    model: &LeNet5,
+    data: &Mnist,
+    metrics: &Metrics,
+    test: Option<&TestPass>,
+    plan_dot: Option<&str>,
+) -> kiln::Result<()> {
+    let mut written: Vec<PathBuf> = vec![];
+    if !metrics.steps.is_empty() {
+        viz::save_curves(metrics, dir.join("curves.png"))?;
+        written.push(dir.join("curves.png"));
+    }
+    viz::save_filters(&model.conv1.weight, dir.join("conv1_filters.png"))?;
+    viz::save_filters(&model.conv2.weight, dir.join("conv2_filters.png"))?;
+    written.extend([dir.join("conv1_filters.png"), dir.join("conv2_filters.png")]);
+    // One test digit through the network: the outputs of its convolutions, found in the graph.
+    let (digit, label) = data.test().take(1).batches(1).next().expect("a test image");
+    let (layers, _) = viz::layer_outputs(model, &digit)?;
+    let convs: Vec<(String, Tensor)> = layers
+        .into_iter()
+        .filter(|l| l.kind == LayerKind::Conv2d)
+        .filter_map(|l| l.output.map(|t| (l.name, t)))
+        .collect();
+    Tensor::realize_all(&convs.iter().map(|(_, t)| t).collect::<Vec<_>>())?;
+    let input_caption = format!("test digit 0 (label {})", label.to_vec::<i32>()?[0]);
+    let captions: Vec<String> = convs
+        .iter()
+        .map(|(name, t)| format!("{name} output {}: one tile per channel", t.shape()))
+        .collect();
+    let mut sections: Vec<(&str, &Tensor)> = vec![(&input_caption, &digit)];
+    sections.extend(
+        captions
+            .iter()
+            .zip(&convs)
+            .map(|(c, (_, t))| (c.as_str(), t)),
+    );
+    viz::feature_maps(&sections)?.save(dir.join("feature_maps.png"))?;
+    written.push(dir.join("feature_maps.png"));
+    if let Some(test) = test {
+        let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        viz::save_confusion_matrix(&test.preds, &test.labels, &names, dir.join("confusion.png"))?;
+        written.push(dir.join("confusion.png"));
+    }
+    if let Some(dot) = plan_dot {
+        let path = dir.join("plan.dot");
+        let rendered = viz::save_dot(dot, &path, "svg")?;
+        written.push(path);
+        written.extend(rendered);
+    }
+    for p in written {
+        println!("wrote {}", p.display());
+    }
     Ok(())
 }
 
 /// Writes the model's parameters (PyTorch names) and the optimiser's state (`optimizer.` names)
 /// with the number of epochs done.
-fn save(path: &PathBuf, model: &LeNet5, opt: &dyn Optimizer, epochs: usize) -> kiln::Result<()> {
+fn save(path: &Path, model: &LeNet5, opt: &dyn Optimizer, epochs: usize) -> kiln::Result<()> {
     let mut tensors = model.named_parameters();
     for (name, t) in opt.state() {
         tensors.push((format!("optimizer.{name}"), t));

@@ -22,7 +22,10 @@
 
 pub use kiln_core::*;
 pub use kiln_models as models;
+pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
+
+pub mod profile;
 
 /// `Device::default()`, `Device::wgpu()` and `Device::wgpu_by_name(..)`: the constructors that
 /// need the wgpu backend, added to [`Device`] (which lives in kiln-core and knows no GPU API).

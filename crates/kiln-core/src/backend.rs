@@ -2,6 +2,8 @@
 
 use crate::error::Result;
 use crate::graph::Pending;
+use crate::profile::Profile;
+use crate::schedule::ScheduleLimits;
 use crate::tensor::Tensor;
 use std::any::Any;
 use std::sync::Arc;
@@ -50,6 +52,21 @@ pub trait Backend: Send + Sync {
     /// Largest storage binding in bytes (`u64::MAX` where there is no limit).
     fn max_binding_bytes(&self) -> u64 {
         u64::MAX
+    }
+    /// The limits the backend schedules plans with (`None` for backends that run graphs op by
+    /// op, like the reference executor).
+    fn schedule_limits(&self) -> Option<ScheduleLimits> {
+        None
+    }
+    /// Turns per-kernel GPU timing on or off (see [`crate::profile`]); returns whether the
+    /// device can time kernels (false by default).
+    fn set_profiling(&self, _on: bool) -> bool {
+        false
+    }
+    /// The kernel times accumulated while profiling, since the last call (the recorder starts
+    /// again); `None` where the device cannot time kernels.
+    fn take_profile(&self) -> Option<Profile> {
+        None
     }
 }
 

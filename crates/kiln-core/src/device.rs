@@ -55,6 +55,18 @@ impl Device {
     pub fn stats(&self) -> Stats {
         self.backend.stats()
     }
+    /// Turns per-kernel GPU timing on or off: while on, each kernel of every realize is timed
+    /// with GPU timestamp queries (each kernel in a compute pass of its own, which costs a little)
+    /// and the times add up until [`Device::take_profile`]. Returns false where the device cannot
+    /// time kernels (no timestamp queries, or the CPU reference executor).
+    pub fn set_profiling(&self, on: bool) -> bool {
+        self.backend.set_profiling(on)
+    }
+    /// The kernel times accumulated while profiling since the last call, slowest kernel first;
+    /// `None` where the device cannot time kernels.
+    pub fn take_profile(&self) -> Option<crate::profile::Profile> {
+        self.backend.take_profile()
+    }
     /// True if both handles are the same device.
     pub fn same(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.backend, &other.backend)

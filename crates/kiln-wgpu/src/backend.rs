@@ -7,7 +7,8 @@ use crate::plan_cache::{self, CompiledPlan, PipelineCache};
 use crate::pool::{GpuBuffer, GpuStorage};
 use crate::readback::map_and_copy;
 use kiln_core::op::Op;
-use kiln_core::schedule::BufferRole;
+use kiln_core::profile::{Profile, ProfileRecorder};
+use kiln_core::schedule::{BufferRole, ScheduleLimits};
 use kiln_core::{Backend, DeviceKind, KilnError, Pending, Result, Stats, Storage, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -21,6 +22,7 @@ pub struct WgpuBackend {
     log: Option<bool>,
     profiling: AtomicBool,
     last_profile: Mutex<Vec<KernelTiming>>,
+    recorder: Mutex<ProfileRecorder>,
 }
 
 /// The GPU time of one kernel of the last profiled realize.
@@ -51,12 +53,14 @@ impl WgpuBackend {
             log,
             profiling: AtomicBool::new(false),
             last_profile: Mutex::new(vec![]),
+            recorder: Mutex::new(ProfileRecorder::default()),
         })
     }
 
     /// Turns GPU timing of every kernel on or off. While on, each kernel runs in a compute pass of
     /// its own with timestamp queries (where the adapter has them), and [`Self::last_profile`]
-    /// holds the times of the last realize. Returns false if the adapter has no timestamps.
+    /// holds the times of the last realize; every realize's times also add up in the recorder
+    /// that `Device::take_profile` empties. Returns false if the adapter has no timestamps.
     pub fn set_profiling(&self, on: bool) -> bool {
         self.profiling.store(on && self.ctx.timestamps, Relaxed);
         self.ctx.timestamps
@@ -108,6 +112,20 @@ impl Backend for WgpuBackend {
 
     fn max_binding_bytes(&self) -> u64 {
         self.ctx.limits.max_storage_buffer_binding_size
+    }
+
+    fn schedule_limits(&self) -> Option<ScheduleLimits> {
+        Some(plan_cache::schedule_limits(&self.ctx))
+    }
+
+    fn set_profiling(&self, on: bool) -> bool {
+        WgpuBackend::set_profiling(self, on)
+    }
+
+    fn take_profile(&self) -> Option<Profile> {
+        self.ctx
+            .timestamps
+            .then(|| self.recorder.lock().unwrap().take(self.name()))
     }
 
     fn realize(&self, p: &Pending, read: &[usize]) -> Result<Vec<Vec<u8>>> {
@@ -299,7 +317,16 @@ impl Backend for WgpuBackend {
                     bytes: ck.source.bytes,
                     seconds: ticks[2 * j + 1].saturating_sub(ticks[2 * j]) as f64 * period,
                 })
-                .collect();
+                .collect::<Vec<KernelTiming>>();
+            {
+                let mut rec = self.recorder.lock().unwrap();
+                for k in &timings {
+                    rec.record(&k.name, k.flops, k.bytes, k.seconds);
+                }
+                // The submission's GPU time: first kernel's start to last kernel's end.
+                let last = 2 * compiled.kernels.len() - 1;
+                rec.submission(ticks[last].saturating_sub(ticks[0]) as f64 * period);
+            }
             *self.last_profile.lock().unwrap() = timings;
             let [(st, _)] = ps;
             self.ctx.pool.give(st);

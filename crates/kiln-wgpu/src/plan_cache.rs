@@ -92,16 +92,21 @@ impl PipelineCache {
     }
 }
 
-/// Schedules and compiles `p`.
-pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
-    let limits = ScheduleLimits {
+/// The limits plans are scheduled with on this device.
+pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
+    ScheduleLimits {
         max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
         window_operand_bytes: if ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu {
             ctx.limits.max_storage_buffer_binding_size / 4
         } else {
             0
         },
-    };
+    }
+}
+
+/// Schedules and compiles `p`.
+pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
+    let limits = schedule_limits(ctx);
     if !ctx.f16 {
         if let Some(t) = p.nodes.iter().find(|t| t.dtype() == kiln_core::DType::F16) {
             return Err(KilnError::Backend(format!(
