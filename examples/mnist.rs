@@ -19,8 +19,8 @@
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::checkpoint;
-use kiln::data::Mnist;
 use kiln::data::Split;
+use kiln::data::{Augment, Mnist, MNIST_MEAN, MNIST_STD};
 use kiln::models::LeNet5;
 use kiln::nn::{load_parameters, Module};
 use kiln::optim::{Adam, Optimizer, Sgd};
@@ -83,6 +83,10 @@ struct Args {
     /// Continue from this checkpoint (weights, optimiser state and epoch).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Augment the training batches on the device: random crop (padding 2), rotation (up to 10
+    /// degrees) and scaling (0.9 to 1.1), seeded by --seed.
+    #[arg(long)]
+    augment: bool,
 }
 
 fn main() {
@@ -142,6 +146,13 @@ fn run(args: Args) -> kiln::Result<()> {
     let mut metrics = Metrics::new();
     let mut last_test: Option<TestPass> = None;
     let mut plan_dot: Option<String> = None;
+    let augment = args.augment.then(|| {
+        Augment::new(args.seed)
+            .random_crop(2)
+            .rotation(10.0)
+            .scale(0.9, 1.1)
+            .normalize(&[MNIST_MEAN], &[MNIST_STD])
+    });
     for epoch in first_epoch..args.epochs {
         let bar = ProgressBar::new(steps_per_epoch as u64);
         bar.set_style(
@@ -157,7 +168,12 @@ fn run(args: Args) -> kiln::Result<()> {
         let mut unread: Vec<(Tensor, Tensor)> = vec![];
         let train = data.train();
         let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64));
-        for (step, (images, labels)) in shuffled.batches(batch).enumerate() {
+        let mut batches = shuffled.batches(batch);
+        if let Some(aug) = &augment {
+            // Normalised after the warp, so that what a crop or turn brings in is black.
+            batches = batches.unnormalized().transform(aug)?;
+        }
+        for (step, (images, labels)) in batches.enumerate() {
             let n = labels.numel();
             let logits = model.forward(&images);
             let loss = logits.cross_entropy(&labels);
