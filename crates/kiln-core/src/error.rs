@@ -55,6 +55,10 @@ pub enum KilnError {
     /// A data file is missing, truncated or corrupt (the message names the file).
     #[error("data: {0}")]
     Data(String),
+    /// An argument that a user chose is not valid (an unknown model name, layers that do not
+    /// fit together); the message says what is accepted.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// Any other backend failure, with its message.
     #[error("backend: {0}")]
     Backend(String),
