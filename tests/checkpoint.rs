@@ -228,7 +228,7 @@ fn load_err(path: &Path) -> String {
 }
 
 #[test]
-fn truncated_garbage_and_unsupported_files_are_errors_naming_the_file() {
+fn truncated_garbage_and_unsupported_files_are_errors_naming_the_file_and_f64_loads_as_f32() {
     let dev = Device::cpu();
     let d = temp_dir("broken");
     let good = d.join("good.safetensors");
@@ -250,11 +250,19 @@ fn truncated_garbage_and_unsupported_files_are_errors_naming_the_file() {
     let msg = load_err(&d.join("missing.safetensors"));
     assert!(msg.contains("cannot read"), "{msg}");
 
-    let p = d.join("f64.safetensors");
-    let header = r#"{"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#;
-    std::fs::write(&p, python_file(header, &1.0f64.to_le_bytes())).unwrap();
+    let p = d.join("i16.safetensors");
+    let header = r#"{"w":{"dtype":"I16","shape":[1],"data_offsets":[0,2]}}"#;
+    std::fs::write(&p, python_file(header, &1i16.to_le_bytes())).unwrap();
     let msg = load_err(&p);
-    assert!(msg.contains("\"w\"") && msg.contains("F64"), "{msg}");
+    assert!(msg.contains("\"w\"") && msg.contains("I16"), "{msg}");
+    // F64 (what torch.float64 state dicts hold) loads as F32, rounded to nearest.
+    let p = d.join("f64.safetensors");
+    let header = r#"{"w":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}"#;
+    let data = [0.1f64.to_le_bytes(), (-1e300f64).to_le_bytes()].concat();
+    std::fs::write(&p, python_file(header, &data)).unwrap();
+    let w = checkpoint::load(&p, &dev).unwrap().tensors.remove(0).1;
+    assert_eq!(w.dtype(), DType::F32);
+    assert_eq!(w.to_vec::<f32>().unwrap(), vec![0.1f32, f32::NEG_INFINITY]);
     let p = d.join("i64.safetensors");
     let header = r#"{"big":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#;
     std::fs::write(&p, python_file(header, &(1i64 << 40).to_le_bytes())).unwrap();

@@ -377,3 +377,20 @@ fn gradients_of_adaptive_pools() {
     both(|x| x[0].adaptive_max_pool2d([3, 3]), &[&[1, 2, 5, 4]], 52);
     both(|x| x[0].adaptive_avg_pool2d([2, 2]), &[&[1, 2, 4, 6]], 53);
 }
+
+#[test]
+fn the_adaptive_pool_and_identity_modules() {
+    use kiln::nn::{AdaptiveAvgPool2d, Identity, Module};
+    let f32s = |t: &Tensor| t.to_vec::<f32>().unwrap();
+    let (g, c) = pair(&[2, 3, 7, 5], 4);
+    let pool = AdaptiveAvgPool2d::new([3, 2]);
+    assert_eq!(pool.forward(&c).dims(), &[2, 3, 3, 2]);
+    assert_close(
+        &pool.forward(&g),
+        &c.adaptive_avg_pool2d([3, 2]),
+        1e-6,
+        1e-6,
+    );
+    assert_eq!(f32s(&Identity.forward(&c)), f32s(&c));
+    assert!(pool.named_parameters().is_empty() && Identity.named_parameters().is_empty());
+}

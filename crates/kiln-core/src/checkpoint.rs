@@ -255,9 +255,10 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
 
 /// Reads a safetensors file into tensors on `device` (as host data, uploaded when first used).
 ///
-/// Stored dtypes: F32, F16, I32, U32 and BOOL load as themselves; two common PyTorch dtypes are
-/// converted: BF16 to F32 (exactly) and I64 to I32 (an error if a value does not fit; PyTorch
-/// stores counters such as BatchNorm's `num_batches_tracked` as I64). Any other dtype is an error
+/// Stored dtypes: F32, F16, I32, U32 and BOOL load as themselves; three common PyTorch dtypes are
+/// converted: BF16 to F32 (exactly), F64 to F32 (rounded to nearest) and I64 to I32 (an error if
+/// a value does not fit; PyTorch stores counters such as BatchNorm's `num_batches_tracked` as
+/// I64). Any other dtype is an error
 /// naming the tensor. Errors name the file and say what is wrong (unreadable, truncated,
 /// corrupt header, unsupported dtype).
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
@@ -280,7 +281,7 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
                 path,
                 format!(
                     "tensor {name:?} has dtype {:?}{what}; kiln loads F32, F16, I32, U32, BOOL, \
-                     BF16 (as F32) and I64 (as I32); convert it before saving (in PyTorch: t.float())",
+                     BF16 and F64 (as F32) and I64 (as I32); convert it before saving (in PyTorch: t.float())",
                     view.dtype()
                 ),
             )
@@ -300,6 +301,12 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
                 DType::F32,
                 data.chunks_exact(2)
                     .flat_map(|h| [0, 0, h[0], h[1]])
+                    .collect(),
+            ),
+            Dtype::F64 => (
+                DType::F32,
+                data.chunks_exact(8)
+                    .flat_map(|w| (f64::from_le_bytes(w.try_into().unwrap()) as f32).to_le_bytes())
                     .collect(),
             ),
             Dtype::I64 => {

@@ -64,6 +64,10 @@ pub enum KilnError {
         /// What is wrong and what was expected.
         msg: String,
     },
+    /// An argument that a user chose is not valid (an unknown model name, layers that do not
+    /// fit together); the message says what is accepted.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// Any other backend failure, with its message.
     #[error("backend: {0}")]
     Backend(String),

@@ -25,13 +25,19 @@ pub struct LeNet5 {
 impl LeNet5 {
     /// A LeNet-5 with PyTorch's default initialisation, drawn from `seed`.
     pub fn new(device: &Device, seed: u64) -> LeNet5 {
+        LeNet5::with_channels(1, 10, device, seed)
+    }
+    /// The same network for `[N, in_channels, 28, 28]` images and `classes` classes (the same
+    /// weights as [`LeNet5::new`] for 1 channel and 10 classes).
+    pub fn with_channels(in_channels: usize, classes: usize, device: &Device, seed: u64) -> LeNet5 {
         let s = |k: u64| seed.wrapping_mul(1000).wrapping_add(k);
+        let conv1_opts = Conv2dOptions::default().padding(2);
         LeNet5 {
-            conv1: Conv2d::new(1, 6, 5, Conv2dOptions::default().padding(2), device, s(1)),
+            conv1: Conv2d::new(in_channels, 6, 5, conv1_opts, device, s(1)),
             conv2: Conv2d::new(6, 16, 5, Conv2dOptions::default(), device, s(2)),
             fc1: Linear::new(16 * 5 * 5, 120, device, s(3)),
             fc2: Linear::new(120, 84, device, s(4)),
-            fc3: Linear::new(84, 10, device, s(5)),
+            fc3: Linear::new(84, classes, device, s(5)),
             pool: MaxPool2d::new(2),
         }
     }

@@ -1,6 +1,52 @@
 //! Classic CNNs built from kiln-core's graph API alone (no backend code): each model is a plain
-//! struct of layers whose `forward` reads like the paper's figure.
+//! struct of layers whose `forward` reads like the paper's figure. Names, shapes and `state_dict`
+//! order follow torchvision where it has the model, so its weights load
+//! ([`kiln_core::nn::load_weights`]).
 
+mod alexnet;
+mod blocks;
 mod lenet;
+mod resnet;
 
+pub use alexnet::{AlexNet, SmallAlexNet};
+pub use blocks::{BasicBlock, Bottleneck, Shortcut, ShortcutKind};
 pub use lenet::LeNet5;
+pub use resnet::{BlockKind, ResNet};
+
+use kiln_core::nn::Module;
+use kiln_core::{Device, KilnError, Result};
+
+/// The model names [`by_name`] knows.
+pub const MODEL_NAMES: [&str; 3] = ["lenet5", "alexnet", "resnet20"];
+
+/// A fresh model chosen by name, for programs that let the user pick one: `"lenet5"`
+/// ([`LeNet5`], 28x28 images only), `"alexnet"` (the small [`SmallAlexNet`], without LRN) or
+/// `"resnet20"` ([`ResNet::resnet20`], option A shortcuts), for `[N, in_channels, H, W]` images
+/// and `classes` classes, weights drawn from `seed`. An unknown name is an error listing the
+/// known ones.
+///
+/// ```
+/// # use kiln_core::Device;
+/// let model = kiln_models::by_name("resnet20", 1, 10, &Device::cpu(), 0).unwrap();
+/// assert_eq!(model.num_parameters(), 269_434);
+/// assert!(kiln_models::by_name("vgg16", 1, 10, &Device::cpu(), 0).is_err());
+/// ```
+pub fn by_name(
+    name: &str,
+    in_channels: usize,
+    classes: usize,
+    device: &Device,
+    seed: u64,
+) -> Result<Box<dyn Module>> {
+    Ok(match name {
+        "lenet5" => Box::new(LeNet5::with_channels(in_channels, classes, device, seed)),
+        "alexnet" => Box::new(SmallAlexNet::new(in_channels, classes, false, device, seed)),
+        "resnet20" => Box::new(ResNet::resnet20(in_channels, classes, device, seed)),
+        other => {
+            return Err(KilnError::InvalidArgument(format!(
+                "unknown model {other:?}; the models are {}",
+                MODEL_NAMES.join(", ")
+            )))
+        }
+    })
+}

@@ -27,13 +27,7 @@ impl Conv2d {
         device: &Device,
         seed: u64,
     ) -> Conv2d {
-        assert!(
-            options.groups >= 1
-                && inputs.is_multiple_of(options.groups)
-                && outputs.is_multiple_of(options.groups),
-            "Conv2d: {inputs} -> {outputs} channels do not split into {} groups",
-            options.groups
-        );
+        check_groups(inputs, outputs, options.groups);
         let shape = [outputs, inputs / options.groups, k, k];
         let weight = parameter(init::kaiming_uniform_default(&shape, seed, device));
         let fan_in = init::fans(&shape).0;
@@ -44,6 +38,32 @@ impl Conv2d {
             options,
         }
     }
+    /// A `k x k` convolution without a bias (before a batch norm, whose shift replaces it), its
+    /// weight initialised as in [`Conv2d::new`].
+    pub fn no_bias(
+        inputs: usize,
+        outputs: usize,
+        k: usize,
+        options: Conv2dOptions,
+        device: &Device,
+        seed: u64,
+    ) -> Conv2d {
+        check_groups(inputs, outputs, options.groups);
+        let shape = [outputs, inputs / options.groups, k, k];
+        Conv2d {
+            weight: parameter(init::kaiming_uniform_default(&shape, seed, device)),
+            bias: None,
+            options,
+        }
+    }
+}
+
+#[track_caller]
+fn check_groups(inputs: usize, outputs: usize, groups: usize) {
+    assert!(
+        groups >= 1 && inputs.is_multiple_of(groups) && outputs.is_multiple_of(groups),
+        "Conv2d: {inputs} -> {outputs} channels do not split into {groups} groups"
+    );
 }
 
 impl Module for Conv2d {

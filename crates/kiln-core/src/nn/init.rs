@@ -42,6 +42,14 @@ pub fn kaiming_normal(shape: &[usize], seed: u64, device: &Device) -> Tensor {
     Tensor::randn(shape, seed, device).mul_scalar((2.0 / fan_in as f64).sqrt())
 }
 
+/// Kaiming (He) normal in fan-out mode, as torchvision initialises ResNet's convolutions
+/// (`kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`): standard deviation
+/// `sqrt(2 / fan_out)`.
+pub fn kaiming_normal_fan_out(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+    let (_, fan_out) = fans(shape);
+    Tensor::randn(shape, seed, device).mul_scalar((2.0 / fan_out as f64).sqrt())
+}
+
 /// Xavier (Glorot) uniform: `±sqrt(6 / (fan_in + fan_out))`.
 pub fn xavier_uniform(shape: &[usize], seed: u64, device: &Device) -> Tensor {
     let (fan_in, fan_out) = fans(shape);

@@ -1,4 +1,4 @@
-//! Pooling and flattening layers (no parameters).
+//! Pooling, flattening and identity layers (no parameters).
 
 use super::Module;
 use crate::tensor::Tensor;
@@ -69,6 +69,41 @@ impl Module for Flatten {
             return x.clone();
         }
         x.flatten(1, x.rank() - 1)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![]
+    }
+}
+
+/// Adaptive average pooling to a fixed output size: `[N, C, H, W] -> [N, C, out[0], out[1]]`
+/// for any `H, W` (as `nn.AdaptiveAvgPool2d`; see [`Tensor::adaptive_avg_pool2d`]).
+pub struct AdaptiveAvgPool2d {
+    /// Output height and width.
+    pub output: [usize; 2],
+}
+
+impl AdaptiveAvgPool2d {
+    /// Pools to `output[0] x output[1]`.
+    pub fn new(output: [usize; 2]) -> AdaptiveAvgPool2d {
+        AdaptiveAvgPool2d { output }
+    }
+}
+
+impl Module for AdaptiveAvgPool2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.adaptive_avg_pool2d(self.output)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![]
+    }
+}
+
+/// The identity: returns its input (a placeholder where a layer is optional, as `nn.Identity`).
+pub struct Identity;
+
+impl Module for Identity {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.clone()
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]

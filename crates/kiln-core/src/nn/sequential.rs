@@ -1,10 +1,11 @@
 //! A chain of layers.
 
-use super::{prefixed, Module};
+use super::Module;
 use crate::tensor::Tensor;
 
-/// Layers applied in order. Parameters are named by position, as PyTorch's `nn.Sequential`
-/// names them (`0.weight`, `3.bias`), or by the names given to [`Sequential::named`].
+/// Layers applied in order. Parameters and buffers are named by position, as PyTorch's
+/// `nn.Sequential` names them (`0.weight`, `3.bias`, `1.running_mean`), or by the names given to
+/// [`Sequential::named`].
 #[derive(Default)]
 pub struct Sequential {
     layers: Vec<(String, Box<dyn Module + Send + Sync>)>,
@@ -52,15 +53,10 @@ impl Module for Sequential {
             .iter()
             .fold(x.clone(), |h, (_, layer)| layer.forward(&h))
     }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+    fn children(&self) -> Vec<(String, &dyn Module)> {
         self.layers
             .iter()
-            .flat_map(|(name, layer)| prefixed(name, layer.as_ref()))
+            .map(|(name, layer)| (name.clone(), layer.as_ref() as &dyn Module))
             .collect()
-    }
-    fn set_training(&self, training: bool) {
-        for (_, layer) in &self.layers {
-            layer.set_training(training);
-        }
     }
 }

@@ -36,17 +36,37 @@ pub trait Optimizer {
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
 }
 
-/// Realizes every new value (and the loss behind `grads`) in one plan, then moves each value into
-/// its destination tensor: `dest` keeps its identity (the model's handle), its values change.
-pub(crate) fn commit(updates: Vec<(Tensor, Tensor)>, grads: &Gradients) -> Result<()> {
-    let mut targets: Vec<&Tensor> = updates.iter().map(|(_, v)| v).collect();
+/// Realizes every new value (and the loss behind `grads`, and the buffer updates that training
+/// forward passes left pending on this device: BatchNorm's running statistics) in one plan, then
+/// moves each value into its destination tensor: `dest` keeps its identity (the model's handle),
+/// its values change. If realizing fails nothing changes and the buffer updates stay pending.
+pub(crate) fn commit(mut updates: Vec<(Tensor, Tensor)>, grads: &Gradients) -> Result<()> {
+    let device = updates
+        .first()
+        .map(|(dest, _)| dest.device())
+        .or_else(|| grads.loss().map(|l| l.device()))
+        .cloned();
+    let buffers = match &device {
+        Some(d) => crate::nn::take_pending(d),
+        None => vec![],
+    };
+    let first_buffer = updates.len();
+    updates.extend(buffers);
+    let mut targets: Vec<&Tensor> = updates
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_realized())
+        .collect();
     targets.extend(
         grads
             .step_targets()
             .into_iter()
             .filter(|t| !t.is_realized()),
     );
-    Tensor::realize_all(&targets)?;
+    if let Err(e) = Tensor::realize_all(&targets) {
+        crate::nn::restore_pending(updates.split_off(first_buffer));
+        return Err(e);
+    }
     for (dest, value) in &updates {
         let storage = value.storage().expect("realized");
         dest.set_storage(storage);
