@@ -101,8 +101,8 @@ impl Module for AlexNet {
 /// 192, 128). `[N, C, 28, 28]` or `[N, C, 32, 32] -> [N, classes]` (larger images work too:
 /// the features are pooled adaptively to 2x2).
 ///
-/// `features`: conv 5x5/2 (pad 2) to 48, ReLU, [LRN], max-pool 3/2, conv 3x3 (pad 1) to 128,
-/// ReLU, [LRN], max-pool 3/2, conv 3x3 to 192, ReLU, conv 3x3 to 192, ReLU, conv 3x3 to 128,
+/// `features`: conv 5x5/2 (pad 2) to 48, ReLU, (LRN), max-pool 3/2, conv 3x3 (pad 1) to 128,
+/// ReLU, (LRN), max-pool 3/2, conv 3x3 to 192, ReLU, conv 3x3 to 192, ReLU, conv 3x3 to 128,
 /// ReLU; adaptive average pool to 2x2; `classifier`: dropout 0.5, 512 -> 512, ReLU, dropout
 /// 0.5, 512 -> 512, ReLU, 512 -> classes. 1,361,770 parameters for 1 channel and 10 classes.
 pub struct SmallAlexNet {

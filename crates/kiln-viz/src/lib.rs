@@ -6,9 +6,9 @@
 //! - [`Metrics`] records loss, accuracy and throughput per step and epoch; [`save_curves`] plots
 //!   them; [`Metrics::save_csv`] writes them.
 //! - [`save_confusion_matrix`]: a labelled heat map of predictions against labels.
-//! - [`saliency`]: the gradient of a class score with respect to the input pixels, through
+//! - [`saliency()`]: the gradient of a class score with respect to the input pixels, through
 //!   kiln's autodiff, and [`save_saliency`] to draw it over the image.
-//! - [`summary`]: a Keras/torchinfo-like table of a model's layers (output shape, parameters,
+//! - [`summary()`]: a Keras/torchinfo-like table of a model's layers (output shape, parameters,
 //!   multiply-adds, receptive field), found in the graph its `forward` records.
 //! - [`graph_dot`] and [`plan_dot`]: Graphviz DOT of a graph with its fused kernels, and of the
 //!   plan's kernels and buffers.

@@ -82,6 +82,10 @@ impl BatchNormOptions {
 /// update, in the same submission. In evaluation mode the running statistics are used (the
 /// pending values if an update has not been realized yet).
 ///
+/// Until they are realized, pending statistics keep the forward passes they came from alive
+/// (each pass chains on the last): training-mode passes without an optimiser step should be
+/// followed by [`super::realize_pending_updates`]; inference belongs in evaluation mode.
+///
 /// [`BatchNorm1d`] and [`BatchNorm2d`] are this layer with their input ranks checked.
 pub struct BatchNorm {
     /// `[C]`, ones, if affine.
