@@ -24,6 +24,11 @@
 //   fn load_a(batch, row, k) -> f32  A[batch, row, k]; only called with row < M, k < K
 //   fn load_b(batch, k, col) -> f32  B[batch, k, col]; only called with k < K, col < N
 //   fn store_out(batch, row, col, acc)  writes the finished dot product; row < M, col < N
+//   const EPILOGUE_PASS: bool        true when store_out writes the raw dot product and
+//                                    finish_out(batch, row, col) applies a fused epilogue to it
+//   fn finish_out(batch, row, col)   reads out[batch, row, col] back, applies the epilogue and
+//                                    writes the result; called once per stored output when
+//                                    EPILOGUE_PASS
 // No optional vec4 entry points are used. NOTE: the loads are called straight from the K loop,
 // not staged in shared memory, so an element is loaded once per invocation that needs it:
 // A[b, m, k] 8 * ceil(N / TILE_N) times in all (the 8 lanes of a subgroup share a row block),
@@ -57,6 +62,9 @@ fn load_a(batch: u32, row: u32, k: u32) -> f32 { return a_buf[(batch * M + row) 
 fn load_b(batch: u32, k: u32, col: u32) -> f32 { return b_buf[(batch * K + k) * N + col]; }
 // Writes the finished dot product of out[batch, row, col]; called only with row < M, col < N.
 fn store_out(batch: u32, row: u32, col: u32, acc: f32) { out_buf[(batch * M + row) * N + col] = acc; }
+const EPILOGUE_PASS: bool = false;
+// Applies the fused epilogue to out[batch, row, col] in place (none here).
+fn finish_out(batch: u32, row: u32, col: u32) {}
 // @kiln:generated-end
 
 const WG_X: u32 = 8u;         // invocations along columns (one llvmpipe subgroup)
@@ -91,6 +99,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             let r = row0 + i;
             let c = col0 + j * WG_X;
             if (r < M && c < N) { store_out(batch, r, c, acc[i][j]); }
+        }
+    }
+
+    // A fused epilogue runs in a second, rolled loop. Mesa fully unrolls loops that index a
+    // local array (acc) by their counter, so an epilogue inside the loop above would be
+    // compiled RM * RN times: a batch-norm + ReLU epilogue took LLVM tens of seconds per
+    // kernel. This loop indexes only the storage buffer, so it stays a loop.
+    if (EPILOGUE_PASS) {
+        for (var t = 0u; t < RM * RN; t++) {
+            let r = row0 + t / RN;
+            let c = col0 + (t % RN) * WG_X;
+            if (r < M && c < N) { finish_out(batch, r, c); }
         }
     }
 }

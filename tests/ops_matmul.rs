@@ -154,6 +154,27 @@ fn fused_bias_and_activation_epilogue() {
 }
 
 #[test]
+fn long_batch_norm_like_epilogue() {
+    // Long enough that the software kernel applies it in a second, rolled pass.
+    for &(m, n, k) in &SOME[1..] {
+        let a = pair(&[2, m, k], 106);
+        let b = pair(&[k, n], 107);
+        let mean = pair(&[n], 108);
+        let var = pair(&[n], 109);
+        let w = pair(&[n], 112);
+        let f = |a: &Tensor, b: &Tensor, mean: &Tensor, var: &Tensor, w: &Tensor| {
+            ((a.matmul(b) - mean) * (var.abs() + 0.1).rsqrt() * w + mean).relu()
+        };
+        close(
+            &format!("((a.matmul(b) - mean) * rsqrt(|var| + 0.1) * w + mean).relu() 2x{m}x{n}x{k}"),
+            &f(&a.0, &b.0, &mean.0, &var.0, &w.0),
+            &f(&a.1, &b.1, &mean.1, &var.1, &w.1),
+            (4.0 * dot_tol(k).0, 4.0 * dot_tol(k).1),
+        );
+    }
+}
+
+#[test]
 fn fused_elementwise_prologue() {
     let a = pair(&[33, 65], 110);
     let b = pair(&[65, 17], 111);

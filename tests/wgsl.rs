@@ -275,3 +275,42 @@ fn a_kernel_never_binds_more_buffers_than_allowed() {
         );
     }
 }
+
+#[test]
+fn software_matmul_runs_a_long_epilogue_in_a_rolled_second_pass() {
+    let dev = Device::cpu();
+    let a = Tensor::randn([2, 16, 27], 1, &dev);
+    let b = Tensor::randn([27, 50], 2, &dev);
+    let (mean, var, w, beta) = (
+        Tensor::randn([50], 3, &dev),
+        Tensor::rand([50], 4, &dev) + 0.5,
+        Tensor::randn([50], 5, &dev),
+        Tensor::randn([50], 6, &dev),
+    );
+    let mm = a.matmul(&b);
+    let short = (&mm + &beta).relu();
+    let long = ((&mm - &mean) * (&var + 1e-5).rsqrt() * &w + &beta).relu();
+    let source = |t: &Tensor, software: bool| {
+        let p = Pending::collect(&[t]);
+        let limits = ScheduleLimits {
+            max_storage_buffers: 8,
+            window_operand_bytes: 0,
+        };
+        let plan = schedule(&p, limits);
+        let k = plan.kernels.last().expect("a matmul kernel");
+        let src = generate(
+            &p,
+            &plan,
+            k,
+            CodegenOptions {
+                f16: false,
+                software,
+            },
+        );
+        validate(&src.name, &src.wgsl);
+        src.wgsl
+    };
+    assert!(source(&long, true).contains("const EPILOGUE_PASS: bool = true;"));
+    assert!(source(&short, true).contains("const EPILOGUE_PASS: bool = false;"));
+    assert!(!source(&long, false).contains("EPILOGUE_PASS"));
+}

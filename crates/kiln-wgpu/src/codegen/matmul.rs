@@ -44,6 +44,11 @@ pub fn fill_template(template: &str, region: &str) -> String {
     format!("{}{BEGIN}\n{region}{END}{}", &template[..b], &template[e..])
 }
 
+/// The longest epilogue (in generated WGSL statements) that the software kernel compiles inside
+/// its unrolled store loop; a longer one (e.g. batch-norm + ReLU, ~15 statements) runs in a second,
+/// rolled pass, because Mesa would otherwise compile it RM x RN = up to 256 times.
+pub const EPILOGUE_UNROLL_LINES: usize = 8;
+
 /// The kernel of matmul node `c` (with its epilogue up to `kernel.root`).
 pub fn generate(
     env: &mut KernelEnv,
@@ -78,6 +83,7 @@ pub fn generate(
     let core_ty = value_type(node.dtype(), env.f16);
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
+    let em_lines = em.lines.len();
     let epilogue = em.lines.join("\n    ");
     let epi_ops = em.arith_ops;
     let store = store_conv(root.dtype(), &v);
@@ -95,6 +101,45 @@ pub fn generate(
     } else {
         String::new()
     };
+    // On software adapters a fused epilogue runs in a second, rolled pass over the stored dot
+    // products (see matmul_cpu.wgsl); that needs an f32 output to hold them.
+    // Short epilogues (bias + activation) stay in the unrolled store loop, where they cost
+    // nothing extra to compile.
+    let epilogue_pass =
+        opts.software && em_lines > EPILOGUE_UNROLL_LINES && root.dtype() == kiln_core::DType::F32;
+    let store_fns = if epilogue_pass {
+        format!(
+            "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
+fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
+    out_buf[(batch * M + row) * N + col] = acc;
+}}
+const EPILOGUE_PASS: bool = true;
+// out[batch, row, col] = epilogue(out[batch, row, col]); called only with row < M, col < N.
+fn finish_out(batch: u32, row: u32, col: u32) {{
+    let o = (batch * M + row) * N + col;
+    let core = out_buf[o];
+    {epilogue}
+    out_buf[o] = {store};
+}}
+"
+        )
+    } else {
+        let finish = if opts.software {
+            "const EPILOGUE_PASS: bool = false;\nfn finish_out(batch: u32, row: u32, col: u32) {}\n"
+        } else {
+            ""
+        };
+        format!(
+            "// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
+fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
+    let o = (batch * M + row) * N + col;
+    let core = {core_ty}(acc);
+    {epilogue}
+    out_buf[o] = {store};
+}}
+{finish}"
+        )
+    };
     let region = format!(
         "const BATCH: u32 = {batch}u;
 const M: u32 = {m}u;
@@ -108,14 +153,7 @@ fn load_a(batch: u32, row: u32, k: u32) -> f32 {{
 fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
 {load_b}
 }}
-// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
-fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
-    let o = (batch * M + row) * N + col;
-    let core = {core_ty}(acc);
-    {epilogue}
-    out_buf[o] = {store};
-}}
-"
+{store_fns}"
     );
     let (tm, tn) = if opts.software {
         let (rm, rn) = cpu_block(m, n);
