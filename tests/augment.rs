@@ -359,3 +359,38 @@ fn a_host_batch_is_augmented_on_the_gpu_it_meets() {
     let expected = aug.apply_at(&batch(9, &dev), 0).unwrap().mul_scalar(2.0);
     assert_eq!(got, host(&expected));
 }
+
+/// A user-written transform: inverts the images and counts its calls.
+#[derive(Debug, Default)]
+struct Invert {
+    calls: std::cell::Cell<usize>,
+}
+
+impl kiln::data::Transform for Invert {
+    fn apply(&self, images: &Tensor) -> Result<Tensor> {
+        self.calls.set(self.calls.get() + 1);
+        Ok(images.neg() + 1.0)
+    }
+    fn check_batch(&self, dims: &[usize], _dtype: DType) -> Result<()> {
+        match dims {
+            [_, 1, _, _] => Ok(()),
+            _ => Err(KilnError::InvalidArgument(format!(
+                "Invert wants one channel, got {dims:?}"
+            ))),
+        }
+    }
+}
+
+#[test]
+fn batches_pass_through_a_user_written_transform() {
+    let mnist = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
+    let split = mnist.train().take(6);
+    let invert = Invert::default();
+    let plain = split.batches(4).unnormalized();
+    let inverted = split.batches(4).unnormalized().transform(&invert).unwrap();
+    for ((x, _), (ix, _)) in plain.zip(inverted) {
+        let expected: Vec<f32> = host(&x).iter().map(|v| 1.0 - v).collect();
+        assert_eq!(host(&ix), expected);
+    }
+    assert_eq!(invert.calls.get(), 2, "one call per batch");
+}

@@ -3,6 +3,7 @@
 //! image and applied in one warp ([`Tensor::affine_sample`]), then a per-channel normalisation
 //! fused into the same kernel.
 
+use crate::data::transform::Transform;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
@@ -195,11 +196,11 @@ impl Augment {
     }
 
     fn check(&self, images: &Tensor) -> Result<()> {
-        self.check_batch(images.dims(), images.dtype())
+        self.check_dims(images.dims(), images.dtype())
     }
 
     /// Errors unless a batch of `dims` and `dtype` can pass through this pipeline.
-    pub(crate) fn check_batch(&self, dims: &[usize], dtype: DType) -> Result<()> {
+    fn check_dims(&self, dims: &[usize], dtype: DType) -> Result<()> {
         if dims.len() != 4 || dtype != DType::F32 {
             return Err(invalid(format!(
                 "the images must be an f32 [N, C, H, W] batch, got {dtype} {dims:?}"
@@ -349,5 +350,15 @@ impl Augment {
             .collect();
         let refs: Vec<&Tensor> = cols.iter().collect();
         Tensor::cat(&refs, 1).reshape([n, 2, 3])
+    }
+}
+
+impl Transform for Augment {
+    /// [`Augment::apply`].
+    fn apply(&self, images: &Tensor) -> Result<Tensor> {
+        Augment::apply(self, images)
+    }
+    fn check_batch(&self, dims: &[usize], dtype: DType) -> Result<()> {
+        self.check_dims(dims, dtype)
     }
 }

@@ -1,7 +1,7 @@
 //! Mini-batches of a [`Split`]: an iterator of `(images, labels)` tensors.
 
-use crate::data::augment::Augment;
 use crate::data::mnist::{Split, MNIST_MEAN, MNIST_STD};
+use crate::data::transform::Transform;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -20,7 +20,7 @@ pub struct Batches<'a> {
     /// `(mean, std)` applied after scaling to [0, 1], or none.
     norm: Option<(f32, f32)>,
     device: Device,
-    augment: Option<&'a Augment>,
+    augment: Option<&'a dyn Transform>,
 }
 
 impl<'a> Batches<'a> {
@@ -68,14 +68,15 @@ impl<'a> Batches<'a> {
         self.device = device.clone();
         self
     }
-    /// Passes every batch's images through `augment` ([`Augment::apply`]: each batch takes the
-    /// pipeline's next step, so every epoch draws new randomness). The augmentation is part of
+    /// Passes every batch's images through `augment`, any [`Transform`] (for the built-in
+    /// [`crate::data::Augment`], each batch takes the pipeline's next step, so every epoch draws
+    /// new randomness). The augmentation is part of
     /// the lazy graph and runs on the device the images meet (a GPU's, for a model there).
     /// `augment` sees the images as these batches make them, normalised unless
     /// [`Batches::unnormalized`] was called; for zeros that mean black in the crops and turns,
     /// call `unnormalized()` and put the normalisation in the pipeline. Errors if the pipeline's
     /// normalisation does not fit single-channel images.
-    pub fn transform(mut self, augment: &'a Augment) -> Result<Self> {
+    pub fn transform(mut self, augment: &'a dyn Transform) -> Result<Self> {
         let [rows, cols] = self.split.image_dims();
         augment.check_batch(&[self.batch_size, 1, rows, cols], DType::F32)?;
         self.augment = Some(augment);
@@ -121,7 +122,10 @@ impl Iterator for Batches<'_> {
         let mut x =
             Tensor::from_vec(images, [b, 1, rows, cols], &self.device).expect("batch shape");
         if let Some(augment) = self.augment {
-            x = augment.apply(&x).expect("checked by Batches::transform");
+            // check_batch accepted this shape when the transform was attached.
+            x = augment
+                .apply(&x)
+                .unwrap_or_else(|e| panic!("the batches' transform failed: {e}"));
         }
         let y = Tensor::from_vec(labels, [b], &self.device).expect("batch shape");
         Some((x, y))
