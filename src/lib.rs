@@ -27,6 +27,15 @@ pub use kiln_wgpu as wgpu_backend;
 
 pub mod profile;
 
+/// The lazy compute graph (everything of `kiln_core::graph`) and its pictures as Graphviz DOT:
+/// [`graph::to_dot`] draws the ops of a graph (a training step's, say) with a box around the ops
+/// of each fused kernel, [`graph::plan_to_dot`] the compiled plan's kernels and the buffers they
+/// read, and [`graph::save_dot`] writes either and renders it where Graphviz is installed.
+pub mod graph {
+    pub use kiln_core::graph::*;
+    pub use kiln_viz::dot::{graph_dot as to_dot, plan_dot as plan_to_dot, save_dot};
+}
+
 /// `Device::default()`, `Device::wgpu()` and `Device::wgpu_by_name(..)`: the constructors that
 /// need the wgpu backend, added to [`Device`] (which lives in kiln-core and knows no GPU API).
 pub trait DeviceExt: Sized {

@@ -1,13 +1,14 @@
-//! Graphviz DOT of graphs and plans (`kiln::viz::graph_dot`, `plan_dot`): node and edge counts of
+//! Graphviz DOT of graphs and plans (`kiln::graph::to_dot` and `plan_to_dot`, the same functions
+//! as `kiln::viz::graph_dot` and `plan_dot`): node and edge counts of
 //! small graphs worked out by hand, fused kernels named, and a training step's plan against the
 //! dispatches the GPU actually runs.
 
 mod common;
 use common::*;
+use kiln::graph::{plan_to_dot as plan_dot, to_dot as graph_dot};
 use kiln::models::LeNet5;
 use kiln::nn::{parameter, Module};
 use kiln::prelude::*;
-use kiln::viz::{graph_dot, plan_dot};
 
 /// Lines of `dot` that declare a node whose id is `prefix` and a number.
 fn nodes(dot: &str, prefix: &str) -> usize {
