@@ -24,12 +24,18 @@
 //   fn load_a(batch, row, k) -> f32  A[batch, row, k]; only called with row < M, k < K
 //   fn load_b(batch, k, col) -> f32  B[batch, k, col]; only called with k < K, col < N
 //   fn store_out(batch, row, col, acc)  writes the finished dot product; row < M, col < N
+//   const VEC_A, VEC_B: bool         whether A is read 4 k-steps at a time (load_a4; K % 4 == 0)
+//                                    and B 4 columns at a time (load_b4; N % 4 == 0, RN >= 4)
+//   fn load_a4(batch, row, k4) -> vec4<f32>   A[batch, row, 4 k4 .. 4 k4 + 3]; only if VEC_A
+//   fn load_b4(batch, k, c4) -> vec4<f32>     B[batch, k, 4 c4 .. 4 c4 + 3]; only if VEC_B
 //   const EPILOGUE_PASS: bool        true when store_out writes the raw dot product and
 //                                    finish_out(batch, row, col) applies a fused epilogue to it
 //   fn finish_out(batch, row, col)   reads out[batch, row, col] back, applies the epilogue and
 //                                    writes the result; called once per stored output when
 //                                    EPILOGUE_PASS
-// No optional vec4 entry points are used. NOTE: the loads are called straight from the K loop,
+// The vec4 loads exist because llvmpipe turns a load whose address differs between lanes into
+// one scalar load per lane: a vec4 load costs the same as a scalar one and brings 4 values.
+// NOTE: the loads are called straight from the K loop,
 // not staged in shared memory, so an element is loaded once per invocation that needs it:
 // A[b, m, k] 8 * ceil(N / TILE_N) times in all (the 8 lanes of a subgroup share a row block),
 // B[b, k, n] ceil(M / RM) = ceil(M / 16) times. A fused prologue in load_a/load_b is re-evaluated
@@ -62,6 +68,16 @@ fn load_a(batch: u32, row: u32, k: u32) -> f32 { return a_buf[(batch * M + row) 
 fn load_b(batch: u32, k: u32, col: u32) -> f32 { return b_buf[(batch * K + k) * N + col]; }
 // Writes the finished dot product of out[batch, row, col]; called only with row < M, col < N.
 fn store_out(batch: u32, row: u32, col: u32, acc: f32) { out_buf[(batch * M + row) * N + col] = acc; }
+const VEC_A: bool = false;
+const VEC_B: bool = false;
+fn load_a4(batch: u32, row: u32, k4: u32) -> vec4<f32> {
+    let i = (batch * M + row) * K + 4u * k4;
+    return vec4<f32>(a_buf[i], a_buf[i + 1u], a_buf[i + 2u], a_buf[i + 3u]);
+}
+fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {
+    let i = (batch * K + k) * N + 4u * c4;
+    return vec4<f32>(b_buf[i], b_buf[i + 1u], b_buf[i + 2u], b_buf[i + 3u]);
+}
 const EPILOGUE_PASS: bool = false;
 // Applies the fused epilogue to out[batch, row, col] in place (none here).
 fn finish_out(batch: u32, row: u32, col: u32) {}
@@ -72,32 +88,75 @@ const WG_Y: u32 = 4u;         // invocations along rows (one subgroup each)
 const TILE_M: u32 = WG_Y * RM; // output rows per workgroup
 const TILE_N: u32 = WG_X * RN; // output columns per workgroup
 
+// The output column of accumulator j of lane `lane` in column tile `tile`: with scalar B loads
+// columns tile*TILE_N + lane + 8 j (adjacent lanes adjacent); with vec4 loads, lane `lane` takes
+// the 4-column groups tile*TILE_N/4 + lane + 8 q, q < RN / 4, and j = 4 q + e is column e of
+// group q.
+fn out_col(tile: u32, lane: u32, j: u32) -> u32 {
+    if (VEC_B) {
+        return 4u * (tile * (TILE_N / 4u) + lane + WG_X * (j / 4u)) + j % 4u;
+    }
+    return tile * TILE_N + lane + j * WG_X;
+}
+
+// Row k of B at the lane's columns (`cols`: clamped columns, or clamped 4-column groups).
+fn load_b_row(batch: u32, k: u32, cols: array<u32, RN>) -> array<f32, RN> {
+    var b: array<f32, RN>;
+    if (VEC_B) {
+        for (var q = 0u; q < RN / 4u; q++) {
+            let v = load_b4(batch, k, cols[4u * q]);
+            b[4u * q] = v.x;
+            b[4u * q + 1u] = v.y;
+            b[4u * q + 2u] = v.z;
+            b[4u * q + 3u] = v.w;
+        }
+    } else {
+        for (var j = 0u; j < RN; j++) { b[j] = load_b(batch, k, cols[j]); }
+    }
+    return b;
+}
+
 @compute @workgroup_size(8, 4, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let batch = wg.z;
     let row0 = wg.y * TILE_M + lid.y * RM;
-    let col0 = wg.x * TILE_N + lid.x;
 
     // Clamped load coordinates: rows >= M / columns >= N read a valid element; never stored.
     var rows: array<u32, RM>;
     var cols: array<u32, RN>;
     for (var i = 0u; i < RM; i++) { rows[i] = min(row0 + i, M - 1u); }
-    for (var j = 0u; j < RN; j++) { cols[j] = min(col0 + j * WG_X, N - 1u); }
+    for (var j = 0u; j < RN; j++) {
+        let c = out_col(wg.x, lid.x, j);
+        cols[j] = select(min(c, N - 1u), min(c / 4u, max(N / 4u, 1u) - 1u), VEC_B);
+    }
 
     var acc: array<array<f32, RN>, RM>;
-    for (var k = 0u; k < K; k++) {
-        var b: array<f32, RN>;
-        for (var j = 0u; j < RN; j++) { b[j] = load_b(batch, k, cols[j]); }
-        for (var i = 0u; i < RM; i++) {
-            let a = load_a(batch, rows[i], k);
-            for (var j = 0u; j < RN; j++) { acc[i][j] = fma(a, b[j], acc[i][j]); }
+    if (VEC_A) {
+        for (var k4 = 0u; k4 < K / 4u; k4++) {
+            var a: array<vec4<f32>, RM>;
+            for (var i = 0u; i < RM; i++) { a[i] = load_a4(batch, rows[i], k4); }
+            for (var e = 0u; e < 4u; e++) {
+                let b = load_b_row(batch, 4u * k4 + e, cols);
+                for (var i = 0u; i < RM; i++) {
+                    let ai = a[i][e];
+                    for (var j = 0u; j < RN; j++) { acc[i][j] = fma(ai, b[j], acc[i][j]); }
+                }
+            }
+        }
+    } else {
+        for (var k = 0u; k < K; k++) {
+            let b = load_b_row(batch, k, cols);
+            for (var i = 0u; i < RM; i++) {
+                let a = load_a(batch, rows[i], k);
+                for (var j = 0u; j < RN; j++) { acc[i][j] = fma(a, b[j], acc[i][j]); }
+            }
         }
     }
 
     for (var i = 0u; i < RM; i++) {
         for (var j = 0u; j < RN; j++) {
             let r = row0 + i;
-            let c = col0 + j * WG_X;
+            let c = out_col(wg.x, lid.x, j);
             if (r < M && c < N) { store_out(batch, r, c, acc[i][j]); }
         }
     }
@@ -109,7 +168,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     if (EPILOGUE_PASS) {
         for (var t = 0u; t < RM * RN; t++) {
             let r = row0 + t / RN;
-            let c = col0 + (t % RN) * WG_X;
+            let c = out_col(wg.x, lid.x, t % RN);
             if (r < M && c < N) { finish_out(batch, r, c); }
         }
     }

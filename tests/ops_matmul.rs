@@ -43,6 +43,37 @@ fn two_d_sizes_from_1x1x1_to_257x129x513() {
 }
 
 #[test]
+fn operands_read_four_values_at_a_time() {
+    // The software kernel reads a plain operand with 4 | K (A) or 4 | N (B) as vec4: sizes that
+    // are multiples of 4 but not of the tiles, batched, one side only, and an operand that the
+    // epilogue reads too (which stays scalar).
+    for (i, &(batch, m, n, k)) in [
+        (1, 36, 44, 20),
+        (3, 12, 20, 8),
+        (2, 5, 12, 7),
+        (1, 9, 6, 16),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a = pair(&[batch, m, k], 60 + i as u64);
+        let b = pair(&[batch, k, n], 70 + i as u64);
+        check2(
+            &format!("{batch}x {m}x{n}x{k}"),
+            &a,
+            &b,
+            dot_tol(k),
+            |a, b| a.matmul(b),
+        );
+    }
+    let a = pair(&[8, 8], 80);
+    let b = pair(&[8, 8], 81);
+    check2("a.matmul(b) + a", &a, &b, dot_tol(8), |a, b| {
+        a.matmul(b) + a
+    });
+}
+
+#[test]
 fn transposed_operands_are_read_in_place() {
     for (i, &(m, n, k)) in SOME.iter().enumerate() {
         let a = pair(&[m, k], 30 + i as u64);

@@ -314,3 +314,36 @@ fn software_matmul_runs_a_long_epilogue_in_a_rolled_second_pass() {
     assert!(source(&short, true).contains("const EPILOGUE_PASS: bool = false;"));
     assert!(!source(&long, false).contains("EPILOGUE_PASS"));
 }
+
+#[test]
+fn software_matmul_reads_plain_operands_as_vec4() {
+    let dev = Device::cpu();
+    let a = Tensor::from_vec(vec![0.5f32; 32 * 24], [32, 24], &dev).unwrap();
+    let b = Tensor::from_vec(vec![0.25f32; 24 * 64], [24, 64], &dev).unwrap();
+    let source = |t: &Tensor| {
+        let p = Pending::collect(&[t]);
+        let limits = ScheduleLimits {
+            max_storage_buffers: 8,
+            window_operand_bytes: 0,
+        };
+        let plan = schedule(&p, limits);
+        let k = plan.kernels.last().expect("a matmul kernel");
+        let opts = CodegenOptions {
+            f16: false,
+            software: true,
+        };
+        let src = generate(&p, &plan, k, opts);
+        validate(&src.name, &src.wgsl);
+        src.wgsl
+    };
+    let plain = source(&a.matmul(&b));
+    assert!(
+        plain.contains("const VEC_A: bool = true;") && plain.contains("const VEC_B: bool = true;")
+    );
+    assert!(plain.contains("array<vec4<f32>>"));
+    // A transposed view is read element by element; so is an operand the epilogue reads too.
+    let viewed = source(&a.t().t().matmul(&b.t().t()).relu());
+    assert!(viewed.contains("const VEC_A: bool = false;"), "{viewed}");
+    let shared = source(&(a.matmul(&b.narrow(1, 0, 24)) + &a));
+    assert!(shared.contains("const VEC_A: bool = false;"), "{shared}");
+}

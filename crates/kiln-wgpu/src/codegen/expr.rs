@@ -24,6 +24,9 @@ pub struct KernelEnv<'a> {
     pub uses_philox: bool,
     /// Set when the `kiln_pow` helper is needed.
     pub uses_pow: bool,
+    /// Materialized f32 nodes whose binding the kernel declares as `array<vec4<f32>>` (the
+    /// software matmul reads them 4 values at a time).
+    pub vec4_reads: std::collections::HashSet<usize>,
 }
 
 /// The WGSL type a value of `dtype` is computed in.

@@ -77,8 +77,8 @@ pub fn generate(
             em.arith_ops,
         )
     };
-    let (load_a, ops_a) = operand(env, a, "row", "k");
-    let (load_b, ops_b) = operand(env, b, "k", "col");
+    let (mut load_a, ops_a) = operand(env, a, "row", "k");
+    let (mut load_b, ops_b) = operand(env, b, "k", "col");
     let root = p.nodes[kernel.root].clone();
     let core_ty = value_type(node.dtype(), env.f16);
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
@@ -88,6 +88,55 @@ pub fn generate(
     let epi_ops = em.arith_ops;
     let store = store_conv(root.dtype(), &v);
 
+    // vec4 operands of the software kernel: plain f32 buffers of exactly [batch.., rows, cols]
+    // (no broadcast, no prologue), read by nothing else in the kernel, with 4 | cols.
+    let mut vec4 = String::new();
+    if opts.software {
+        let (_, rn) = cpu_block(m, n);
+        let plain = |x: usize, cols: usize| {
+            let mut want = batch_shape.dims().to_vec();
+            want.extend([p.nodes[x].dims()[rank - 2], cols]);
+            env.materialized[x]
+                && x != kernel.root
+                && a != b
+                && p.nodes[x].dtype() == kiln_core::DType::F32
+                && p.nodes[x].dims() == want.as_slice()
+                && cols % 4 == 0
+                && !epilogue.contains(&format!("{}[", env.bindings[&x]))
+        };
+        let vec_a = plain(a, k);
+        let vec_b = plain(b, n) && rn >= 4;
+        let mut fns = String::new();
+        if vec_a {
+            let buf = env.bindings[&a].clone();
+            env.vec4_reads.insert(a);
+            load_a = format!(
+                "    let i = (batch * M + row) * K + k;\n    return {buf}[i / 4u][i % 4u];"
+            );
+            fns.push_str(&format!(
+                "fn load_a4(batch: u32, row: u32, k4: u32) -> vec4<f32> {{\n    return {buf}[(batch * M + row) * (K / 4u) + k4];\n}}\n"
+            ));
+        } else {
+            fns.push_str(
+                "fn load_a4(batch: u32, row: u32, k4: u32) -> vec4<f32> { return vec4<f32>(); }\n",
+            );
+        }
+        if vec_b {
+            let buf = env.bindings[&b].clone();
+            env.vec4_reads.insert(b);
+            load_b = format!(
+                "    let i = (batch * K + k) * N + col;\n    return {buf}[i / 4u][i % 4u];"
+            );
+            fns.push_str(&format!(
+                "fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {{\n    return {buf}[(batch * K + k) * (N / 4u) + c4];\n}}\n"
+            ));
+        } else {
+            fns.push_str(
+                "fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> { return vec4<f32>(); }\n",
+            );
+        }
+        vec4 = format!("const VEC_A: bool = {vec_a};\nconst VEC_B: bool = {vec_b};\n{fns}");
+    }
     let template = if opts.software {
         MATMUL_CPU_WGSL
     } else {
@@ -145,7 +194,7 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
 const M: u32 = {m}u;
 const N: u32 = {n}u;
 const K: u32 = {k}u;
-{block}// A[batch, row, k]; called only with row < M, k < K.
+{block}{vec4}// A[batch, row, k]; called only with row < M, k < K.
 fn load_a(batch: u32, row: u32, k: u32) -> f32 {{
 {load_a}
 }}

@@ -59,6 +59,7 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         scalar_word: HashMap::new(),
         uses_philox: false,
         uses_pow: false,
+        vec4_reads: Default::default(),
     };
     for (k, &r) in kernel.reads.iter().enumerate() {
         env.bindings.insert(r, format!("in{}", k + 1));
@@ -85,7 +86,11 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
             "@group(0) @binding({}) var<storage, read> in{}: array<{}>;\n",
             k + 1,
             k + 1,
-            storage_type(p.nodes[r].dtype(), opts.f16)
+            if env.vec4_reads.contains(&r) {
+                "vec4<f32>"
+            } else {
+                storage_type(p.nodes[r].dtype(), opts.f16)
+            }
         ));
     }
     if words > 0 {
