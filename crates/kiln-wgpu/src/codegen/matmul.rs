@@ -101,7 +101,7 @@ pub fn generate(
                 && a != b
                 && p.nodes[x].dtype() == kiln_core::DType::F32
                 && p.nodes[x].dims() == want.as_slice()
-                && cols % 4 == 0
+                && cols.is_multiple_of(4)
                 && !epilogue.contains(&format!("{}[", env.bindings[&x]))
         };
         let vec_a = plain(a, k);
