@@ -11,8 +11,9 @@
 mod common;
 mod ops_support;
 
-use common::{gpu, pair};
+use common::{fresh_gpu, gpu, pair};
 use half::f16;
+use kiln::nn::parameter;
 use kiln::prelude::*;
 use ops_support::*;
 
@@ -328,6 +329,42 @@ fn sum_over_axis_1_of_a_70000_by_300_tensor() {
     let g = Tensor::rand([70_000, 300], 22, &gpu()).max_axes(&[0], false);
     let c = Tensor::rand([70_000, 300], 22, &cpu()).max_axes(&[0], false);
     close("column maxima of rand [70000, 300]", &g, &c, EXACT);
+}
+
+#[test]
+fn long_sums_into_few_outputs_run_in_two_stages() {
+    // At least 2^16 elements per output into fewer than 64 outputs: partial sums over chunks
+    // of 4,096 (the last one zero-padded), then their sum. Non-contiguous axes, a fused
+    // prologue, keepdim, integers, and the gradient (ones) through the chunked views.
+    let x = pair(&[3, 70_001, 2], 23);
+    check1("sum over 1 of [3, 70001, 2]", &x, dot_tol(70_001), |x| {
+        x.sum_axes(&[1], false)
+    });
+    check1("mean of squares over 0 and 2", &x, dot_tol(70_001), |x| {
+        (x * x).mean_axes(&[0, 2], true)
+    });
+    check1("sum of everything", &x, dot_tol(210_003), |x| x.sum());
+    let i = pair_i32(&[131_075], 24, -5, 6);
+    check1("integer sum", &i, EXACT, |i| i.sum());
+    let dev = fresh_gpu();
+    let x = Tensor::rand([300_000], 25, &dev);
+    x.realize().unwrap();
+    let before = dev.stats().dispatches;
+    let total = x.sum().item::<f32>().unwrap();
+    assert_eq!(
+        dev.stats().dispatches - before,
+        2,
+        "partial sums, then their sum"
+    );
+    let expected: f64 = x.to_vec::<f32>().unwrap().iter().map(|&v| v as f64).sum();
+    assert!(
+        (total as f64 - expected).abs() < 1e-3 * expected,
+        "{total} vs {expected}"
+    );
+    let w = parameter(Tensor::rand([70_000], 26, &dev));
+    let grads = (&w * 2.0).sum().backward();
+    let g = grads.get(&w).unwrap().to_vec::<f32>().unwrap();
+    assert!(g.iter().all(|&v| v == 2.0), "d(sum(2w))/dw = 2 everywhere");
 }
 
 #[test]
