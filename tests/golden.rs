@@ -34,7 +34,11 @@ fn golden() -> Checkpoint {
     let ck = checkpoint::load(path, &Device::cpu()).unwrap_or_else(|e| {
         panic!("{e}\nregenerate it with: python tests/fixtures/make_golden.py (see tests/fixtures/README.md)")
     });
-    assert_eq!(ck.meta("made_by"), Some("tests/fixtures/make_golden.py"));
+    let made_by = ck.meta("made_by").unwrap_or_default();
+    assert!(
+        made_by.starts_with("tests/fixtures/make_golden.py"),
+        "{made_by:?}"
+    );
     ck
 }
 
