@@ -1,5 +1,7 @@
 //! Model summaries (`kiln::viz::summary`): layers found in the recorded graph, with output
-//! shapes, parameter counts, multiply-adds and receptive fields worked out by hand below.
+//! shapes, parameter counts, multiply-adds and receptive fields worked out by hand below: LeNet-5,
+//! a hand-made residual network and the CIFAR ResNet-20 of kiln-models (batch norms, option A and B
+//! shortcuts).
 
 use kiln::models::LeNet5;
 use kiln::nn::{prefixed, Conv2d, Linear, Module};
@@ -352,4 +354,142 @@ fn dilated_and_strided_fields_and_unused_parameters() {
     // A bad shape is an error, not a panic.
     assert!(summary(&net, &[]).is_err());
     assert!(summary(&net, &[1, 0, 3, 3]).is_err());
+}
+
+#[test]
+fn cifar_resnet20_summary_lists_batch_norms_residual_adds_and_the_field_of_each_stage() {
+    use kiln::models::{ResNet, ShortcutKind};
+    let model = ResNet::resnet20(3, 10, &Device::cpu(), 0);
+    let s = summary(&model, &[1, 3, 32, 32]).unwrap();
+    println!("{s}");
+    // Parameters by hand (3x3 convolutions without bias; a batch norm has 2 C; option A
+    // shortcuts have none):
+    //   stem     conv 3->16: 432, bn: 32                                         =     464
+    //   layer1   3 blocks x (2 convs 16->16: 2 x 2,304 + 2 bns: 64)              =  14,016
+    //   layer2   16->32: 4,608 + 32->32: 9,216 + 128; 2 x (2 x 9,216 + 128)      =  51,072
+    //   layer3   32->64: 18,432 + 64->64: 36,864 + 256; 2 x (2 x 36,864 + 256)   = 203,520
+    //   fc       64 x 10 + 10                                                    =     650
+    //                                                                              269,722
+    // (272,474, sometimes quoted for ResNet-20, is option B: its two projections add
+    // 16 x 32 + 64 and 32 x 64 + 128, 2,752 parameters.)
+    assert_eq!(s.total_params, 269_722);
+    assert_eq!(s.total_params, model.num_parameters());
+    assert_eq!(s.trainable_params, 269_722);
+    let option_b = ResNet::cifar(3, 3, 10, ShortcutKind::Projection, &Device::cpu(), 0);
+    assert_eq!(option_b.num_parameters(), 272_474);
+    assert_eq!(s.output_shape, vec![1, 10]);
+
+    // One row per convolution and batch norm (19 each: the stem and 2 per block), one per
+    // residual add (9 blocks), the global average pool and fc: 49 rows, in computation order.
+    // Option A's shortcuts (slice and zero padding) have no row of their own.
+    assert_eq!(s.layers.len(), 19 + 19 + 9 + 2, "{s}");
+    let count = |k: LayerKind| s.layers.iter().filter(|l| l.kind == k).count();
+    assert_eq!(count(LayerKind::Conv2d), 19);
+    assert_eq!(count(LayerKind::Norm), 19);
+    assert_eq!(count(LayerKind::Add), 9);
+    assert_eq!(count(LayerKind::AvgPool2d), 1);
+    assert_eq!(count(LayerKind::Linear), 1);
+    let names: Vec<&str> = s.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        names[..8],
+        [
+            "conv1",
+            "bn1",
+            "layer1.0.conv1",
+            "layer1.0.bn1",
+            "layer1.0.conv2",
+            "layer1.0.bn2",
+            "add1",
+            "layer1.1.conv1"
+        ]
+    );
+    assert_eq!(names[names.len() - 3..], ["add9", "avgpool1", "fc"]);
+    // A batch norm (in evaluation mode, a per-channel scale and shift) has its 2 C parameters
+    // (its running statistics are buffers, not counted), no multiply-adds, the shape and field
+    // of its input.
+    let bn = s.layer("layer3.2.bn2").unwrap();
+    assert_eq!(
+        (bn.kind, bn.params, bn.mult_adds),
+        (LayerKind::Norm, 128, 0)
+    );
+    assert_eq!(bn.output_shape.as_deref(), Some(&[1, 64, 8, 8][..]));
+    // The stage shapes; the last add is the final feature map before pooling.
+    let shape = |n: &str| s.layer(n).unwrap().output_shape.clone().unwrap();
+    assert_eq!(shape("add3"), [1, 16, 32, 32]);
+    assert_eq!(shape("add4"), [1, 32, 16, 16]);
+    assert_eq!(shape("add6"), [1, 32, 16, 16]);
+    assert_eq!(shape("add9"), [1, 64, 8, 8]);
+    assert_eq!(shape("avgpool1"), [1, 64, 1, 1]);
+    assert_eq!(shape("fc"), [1, 10]);
+    let add = s.layer("add4").unwrap();
+    assert_eq!((add.params, add.mult_adds), (0, 0));
+
+    // Receptive fields by hand, along the longest path (every 3x3 convolution adds
+    // 2 x jump; a stride-2 one doubles the jump after growing; option A's subsampling shortcut
+    // keeps the field of the block's input with twice the jump, smaller than the convolutions'
+    // branch, which the add keeps):
+    //   conv1 3 / 1; layer1: 6 convs, 3 + 6 x 2 = 15 / 1 (add1: 7, add2: 11, add3: 15)
+    //   layer2.0.conv1 (stride 2): 15 + 2 = 17 / 2; conv2: 21 / 2 (add4); then 25, 29 (add5),
+    //   33, 37 (add6) / 2
+    //   layer3.0.conv1 (stride 2): 37 + 2 x 2 = 41 / 4; conv2: 49 (add7); 57, 65 (add8);
+    //   73, 81 (add9) / 4: the last stage's field is 81 pixels (more than the 32 of the image:
+    //   the zero padding), 4 apart.
+    //   avgpool over the 8x8 map: 81 + 7 x 4 = 109, no jump left; fc the same.
+    for (name, size, jump) in [
+        ("conv1", 3, 1),
+        ("bn1", 3, 1),
+        ("add1", 7, 1),
+        ("add3", 15, 1),
+        ("layer2.0.conv1", 17, 2),
+        ("add4", 21, 2),
+        ("add6", 37, 2),
+        ("layer3.0.conv1", 41, 4),
+        ("add7", 49, 4),
+        ("add8", 65, 4),
+        ("layer3.2.conv2", 81, 4),
+        ("add9", 81, 4),
+    ] {
+        assert_eq!(
+            s.layer(name).unwrap().receptive_field,
+            local(size, jump),
+            "{name}"
+        );
+    }
+    let global = ReceptiveField::Local {
+        size: [109, 109],
+        jump: None,
+    };
+    assert_eq!(s.layer("avgpool1").unwrap().receptive_field, global);
+    assert_eq!(s.layer("fc").unwrap().receptive_field, global);
+
+    // Multiply-adds (C_out x H x W x 9 C_in per convolution):
+    //   stem 16 x 1024 x 27 = 442,368; layer1 6 x 16 x 1024 x 144 = 14,155,776;
+    //   layer2 32 x 256 x 144 + 5 x 32 x 256 x 288 = 12,976,128; layer3 the same,
+    //   64 x 64 x 288 + 5 x 64 x 64 x 576 = 12,976,128; fc 640. Total 40,551,040.
+    assert_eq!(s.layer("conv1").unwrap().mult_adds, 442_368);
+    assert_eq!(s.layer("layer2.0.conv1").unwrap().mult_adds, 1_179_648);
+    assert_eq!(s.total_mult_adds, 40_551_040);
+    let text = s.to_string();
+    for needle in [
+        "layer3.2.bn2 (Norm)",
+        "add9 (Add)",
+        "[1, 64, 8, 8]",
+        "81x81 / 4",
+        "269,722",
+        "40,551,040",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+    }
+
+    // Option B: the projection (`downsample.0`, a 1x1 stride-2 convolution, and its batch norm
+    // `downsample.1`) has rows of its own; it sees the block input's 15 pixels, now 2 apart.
+    let s = summary(&option_b, &[1, 3, 32, 32]).unwrap();
+    assert_eq!(s.total_params, 272_474);
+    let proj = s.layer("layer2.0.downsample.0").unwrap();
+    assert_eq!((proj.kind, proj.params), (LayerKind::Conv2d, 512));
+    assert_eq!(proj.mult_adds, 32 * 256 * 16);
+    assert_eq!(proj.receptive_field, local(15, 2));
+    let proj_bn = s.layer("layer2.0.downsample.1").unwrap();
+    assert_eq!((proj_bn.kind, proj_bn.params), (LayerKind::Norm, 64));
+    assert_eq!(s.layer("add9").unwrap().receptive_field, local(81, 4));
 }
