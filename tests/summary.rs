@@ -360,8 +360,22 @@ fn dilated_and_strided_fields_and_unused_parameters() {
 fn cifar_resnet20_summary_lists_batch_norms_residual_adds_and_the_field_of_each_stage() {
     use kiln::models::{ResNet, ShortcutKind};
     let model = ResNet::resnet20(3, 10, &Device::cpu(), 0);
+    assert_eq!(model.is_training(), Some(true));
     let s = summary(&model, &[1, 3, 32, 32]).unwrap();
     println!("{s}");
+    assert_eq!(
+        model.is_training(),
+        Some(true),
+        "the summary leaves the mode as it was"
+    );
+    model.set_training(false);
+    summary(&model, &[1, 3, 32, 32]).unwrap();
+    assert_eq!(
+        model.is_training(),
+        Some(false),
+        "an evaluating model stays evaluating"
+    );
+    model.set_training(true);
     // Parameters by hand (3x3 convolutions without bias; a batch norm has 2 C; option A
     // shortcuts have none):
     //   stem     conv 3->16: 432, bn: 32                                         =     464

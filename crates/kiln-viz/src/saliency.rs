@@ -11,7 +11,7 @@ use std::path::Path;
 /// The saliency map of `model` for `class` at `image` (`[C, H, W]` or `[1, C, H, W]`): the
 /// gradient of the class's logit with respect to the input, `|d logit[class] / d x|`, taking the
 /// largest over the channels of each pixel; a realized f32 `[H, W]` tensor on the model's device.
-/// The model runs in evaluation mode and is put back in training mode afterwards. Errors (not
+/// The model runs in evaluation mode and is put back in the mode it was in afterwards. Errors (not
 /// panics) for an image of another rank or batch size, a model whose output is not `[1, classes]`,
 /// or a class out of range.
 pub fn saliency(model: &dyn Module, image: &Tensor, class: usize) -> Result<Tensor> {
@@ -32,6 +32,7 @@ pub fn saliency(model: &dyn Module, image: &Tensor, class: usize) -> Result<Tens
         None => x,
     };
     let (h, w) = (x.dims()[2], x.dims()[3]);
+    let was_training = model.is_training().unwrap_or(true);
     model.set_training(false);
     let result = (|| {
         let logits = model.forward(&x);
@@ -51,7 +52,7 @@ pub fn saliency(model: &dyn Module, image: &Tensor, class: usize) -> Result<Tens
         let grad = score.grad_wrt(&[&x]).remove(0);
         no_grad(|| grad.abs().max_axes(&[1], false).reshape([h, w]).detach())
     })();
-    model.set_training(true);
+    model.set_training(was_training);
     result
 }
 

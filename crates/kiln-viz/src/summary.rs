@@ -61,17 +61,18 @@ fn model_device(model: &dyn Module) -> Device {
 
 /// The layers of `model` applied to `x`, each with its output tensor (unrealized: realize those
 /// you need), found in the graph its `forward` records. The model runs in evaluation mode
-/// (batch statistics would make every pixel see the whole batch) and is put back in training
-/// mode afterwards. `x` is moved to the model's device first. Returns the layers and the
+/// (batch statistics would make every pixel see the whole batch) and is put back in the mode
+/// it was in afterwards. `x` is moved to the model's device first. Returns the layers and the
 /// model's output.
 pub fn layer_outputs(
     model: &dyn Module,
     x: &Tensor,
 ) -> Result<(Vec<crate::layers::FoundLayer>, Tensor)> {
     let x = x.to_device(&model_device(model))?;
+    let was_training = model.is_training().unwrap_or(true);
     model.set_training(false);
     let y = model.forward(&x);
-    model.set_training(true);
+    model.set_training(was_training);
     let layers = find_layers(&x, &y, &model.named_parameters());
     Ok((layers, y))
 }

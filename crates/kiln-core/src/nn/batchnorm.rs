@@ -142,8 +142,8 @@ impl BatchNorm {
         self.channels
     }
 
-    /// True in training mode.
-    pub fn is_training(&self) -> bool {
+    /// True in training mode (also [`Module::is_training`]).
+    fn training(&self) -> bool {
         self.training.load(Ordering::Relaxed)
     }
 
@@ -170,7 +170,7 @@ impl BatchNorm {
         per_channel[1] = c;
         let bc = |t: &Tensor| t.reshape(per_channel.clone());
         let eps = self.options.eps;
-        if let (Some((mean, var)), false) = (self.running_stats(), self.is_training()) {
+        if let (Some((mean, var)), false) = (self.running_stats(), self.training()) {
             // Evaluation: one scale and one shift per channel, `y = x scale + shift`, as
             // PyTorch's kernels compute it (it also keeps what fuses into a preceding
             // convolution's kernel small).
@@ -188,14 +188,14 @@ impl BatchNorm {
         let axes: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
         let n = x.numel() / c.max(1);
         assert!(
-            n > 1 || !self.is_training(),
+            n > 1 || !self.training(),
             "{op}: expects more than one value per channel when training, got {}",
             x.shape()
         );
         let mean = x.mean_axes(&axes, true);
         let centered = x.sub(&mean);
         let var = centered.square().mean_axes(&axes, true);
-        if self.is_training() {
+        if self.training() {
             self.record_running_stats(&mean.reshape([c]), &var.reshape([c]), n);
         }
         let y = centered.mul(&var.add_scalar(eps).rsqrt());
@@ -261,6 +261,9 @@ impl Module for BatchNorm {
     }
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed)
+    }
+    fn is_training(&self) -> Option<bool> {
+        Some(self.training())
     }
 }
 
@@ -344,6 +347,9 @@ impl Module for BatchNorm2d {
     fn set_training(&self, training: bool) {
         self.0.set_training(training)
     }
+    fn is_training(&self) -> Option<bool> {
+        self.0.is_training()
+    }
 }
 
 impl Module for BatchNorm1d {
@@ -365,5 +371,8 @@ impl Module for BatchNorm1d {
     }
     fn set_training(&self, training: bool) {
         self.0.set_training(training)
+    }
+    fn is_training(&self) -> Option<bool> {
+        self.0.is_training()
     }
 }

@@ -59,4 +59,7 @@ impl Module for Dropout {
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed)
     }
+    fn is_training(&self) -> Option<bool> {
+        Some(self.training.load(Ordering::Relaxed))
+    }
 }

@@ -95,6 +95,13 @@ pub trait Module {
         }
     }
 
+    /// The mode set by [`Module::set_training`]: `Some(true)` in training, `Some(false)` in
+    /// evaluation, `None` for a module without mode-dependent layers. Containers answer with
+    /// their first child that has a mode.
+    fn is_training(&self) -> Option<bool> {
+        self.children().iter().find_map(|(_, c)| c.is_training())
+    }
+
     /// Total number of parameter elements (buffers not counted, as PyTorch's
     /// `sum(p.numel() for p in model.parameters())`).
     fn num_parameters(&self) -> usize {
