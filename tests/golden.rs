@@ -139,7 +139,7 @@ fn batchnorm_training_step_matches_pytorch(dev: &Device) {
         ),
     ];
     load_state_dict(&bn, &values).unwrap();
-    assert!(bn.is_training());
+    assert_eq!(bn.is_training(), Some(true));
     let x = get_on(&ck, "bn.input", dev);
     let y = bn.forward(&x);
     // The script's loss: sum(y * w) with fixed weights w.
