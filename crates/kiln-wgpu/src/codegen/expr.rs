@@ -14,7 +14,8 @@ pub struct KernelEnv<'a> {
     pub materialized: Vec<bool>,
     /// The node the kernel writes (computed, never read, even though it has a buffer).
     pub root: usize,
-    /// Native f16 (`enable f16;`).
+    /// Native f16 (`enable f16;`); without it f16 values are f32 in the kernel and packed
+    /// halves in memory (see `shaders/f16.wgsl`).
     pub f16: bool,
     /// Binding variable of each materialized node the kernel reads.
     pub bindings: HashMap<usize, String>,
@@ -24,6 +25,37 @@ pub struct KernelEnv<'a> {
     pub uses_philox: bool,
     /// Set when the `kiln_pow` helper is needed.
     pub uses_pow: bool,
+    /// Set when the f16 conversions of `shaders/f16.wgsl` are needed.
+    pub uses_f16: bool,
+}
+
+impl KernelEnv<'_> {
+    /// Whether values of `dtype` are f16 kept as f32 in the kernel and packed in memory.
+    pub fn packed_f16(&self, dtype: DType) -> bool {
+        packed_f16(dtype, self.f16)
+    }
+
+    /// A numeric expression `x` (e.g. an f32 accumulator) converted to the value type of
+    /// `dtype`; without native f16, an f16 value is rounded to the nearest f16 (and stays f32).
+    pub fn to_value(&mut self, dtype: DType, x: &str) -> String {
+        if self.packed_f16(dtype) {
+            self.round_f16(x)
+        } else {
+            format!("{}({x})", value_type(dtype, self.f16))
+        }
+    }
+
+    /// `x` (an f32 expression) rounded to the nearest f16, as an f32.
+    pub fn round_f16(&mut self, x: &str) -> String {
+        self.uses_f16 = true;
+        format!("kiln_round_f16({x})")
+    }
+}
+
+/// Whether a tensor of `dtype` is stored as packed f16 halves in `array<u32>` (f16 without
+/// native f16 support).
+pub fn packed_f16(dtype: DType, f16: bool) -> bool {
+    dtype == DType::F16 && !f16
 }
 
 /// The WGSL type a value of `dtype` is computed in.
@@ -43,10 +75,12 @@ pub fn value_type(dtype: DType, f16: bool) -> &'static str {
     }
 }
 
-/// The WGSL element type of a storage buffer of `dtype`.
+/// The WGSL element type of a storage buffer of `dtype` (two packed halves per `u32` for f16
+/// without native f16).
 pub fn storage_type(dtype: DType, f16: bool) -> &'static str {
     match dtype {
         DType::Bool => "u32",
+        DType::F16 if !f16 => "u32",
         d => value_type(d, f16),
     }
 }
@@ -185,6 +219,17 @@ impl<'e, 'a> Emitter<'e, 'a> {
         name
     }
 
+    /// Binds the result of an op of `dtype`; without native f16 an f16 result (computed in f32)
+    /// is rounded to f16, as native f16 and the reference round each op.
+    fn bind_result(&mut self, dtype: DType, ty: &str, expr: String) -> String {
+        let expr = if self.env.packed_f16(dtype) {
+            self.env.round_f16(&expr)
+        } else {
+            expr
+        };
+        self.bind(ty, expr)
+    }
+
     fn coords_var(&mut self, coords: Vec<String>) -> Vec<String> {
         coords
             .into_iter()
@@ -197,11 +242,12 @@ impl<'e, 'a> Emitter<'e, 'a> {
         format!("params[{}u][{}u]", w / 4, w % 4)
     }
 
-    fn scalar_value(&self, i: usize, k: usize, dtype: DType) -> String {
+    fn scalar_value(&mut self, i: usize, k: usize, dtype: DType) -> String {
         let w = self.scalar(i, k);
         let ty = value_type(dtype, self.env.f16);
         match dtype {
             DType::F32 => format!("bitcast<f32>({w})"),
+            DType::F16 if !self.env.f16 => self.env.round_f16(&format!("bitcast<f32>({w})")),
             DType::F16 => format!("{ty}(bitcast<f32>({w}))"),
             DType::I32 => format!("bitcast<i32>({w})"),
             DType::U32 => w,
@@ -238,6 +284,15 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 .unwrap_or_else(|| panic!("codegen: node {i} has no binding"))
                 .clone();
             let idx = ravel(coords, node.shape());
+            if self.env.packed_f16(dtype) {
+                // Element idx is half (idx & 1) of word idx / 2.
+                self.env.uses_f16 = true;
+                let idx = self.bind("u32", idx);
+                return self.bind(
+                    ty,
+                    format!("kiln_f16_to_f32({b}[{idx} >> 1u] >> (({idx} & 1u) << 4u))"),
+                );
+            }
             return self.bind(ty, load_conv(dtype, &format!("{b}[{idx}]")));
         }
         let ins = p.inputs[i].clone();
@@ -256,7 +311,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     self.scalar_value(i, 0, dtype),
                     self.scalar_value(i, 1, dtype),
                 );
-                self.bind(ty, format!("{s} + {st} * {ty}({})", coords[0]))
+                self.bind_result(dtype, ty, format!("{s} + {st} * {ty}({})", coords[0]))
             }
             Op::Rand { dist, .. } => {
                 self.env.uses_philox = true;
@@ -270,7 +325,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     self.scalar(i, 0),
                     self.scalar(i, 1)
                 );
-                self.bind(ty, format!("{ty}({e})"))
+                self.bind_result(dtype, ty, format!("{ty}({e})"))
             }
             Op::Reshape => {
                 let lin = self.bind("u32", ravel(coords, node.shape()));
@@ -434,7 +489,21 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     UnaryOp::Round => format!("round({x})"),
                     UnaryOp::Not => format!("!{x}"),
                 };
-                self.bind(ty, e)
+                // These give an f16 for an f16 input: no rounding needed.
+                let exact = matches!(
+                    u,
+                    UnaryOp::Neg
+                        | UnaryOp::Abs
+                        | UnaryOp::Relu
+                        | UnaryOp::Floor
+                        | UnaryOp::Ceil
+                        | UnaryOp::Round
+                );
+                if exact {
+                    self.bind(ty, e)
+                } else {
+                    self.bind_result(dtype, ty, e)
+                }
             }
             Op::Binary(b) => {
                 let x = self.value(ins[0], coords);
@@ -498,7 +567,12 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     BinaryOp::Gt => format!("{x} > {y}"),
                     BinaryOp::Ge => format!("{x} >= {y}"),
                 };
-                self.bind(ty, e)
+                if matches!(b, BinaryOp::Maximum | BinaryOp::Minimum) {
+                    // One of the two f16 inputs: no rounding needed.
+                    self.bind(ty, e)
+                } else {
+                    self.bind_result(dtype, ty, e)
+                }
             }
             Op::Where => {
                 let c = self.value(ins[0], coords);
@@ -537,7 +611,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     (DType::U32, DType::I32) => format!("i32(min({x}, 2147483647u))"),
                     _ => format!("{ty}({x})"),
                 };
-                self.bind(ty, e)
+                self.bind_result(dtype, ty, e)
             }
             Op::Reduce { .. } | Op::Matmul | Op::AffineSample => {
                 panic!("codegen: node {i} ({:?}) must be materialized", node.op())
@@ -546,11 +620,19 @@ impl<'e, 'a> Emitter<'e, 'a> {
     }
 }
 
-/// WGSL helpers a kernel may need: Philox random numbers and a sign-correct `pow`.
+/// The f16 conversions used without native f16.
+pub const F16_WGSL: &str = include_str!("../../../../shaders/f16.wgsl");
+
+/// WGSL helpers a kernel may need: Philox random numbers, f16 conversions and a sign-correct
+/// `pow`.
 pub fn helpers(env: &KernelEnv) -> String {
     let mut s = String::new();
     if env.uses_philox {
         s.push_str(include_str!("../../../../shaders/philox.wgsl"));
+        s.push('\n');
+    }
+    if env.uses_f16 {
+        s.push_str(F16_WGSL);
         s.push('\n');
     }
     if env.uses_pow {
