@@ -18,6 +18,8 @@ pub mod readback;
 pub use adapter::{AdapterSummary, INSTALL_HINT};
 pub use backend::WgpuBackend;
 pub use options::WgpuOptions;
+/// The wgpu crate kiln-wgpu is built on (for [`WgpuOptions::backend`] and tools).
+pub use wgpu;
 
 use kiln_core::{Device, KilnError, Result};
 use std::sync::Arc;
