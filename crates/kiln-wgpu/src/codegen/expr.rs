@@ -599,8 +599,10 @@ impl<'e, 'a> Emitter<'e, 'a> {
                         "select(select(i32(f32({x})), 2147483647i, f32({x}) >= 2147483648.0), 0i, {})",
                         is_nan(&x, f)
                     ),
+                    // Negative values clamp to 0 explicitly: GLSL's uint() of a negative float
+                    // is undefined (llvmpipe's GL gives 2^32 - 1).
                     (f, DType::U32) if f.is_float() => format!(
-                        "select(select(u32(f32({x})), 4294967295u, f32({x}) >= 4294967296.0), 0u, {})",
+                        "select(select(u32(max(f32({x}), 0.0)), 4294967295u, f32({x}) >= 4294967296.0), 0u, {})",
                         is_nan(&x, f)
                     ),
                     // Through f32, which holds every integer up to f16's range exactly: WGSL's
