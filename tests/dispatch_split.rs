@@ -150,7 +150,9 @@ fn batched_matmul_and_convolution_with_70000_batches() {
     let dev = gpu();
     let a = pair_on(&dev, &[70_000, 2, 3], 16);
     let b = pair_on(&dev, &[70_000, 3, 2], 17);
-    check("batched matmul", &[&a, &b], dot_tol(3), |t| t[0].matmul(t[1]));
+    check("batched matmul", &[&a, &b], dot_tol(3), |t| {
+        t[0].matmul(t[1])
+    });
     let x = pair_on(&dev, &[70_000, 1, 3, 3], 18);
     let w = pair_on(&dev, &[2, 1, 2, 2], 19);
     check("conv2d", &[&x, &w], dot_tol(4), |t| {

@@ -130,8 +130,8 @@ fn rounding_cases() -> Vec<f32> {
         1.0 + 3.0 * f32::powi(2.0, -11), // tie: rounds up to even
         1.0 + f32::powi(2.0, -11) + f32::powi(2.0, -20),
         65504.0,
-        65519.99,                 // rounds down to the largest f16
-        65520.0,                  // tie at the top: infinity
+        65519.99, // rounds down to the largest f16
+        65520.0,  // tie at the top: infinity
         1e6,
         -1e6,
         f32::MAX,
@@ -143,13 +143,13 @@ fn rounding_cases() -> Vec<f32> {
         f32::from_bits(0x7fbf_e000), // NaN with top payload bits
         f32::powi(2.0, -14),         // smallest normal f16
         f32::powi(2.0, -14) - f32::powi(2.0, -25),
-        f32::powi(2.0, -24),             // smallest subnormal
-        f32::powi(2.0, -25),             // tie: 0
-        1.5 * f32::powi(2.0, -25),       // rounds up to 2^-24
-        3.0 * f32::powi(2.0, -25),       // tie: 2 * 2^-24
-        -5.0 * f32::powi(2.0, -25),      // tie: -2 * 2^-24
-        f32::powi(2.0, -26),             // rounds to 0
-        f32::from_bits(1),               // f32 subnormal
+        f32::powi(2.0, -24),        // smallest subnormal
+        f32::powi(2.0, -25),        // tie: 0
+        1.5 * f32::powi(2.0, -25),  // rounds up to 2^-24
+        3.0 * f32::powi(2.0, -25),  // tie: 2 * 2^-24
+        -5.0 * f32::powi(2.0, -25), // tie: -2 * 2^-24
+        f32::powi(2.0, -26),        // rounds to 0
+        f32::from_bits(1),          // f32 subnormal
         -f32::MIN_POSITIVE,
     ];
     // Random bit patterns cover every exponent.
@@ -266,15 +266,21 @@ fn reductions_match_the_reference() {
         check(&format!("sum {s}"), &[&a], (1e-2, 4e-3), |t| {
             t[0].sum_axes(&[1], false)
         });
-        check(&format!("max {s}"), &[&a], EXACT, |t| t[0].max_axes(&[1], true));
+        check(&format!("max {s}"), &[&a], EXACT, |t| {
+            t[0].max_axes(&[1], true)
+        });
         check(&format!("min over rows {s}"), &[&a], EXACT, |t| {
             t[0].min_axes(&[0], false)
         });
-        check(&format!("argmax {s}"), &[&a], EXACT, |t| t[0].argmax(1, false));
+        check(&format!("argmax {s}"), &[&a], EXACT, |t| {
+            t[0].argmax(1, false)
+        });
         check(&format!("mean {s}"), &[&a], (2e-3, 4e-3), |t| {
             t[0].mean_axes(&[1], false)
         });
-        check(&format!("full sum {s}"), &[&a], (3e-2, 4e-3), |t| t[0].sum());
+        check(&format!("full sum {s}"), &[&a], (3e-2, 4e-3), |t| {
+            t[0].sum()
+        });
         check(&format!("sum to f32 {s}"), &[&a], (1e-2, 4e-3), |t| {
             t[0].sum_axes(&[1], false).cast(DType::F32)
         });
@@ -290,7 +296,9 @@ fn matmul_convolution_and_pooling_match_the_reference() {
     check("matmul + relu", &[&a, &b], DOT_TOL, |t| {
         (t[0].matmul(t[1]) + 0.5).relu()
     });
-    check("transposed operand", &[&a], DOT_TOL, |t| t[0].matmul(&t[0].t()));
+    check("transposed operand", &[&a], DOT_TOL, |t| {
+        t[0].matmul(&t[0].t())
+    });
     let x = pair_on(&dev, &[3, 5, 7], 6, |x| x);
     let y = pair_on(&dev, &[3, 7, 3], 7, |x| x);
     check("batched matmul", &[&x, &y], DOT_TOL, |t| t[0].matmul(t[1]));
@@ -348,6 +356,10 @@ fn the_opengl_adapter_without_shader_f16_runs_f16_graphs() {
     let a = pair_on(&gl, &[7, 9], 14, |x| x);
     let b = pair_on(&gl, &[9, 5], 15, |x| x);
     check("gl elementwise", &[&a], F16_TOL, |t| t[0].exp() * 0.5 + 1.0);
-    check("gl sum", &[&a], (1e-2, 4e-3), |t| t[0].sum_axes(&[1], false));
-    check("gl matmul", &[&a, &b], DOT_TOL, |t| t[0].matmul(t[1]).relu());
+    check("gl sum", &[&a], (1e-2, 4e-3), |t| {
+        t[0].sum_axes(&[1], false)
+    });
+    check("gl matmul", &[&a, &b], DOT_TOL, |t| {
+        t[0].matmul(t[1]).relu()
+    });
 }

@@ -184,7 +184,10 @@ fn every_generated_kernel_of_representative_graphs_validates() {
     }
     assert!(kernels >= 64, "validated {kernels} kernels");
     // matmul, two reductions and affine sample with f16 outputs, each for GPU and software.
-    assert!(scratch_outputs >= 8, "{scratch_outputs} f16 outputs through scratch");
+    assert!(
+        scratch_outputs >= 8,
+        "{scratch_outputs} f16 outputs through scratch"
+    );
 }
 
 #[test]

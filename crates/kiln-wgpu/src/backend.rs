@@ -280,24 +280,26 @@ impl Backend for WgpuBackend {
             if let (Some(pk), Some(scratch)) = (&ck.pack, &compiled.scratch) {
                 let target = buffer_of(kernel.root);
                 let mut groups = pk.bind_groups.lock().unwrap();
-                let group = groups.entry(vec![target.id, scratch.id]).or_insert_with(|| {
-                    let entries = [target, scratch].map(|b| b.buffer.as_entire_binding());
-                    let entries: Vec<wgpu::BindGroupEntry> = entries
-                        .into_iter()
-                        .enumerate()
-                        .map(|(j, resource)| wgpu::BindGroupEntry {
-                            binding: j as u32,
-                            resource,
-                        })
-                        .collect();
-                    self.ctx
-                        .device
-                        .create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: None,
-                            layout: &pk.layout,
-                            entries: &entries,
-                        })
-                });
+                let group = groups
+                    .entry(vec![target.id, scratch.id])
+                    .or_insert_with(|| {
+                        let entries = [target, scratch].map(|b| b.buffer.as_entire_binding());
+                        let entries: Vec<wgpu::BindGroupEntry> = entries
+                            .into_iter()
+                            .enumerate()
+                            .map(|(j, resource)| wgpu::BindGroupEntry {
+                                binding: j as u32,
+                                resource,
+                            })
+                            .collect();
+                        self.ctx
+                            .device
+                            .create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: None,
+                                layout: &pk.layout,
+                                entries: &entries,
+                            })
+                    });
                 pass.set_pipeline(&pk.pipeline);
                 pass.set_bind_group(0, &*group, &[]);
                 let [x, y, z] = pk.dispatch;

@@ -121,6 +121,10 @@ pub fn split_workgroups(n: u64, max: u32) -> Result<[u32; 3]> {
     Ok([x as u32, y as u32, z.max(1) as u32])
 }
 
+fn summary_timestamps(features: &wgpu::Features) -> bool {
+    features.contains(wgpu::Features::TIMESTAMP_QUERY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::split_workgroups;
@@ -128,12 +132,29 @@ mod tests {
     #[test]
     fn splits_cover_n_within_the_limit() {
         for max in [1u32, 2, 7, 65_535] {
-            for n in [0u64, 1, 2, 6, 7, 8, 48, 49, 50, 342, 343, 65_536, 70_000 * 3] {
+            for n in [
+                0u64,
+                1,
+                2,
+                6,
+                7,
+                8,
+                48,
+                49,
+                50,
+                342,
+                343,
+                65_536,
+                70_000 * 3,
+            ] {
                 let Ok([x, y, z]) = split_workgroups(n, max) else {
                     assert!(n > (max as u64).pow(3), "{n} over {max} refused");
                     continue;
                 };
-                assert!(x <= max && y <= max && z <= max, "{n} over {max}: {x} {y} {z}");
+                assert!(
+                    x <= max && y <= max && z <= max,
+                    "{n} over {max}: {x} {y} {z}"
+                );
                 let total = x as u64 * y as u64 * z as u64;
                 assert!(total >= n.max(1), "{n} over {max}: {x} {y} {z}");
                 // At most one partial row (x workgroups) and one partial plane beyond n.
@@ -145,8 +166,4 @@ mod tests {
         assert_eq!(split_workgroups(50, 7).unwrap(), [7, 7, 2]);
         assert!(split_workgroups(344, 7).is_err());
     }
-}
-
-fn summary_timestamps(features: &wgpu::Features) -> bool {
-    features.contains(wgpu::Features::TIMESTAMP_QUERY)
 }

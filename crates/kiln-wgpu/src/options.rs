@@ -42,9 +42,7 @@ impl WgpuOptions {
     /// `KILN_NO_F16=1` (no native f16). `WGPU_BACKEND` is honoured by the wgpu instance itself.
     pub fn from_env() -> WgpuOptions {
         WgpuOptions {
-            adapter_name: std::env::var("KILN_ADAPTER")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            adapter_name: std::env::var("KILN_ADAPTER").ok().filter(|s| !s.is_empty()),
             shader_f16: !std::env::var("KILN_NO_F16").is_ok_and(|v| v == "1"),
             ..WgpuOptions::default()
         }

@@ -108,7 +108,7 @@ pub fn generate(
         )
     };
     let (col_tiles, row_tiles) = ((n as u32).div_ceil(tn), (m as u32).div_ceil(tm));
-    let tiles = col_tiles * row_tiles;
+    let tiles = col_tiles as u64 * row_tiles as u64;
     let region = format!(
         "const BATCH: u32 = {batch}u;
 const M: u32 = {m}u;
@@ -151,7 +151,7 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
             if kernel.root != c { " +epilogue" } else { "" }
         ),
         wgsl,
-        workgroups: Workgroups::Flat(col_tiles as u64 * row_tiles as u64 * batch as u64),
+        workgroups: Workgroups::Flat(tiles * batch),
         flops: batch * (2 * m * n * k + (ops_a + ops_b) as u64 * m * k + epi_ops as u64 * m * n),
         bytes: 0,
     }
