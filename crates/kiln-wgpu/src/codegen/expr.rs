@@ -2,8 +2,13 @@
 //! statements. Views never become copies: they rewrite the coordinates that their input is read
 //! at, so `x.t().expand(..) + y` reads `x` and `y` in place.
 
+pub use super::helpers::{helpers, F16_WGSL};
+pub use super::index::{ravel, unravel};
+pub use super::types::{
+    is_nan, literal, load_conv, packed_f16, storage_type, store_conv, value_type,
+};
 use kiln_core::op::{BinaryOp, Op, RandDist, UnaryOp};
-use kiln_core::{DType, Pending, Shape};
+use kiln_core::{DType, Pending};
 use std::collections::HashMap;
 
 /// Facts shared by every function of one kernel: bindings and runtime scalars.
@@ -50,140 +55,6 @@ impl KernelEnv<'_> {
         self.uses_f16 = true;
         format!("kiln_round_f16({x})")
     }
-}
-
-/// Whether a tensor of `dtype` is stored as packed f16 halves in `array<u32>` (f16 without
-/// native f16 support).
-pub fn packed_f16(dtype: DType, f16: bool) -> bool {
-    dtype == DType::F16 && !f16
-}
-
-/// The WGSL type a value of `dtype` is computed in.
-pub fn value_type(dtype: DType, f16: bool) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::F16 => {
-            if f16 {
-                "f16"
-            } else {
-                "f32"
-            }
-        }
-        DType::I32 => "i32",
-        DType::U32 => "u32",
-        DType::Bool => "bool",
-    }
-}
-
-/// The WGSL element type of a storage buffer of `dtype` (two packed halves per `u32` for f16
-/// without native f16).
-pub fn storage_type(dtype: DType, f16: bool) -> &'static str {
-    match dtype {
-        DType::Bool => "u32",
-        DType::F16 if !f16 => "u32",
-        d => value_type(d, f16),
-    }
-}
-
-/// Converts a stored element (`expr`, of [`storage_type`]) to its value type.
-pub fn load_conv(dtype: DType, expr: &str) -> String {
-    match dtype {
-        DType::Bool => format!("({expr} != 0u)"),
-        _ => expr.to_string(),
-    }
-}
-
-/// Converts a value to its storage type.
-pub fn store_conv(dtype: DType, expr: &str) -> String {
-    match dtype {
-        DType::Bool => format!("select(0u, 1u, {expr})"),
-        _ => expr.to_string(),
-    }
-}
-
-/// The row-major linear index of `coords` in `shape`, as a WGSL u32 expression.
-pub fn ravel(coords: &[String], shape: &Shape) -> String {
-    let strides = shape.strides();
-    let terms: Vec<String> = coords
-        .iter()
-        .zip(shape.dims())
-        .zip(&strides)
-        .filter(|((c, &d), _)| d > 1 && c.as_str() != "0u")
-        .map(|((c, _), &s)| {
-            if s == 1 {
-                c.clone()
-            } else {
-                format!("{c} * {s}u")
-            }
-        })
-        .collect();
-    if terms.is_empty() {
-        "0u".into()
-    } else {
-        format!("({})", terms.join(" + "))
-    }
-}
-
-/// Coordinates of linear index `lin` in `shape`, as WGSL u32 expressions.
-pub fn unravel(lin: &str, shape: &Shape) -> Vec<String> {
-    // A shape without elements has no index to split (the code never runs), and its zero
-    // strides would put a division by zero into the source, which WGSL rejects.
-    if shape.numel() == 0 {
-        return vec!["0u".to_string(); shape.rank()];
-    }
-    let strides = shape.strides();
-    shape
-        .dims()
-        .iter()
-        .enumerate()
-        .map(|(d, &n)| {
-            if n <= 1 {
-                "0u".to_string()
-            } else if d == 0 {
-                if strides[0] == 1 {
-                    lin.to_string()
-                } else {
-                    format!("({lin} / {}u)", strides[0])
-                }
-            } else if strides[d] == 1 {
-                format!("({lin} % {n}u)")
-            } else {
-                format!("(({lin} / {}u) % {n}u)", strides[d])
-            }
-        })
-        .collect()
-}
-
-/// A WGSL literal of `v` in the value type of `dtype`.
-pub fn literal(v: f64, dtype: DType, f16: bool) -> String {
-    match dtype {
-        DType::F32 | DType::F16 => {
-            let ty = value_type(dtype, f16);
-            if v.is_nan() {
-                format!("{ty}(bitcast<f32>(0x7fc00000u))")
-            } else if v.is_infinite() {
-                format!(
-                    "{ty}(bitcast<f32>({}u))",
-                    if v > 0.0 { "0x7f800000" } else { "0xff800000" }
-                )
-            } else {
-                format!("{ty}({:?})", v as f32)
-            }
-        }
-        DType::I32 => format!("i32({})", v as i32),
-        DType::U32 => format!("{}u", v as u32),
-        DType::Bool => (v != 0.0).to_string(),
-    }
-}
-
-/// A WGSL bool expression: is the float `x` (of `dtype`) a NaN? Tested on the bits, because
-/// naga compiles `x != x` to an ordered comparison, which is false for NaN.
-pub fn is_nan(x: &str, dtype: DType) -> String {
-    let bits = match dtype {
-        DType::F16 => format!("bitcast<u32>(f32({x}))"),
-        _ => format!("bitcast<u32>({x})"),
-    };
-    format!("(({bits} & 0x7fffffffu) > 0x7f800000u)")
 }
 
 /// Emits the statements of one WGSL function body.
@@ -620,40 +491,4 @@ impl<'e, 'a> Emitter<'e, 'a> {
             }
         }
     }
-}
-
-/// The f16 conversions used without native f16.
-pub const F16_WGSL: &str = include_str!("../../../../shaders/f16.wgsl");
-
-/// WGSL helpers a kernel may need: Philox random numbers, f16 conversions and a sign-correct
-/// `pow`.
-pub fn helpers(env: &KernelEnv) -> String {
-    let mut s = String::new();
-    if env.uses_philox {
-        s.push_str(include_str!("../../../../shaders/philox.wgsl"));
-        s.push('\n');
-    }
-    if env.uses_f16 {
-        s.push_str(F16_WGSL);
-        s.push('\n');
-    }
-    if env.uses_pow {
-        s.push_str(
-            "// pow with the rules of C's powf for a zero exponent, a zero base, and negative bases\n\
-// with integral exponents (WGSL's pow is undefined for a <= 0).\n\
-fn kiln_pow(a: f32, b: f32) -> f32 {\n\
-    if (b == 0.0 || a == 1.0) { return 1.0; }\n\
-    let odd = b == floor(b) && b - 2.0 * floor(b * 0.5) == 1.0;\n\
-    if (a == 0.0) {\n\
-        let z = select(0.0, bitcast<f32>(0x7f800000u), b < 0.0);\n\
-        return select(z, -z, odd && bitcast<u32>(a) != 0u);\n\
-    }\n\
-    if (a > 0.0) { return pow(a, b); }\n\
-    let r = pow(-a, b);\n\
-    if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }\n\
-    return select(r, -r, odd);\n\
-}\n",
-        );
-    }
-    s
 }

@@ -1,13 +1,17 @@
 //! WGSL generation: one source per kernel of a plan. `expr` emits expressions; `elementwise`,
 //! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point;
-//! `f16` holds the kernel that packs an f32 scratch output into f16 without native f16.
+//! `f16` holds the kernel that packs an f32 scratch output into f16 without native f16; `types`,
+//! `index` and `helpers` hold the small pieces they share.
 
 pub mod affine;
 pub mod elementwise;
 pub mod expr;
 pub mod f16;
+pub mod helpers;
+pub mod index;
 pub mod matmul;
 pub mod reduce;
+pub mod types;
 
 use expr::{storage_type, KernelEnv};
 use kiln_core::schedule::{Kernel, KernelKind, Plan};
