@@ -17,7 +17,8 @@
 // (round-to-nearest-even, overflow to infinity, subnormals kept, NaN stays NaN with its sign and
 // top payload bits).
 
-// The f16 bits (in the low 16 bits) nearest to `x`, ties to even.
+// The f16 bits (in the low 16 bits) nearest to `x`, ties to even. (Branches, not selects of every
+// case: on lavapipe a chain of elementwise f16 ops ran ~10% faster so.)
 fn kiln_f32_to_f16(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     let sign = (b >> 16u) & 0x8000u;
@@ -49,19 +50,17 @@ fn kiln_f32_to_f16(x: f32) -> u32 {
     return h + select(0u, 1u, up);
 }
 
-// The value of the f16 in the low 16 bits of `h` (the high bits are ignored); exact.
+// The value of the f16 in the low 16 bits of `h` (the high bits are ignored); exact. Branch-free
+// (selects), as it runs on every f16 load.
 fn kiln_f16_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;
     let exp = (h >> 10u) & 0x1fu;
     let man = h & 0x3ffu;
-    if (exp == 0x1fu) {
-        return bitcast<f32>(sign | 0x7f800000u | (man << 13u));
-    }
-    if (exp == 0u) {
-        // Zero or subnormal: man * 2^-24 (0x33800000), a normal f32 (or zero), then the sign.
-        return bitcast<f32>(sign | bitcast<u32>(f32(man) * bitcast<f32>(0x33800000u)));
-    }
-    return bitcast<f32>(sign | ((exp + 112u) << 23u) | (man << 13u));
+    let normal = sign | ((exp + 112u) << 23u) | (man << 13u);
+    let inf_nan = sign | 0x7f800000u | (man << 13u);
+    // Zero or subnormal: man * 2^-24 (0x33800000), a normal f32 (or zero), then the sign.
+    let small = sign | bitcast<u32>(f32(man) * bitcast<f32>(0x33800000u));
+    return bitcast<f32>(select(select(normal, small, exp == 0u), inf_nan, exp == 0x1fu));
 }
 
 // `x` rounded to the nearest f16 value, as an f32.
