@@ -7,6 +7,8 @@
 //
 // Generated region (between the @kiln:generated markers; the code generator replaces it):
 //   const BATCH, M, N, K: u32        problem size
+//   fn tile_of(wg, nwg) -> vec3<u32> (column tile, row tile, batch) of workgroup wg of the
+//                                    dispatched grid nwg; a batch >= BATCH does nothing
 //   bindings                         whatever the loads and the store need (the default region
 //                                    uses @group(0) @binding(0) out_buf (read_write),
 //                                    @binding(1) a_buf (read), @binding(2) b_buf (read),
@@ -23,8 +25,9 @@
 // Each invocation computes a 4 x 4 block of outputs (register blocking, 4 vec4 accumulators):
 // rows  wg.y*64 + lid.y*4 .. +3,  columns  wg.x*64 + lid.x*4 .. +3.
 //
-// Dispatch (host):  (ceil(N / TILE_N), ceil(M / TILE_M), BATCH)  =  (ceil(N/64), ceil(M/64), BATCH)
-//   workgroup_id.x walks column tiles, .y row tiles, .z the batch.
+// Dispatch (host): ceil(N / 64) * ceil(M / 64) * BATCH workgroups, spread over x, y and z (at most
+//   65,535 each); tile_of folds the workgroup id back into (column tile, row tile, batch),
+//   column tiles fastest.
 //
 // Shared memory: 2 * TILE_K * 64 * 4 bytes = 8 KiB; two barriers per K slice.
 // On lavapipe (llvmpipe) prefer matmul_cpu.wgsl: this kernel's per-lane shared-memory traffic and
@@ -38,6 +41,13 @@ const K: u32 = 50u;
 @group(0) @binding(0) var<storage, read_write> out_buf: array<f32>;
 @group(0) @binding(1) var<storage, read> a_buf: array<f32>;
 @group(0) @binding(2) var<storage, read> b_buf: array<f32>;
+// (column tile, row tile, batch) of workgroup wg from its flat index.
+fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
+    let f = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    let cols = (N + TILE_N - 1u) / TILE_N;
+    let rows = (M + TILE_M - 1u) / TILE_M;
+    return vec3<u32>(f % cols, (f / cols) % rows, f / (cols * rows));
+}
 // A[batch, row, k]; called only with row < M, k < K.
 fn load_a(batch: u32, row: u32, k: u32) -> f32 { return a_buf[(batch * M + row) * K + k]; }
 // B[batch, k, col]; called only with k < K, col < N.
@@ -60,9 +70,12 @@ var<workgroup> a_tile: array<vec4<f32>, 256>;   // TILE_K * TILE_M / 4
 var<workgroup> b_tile: array<vec4<f32>, 256>;   // TILE_K * TILE_N / 4
 
 @compute @workgroup_size(16, 16, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>,
+fn main(@builtin(workgroup_id) wg_id: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
+    let wg = tile_of(wg_id, nwg);   // (column tile, row tile, batch); uniform in the workgroup
+    if (wg.z >= BATCH) { return; }
     let batch = wg.z;
     let row0 = wg.y * TILE_M;
     let col0 = wg.x * TILE_N;

@@ -14,6 +14,8 @@
 //
 // Generated region (between the @kiln:generated markers; the code generator replaces it):
 //   const BATCH, M, N, K: u32        problem size
+//   fn tile_of(wg, nwg) -> vec3<u32> (column tile, row tile, batch) of workgroup wg of the
+//                                    dispatched grid nwg; a batch >= BATCH does nothing
 //   const RM, RN: u32                output rows / columns per invocation (powers of two up to
 //                                    16, chosen from M and N so that a small output does not
 //                                    compute a mostly clamped 64 x 128 block)
@@ -49,8 +51,9 @@
 // Out-of-range rows/columns are clamped for loading (row M-1 / column N-1) and not stored; the
 // K loop runs exactly K times, so no zero padding is needed.
 //
-// Dispatch (host):  (ceil(N / TILE_N), ceil(M / TILE_M), BATCH)
-//   workgroup_id.x walks column tiles, .y row tiles, .z the batch.
+// Dispatch (host): ceil(N / TILE_N) * ceil(M / TILE_M) * BATCH workgroups, spread over x, y and z
+//   (at most 65,535 each); tile_of folds the workgroup id back into (column tile, row tile,
+//   batch), column tiles fastest.
 
 // @kiln:generated-begin
 const BATCH: u32 = 2u;
@@ -62,6 +65,13 @@ const RN: u32 = 16u;
 @group(0) @binding(0) var<storage, read_write> out_buf: array<f32>;
 @group(0) @binding(1) var<storage, read> a_buf: array<f32>;
 @group(0) @binding(2) var<storage, read> b_buf: array<f32>;
+// (column tile, row tile, batch) of workgroup wg from its flat index.
+fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
+    let f = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    let cols = (N + TILE_N - 1u) / TILE_N;
+    let rows = (M + TILE_M - 1u) / TILE_M;
+    return vec3<u32>(f % cols, (f / cols) % rows, f / (cols * rows));
+}
 // A[batch, row, k]; called only with row < M, k < K.
 fn load_a(batch: u32, row: u32, k: u32) -> f32 { return a_buf[(batch * M + row) * K + k]; }
 // B[batch, k, col]; called only with k < K, col < N.
@@ -117,7 +127,10 @@ fn load_b_row(batch: u32, k: u32, cols: array<u32, RN>) -> array<f32, RN> {
 }
 
 @compute @workgroup_size(8, 4, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let wg = tile_of(wg_id, nwg);   // (column tile, row tile, batch)
+    if (wg.z >= BATCH) { return; }
     let batch = wg.z;
     let row0 = wg.y * TILE_M + lid.y * RM;
 

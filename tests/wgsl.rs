@@ -1,21 +1,29 @@
 //! Every WGSL source kiln runs is parsed and validated by naga, without a GPU: the hand-written
 //! files of `shaders/` and the generated kernels of a representative set of fused graphs, with
-//! and without native f16, for GPU and software adapters.
+//! and without native f16 (without it, by a validator that lacks the f16 capability), for GPU
+//! and software adapters.
 
 use kiln::prelude::*;
 use kiln::schedule::{schedule, ScheduleLimits};
-use kiln::wgpu_backend::codegen::{generate, CodegenOptions};
+use kiln::wgpu_backend::codegen::{f16::pack_kernel, generate, writes_f32_scratch, CodegenOptions};
 use kiln::Pending;
 
 fn validate(name: &str, src: &str) {
+    validate_with(name, src, true);
+}
+
+/// Parses and validates `src`; without `native_f16` the validator lacks `SHADER_FLOAT16`, as on an
+/// adapter without `SHADER_F16`.
+fn validate_with(name: &str, src: &str, native_f16: bool) {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name} does not parse:\n{}\n{src}", e.emit_to_string(src)));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}\n{src}"));
+    let mut caps = naga::valid::Capabilities::all();
+    if !native_f16 {
+        caps.remove(naga::valid::Capabilities::SHADER_FLOAT16);
+    }
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}\n{src}"));
 }
 
 #[test]
@@ -25,16 +33,18 @@ fn every_hand_written_shader_validates() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
-            validate(
+            // None of them needs native f16.
+            validate_with(
                 &path.display().to_string(),
                 &std::fs::read_to_string(&path).unwrap(),
+                false,
             );
             count += 1;
         }
     }
     assert!(
-        count >= 4,
-        "expected matmul, matmul_cpu, philox and affine_sample shaders, found {count}"
+        count >= 5,
+        "expected matmul, matmul_cpu, philox, f16 and affine_sample shaders, found {count}"
     );
 }
 
@@ -95,6 +105,22 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
             "f16",
             (h.exp() + h.clone()).sum_axes(&[0], false).cast(DType::F32),
         ),
+        ("f16 matmul output", (h.matmul(&h.t()) + 1.0).relu()),
+        (
+            "f16 reduction outputs",
+            h.max_axes(&[1], true) + h.sum_axes(&[1], true) + h.argmax(1, true).cast(DType::F16),
+        ),
+        (
+            "f16 affine sample epilogue",
+            images
+                .affine_sample(&theta, [5, 3])
+                .unwrap()
+                .cast(DType::F16),
+        ),
+        (
+            "f16 odd length",
+            Tensor::cat(&[&h.reshape([12]), &h.reshape([12]).slice(0, 0, 1, 1)], 0).exp(),
+        ),
         (
             "affine sample with prologue, computed matrices and epilogue",
             images
@@ -125,6 +151,7 @@ impl RepeatCols for Tensor {
 fn every_generated_kernel_of_representative_graphs_validates() {
     let dev = Device::cpu();
     let mut kernels = 0;
+    let mut scratch_outputs = 0;
     for (name, t) in representative_graphs(&dev) {
         let p = Pending::collect(&[&t]);
         let plan = schedule(
@@ -138,17 +165,29 @@ fn every_generated_kernel_of_representative_graphs_validates() {
         for f16 in [true, false] {
             for software in [true, false] {
                 for k in &plan.kernels {
-                    let src = generate(&p, &plan, k, CodegenOptions { f16, software });
-                    validate(
-                        &format!("{name} / {} (f16 {f16}, software {software})", src.name),
-                        &src.wgsl,
-                    );
+                    let opts = CodegenOptions { f16, software };
+                    let src = generate(&p, &plan, k, opts);
+                    let what = format!("{name} / {} (f16 {f16}, software {software})", src.name);
+                    validate_with(&what, &src.wgsl, f16);
+                    if !f16 {
+                        assert!(!src.wgsl.contains("enable f16"), "{what}");
+                    }
+                    if writes_f32_scratch(&p, k, opts) {
+                        let numel = p.nodes[k.root].numel() as u64;
+                        validate_with(&format!("{what} + pack"), &pack_kernel(numel).wgsl, false);
+                        scratch_outputs += 1;
+                    }
                     kernels += 1;
                 }
             }
         }
     }
-    assert!(kernels >= 48, "validated {kernels} kernels");
+    assert!(kernels >= 64, "validated {kernels} kernels");
+    // matmul, two reductions and affine sample with f16 outputs, each for GPU and software.
+    assert!(
+        scratch_outputs >= 8,
+        "{scratch_outputs} f16 outputs through scratch"
+    );
 }
 
 #[test]

@@ -93,7 +93,19 @@ fn rank(adapter: &wgpu::Adapter) -> (u8, u8) {
 /// Picks an adapter: the first whose name contains `name` (case-insensitive) if given, else the
 /// best by [`rank`]. `None` when there is no adapter at all.
 pub fn pick(instance: &wgpu::Instance, name: Option<&str>) -> Result<Option<wgpu::Adapter>> {
+    pick_with(instance, name, None)
+}
+
+/// [`pick`] among the adapters of graphics API `backend` only (all if `None`).
+pub fn pick_with(
+    instance: &wgpu::Instance,
+    name: Option<&str>,
+    backend: Option<wgpu::Backend>,
+) -> Result<Option<wgpu::Adapter>> {
     let mut adapters = all_adapters(instance);
+    if let Some(b) = backend {
+        adapters.retain(|a| a.get_info().backend == b);
+    }
     if let Some(name) = name {
         let want = name.to_lowercase();
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();

@@ -3,6 +3,7 @@
 //! compute pass, copies the tensors that are read into staging buffers, and submits once.
 
 use crate::context::Context;
+use crate::options::WgpuOptions;
 use crate::plan_cache::{self, CompiledPlan, PipelineCache};
 use crate::pool::{GpuBuffer, GpuStorage};
 use crate::readback::map_and_copy;
@@ -39,15 +40,20 @@ pub struct KernelTiming {
 }
 
 impl WgpuBackend {
-    /// Opens `adapter`.
+    /// Opens `adapter` with the environment's options ([`WgpuOptions::from_env`]).
     pub fn new(adapter: &wgpu::Adapter) -> Result<WgpuBackend> {
+        WgpuBackend::with_options(adapter, &WgpuOptions::from_env())
+    }
+
+    /// Opens `adapter` with `opts` (its adapter choice is not looked at here).
+    pub fn with_options(adapter: &wgpu::Adapter, opts: &WgpuOptions) -> Result<WgpuBackend> {
         let log = match std::env::var("KILN_LOG").as_deref() {
             Ok("plan") => Some(false),
             Ok("kernels") => Some(true),
             _ => None,
         };
         Ok(WgpuBackend {
-            ctx: Context::open(adapter)?,
+            ctx: Context::open(adapter, opts)?,
             plans: Mutex::new(HashMap::new()),
             pipelines: PipelineCache::default(),
             log,
@@ -214,7 +220,12 @@ impl Backend for WgpuBackend {
                     .queue
                     .write_buffer(&params.buffer, 0, bytemuck::cast_slice(&data));
             }
-            let mut bound: Vec<&GpuBuffer> = vec![buffer_of(kernel.root)];
+            // A kernel with a pack step writes f32 into the scratch buffer, packed right after.
+            let out = match (&ck.pack, &compiled.scratch) {
+                (Some(_), Some(scratch)) => scratch,
+                _ => buffer_of(kernel.root),
+            };
+            let mut bound: Vec<&GpuBuffer> = vec![out];
             bound.extend(kernel.reads.iter().map(|&r| buffer_of(r)));
             let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
             let mut groups = ck.bind_groups.lock().unwrap();
@@ -266,6 +277,34 @@ impl Backend for WgpuBackend {
             pass.set_bind_group(0, &*group, &[]);
             let [x, y, z] = ck.dispatch;
             pass.dispatch_workgroups(x, y, z);
+            if let (Some(pk), Some(scratch)) = (&ck.pack, &compiled.scratch) {
+                let target = buffer_of(kernel.root);
+                let mut groups = pk.bind_groups.lock().unwrap();
+                let group = groups
+                    .entry(vec![target.id, scratch.id])
+                    .or_insert_with(|| {
+                        let entries = [target, scratch].map(|b| b.buffer.as_entire_binding());
+                        let entries: Vec<wgpu::BindGroupEntry> = entries
+                            .into_iter()
+                            .enumerate()
+                            .map(|(j, resource)| wgpu::BindGroupEntry {
+                                binding: j as u32,
+                                resource,
+                            })
+                            .collect();
+                        self.ctx
+                            .device
+                            .create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: None,
+                                layout: &pk.layout,
+                                entries: &entries,
+                            })
+                    });
+                pass.set_pipeline(&pk.pipeline);
+                pass.set_bind_group(0, &*group, &[]);
+                let [x, y, z] = pk.dispatch;
+                pass.dispatch_workgroups(x, y, z);
+            }
         }
         drop(pass);
         let mut profile_staging = None;
@@ -298,7 +337,7 @@ impl Backend for WgpuBackend {
         self.ctx
             .counters
             .dispatches
-            .fetch_add(compiled.kernels.len() as u64, Relaxed);
+            .fetch_add(compiled.dispatches(), Relaxed);
         for i in created {
             p.nodes[i].set_storage(storages.remove(&i).unwrap());
         }

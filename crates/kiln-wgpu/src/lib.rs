@@ -10,33 +10,48 @@ pub mod backend;
 pub mod codegen;
 pub mod context;
 pub mod counters;
+pub mod options;
 pub mod plan_cache;
 pub mod pool;
 pub mod readback;
 
 pub use adapter::{AdapterSummary, INSTALL_HINT};
 pub use backend::WgpuBackend;
+pub use options::WgpuOptions;
+/// The wgpu crate kiln-wgpu is built on (for [`WgpuOptions::backend`] and tools).
+pub use wgpu;
 
 use kiln_core::{Device, KilnError, Result};
 use std::sync::Arc;
 
-/// The best wgpu adapter (honouring `KILN_ADAPTER` and `WGPU_BACKEND`) as a device, or an error
-/// that says how to install a driver when there is none.
+/// The best wgpu adapter (honouring `KILN_ADAPTER`, `KILN_NO_F16` and `WGPU_BACKEND`) as a
+/// device, or an error that says how to install a driver when there is none.
 pub fn wgpu_device() -> Result<Device> {
-    let name = std::env::var("KILN_ADAPTER").ok().filter(|s| !s.is_empty());
-    open(name.as_deref())
+    wgpu_device_with(&WgpuOptions::from_env())
 }
 
 /// The first adapter whose name contains `name` (case-insensitive).
 pub fn wgpu_device_by_name(name: &str) -> Result<Device> {
-    open(Some(name))
+    wgpu_device_with(&WgpuOptions {
+        adapter_name: Some(name.to_string()),
+        ..WgpuOptions::from_env()
+    })
 }
 
-fn open(name: Option<&str>) -> Result<Device> {
+/// A device opened with explicit options (which adapter, native f16 or not, a lower dispatch
+/// limit); unlike the environment variables they apply to this device only.
+pub fn wgpu_device_with(opts: &WgpuOptions) -> Result<Device> {
     let instance = adapter::instance();
-    let adapter = adapter::pick(&instance, name)?
-        .ok_or_else(|| KilnError::NoDevice(INSTALL_HINT.to_string()))?;
-    Ok(Device::from_backend(Arc::new(WgpuBackend::new(&adapter)?)))
+    let adapter = adapter::pick_with(&instance, opts.adapter_name.as_deref(), opts.backend)?
+        .ok_or_else(|| match opts.backend {
+            Some(b) => KilnError::NoDevice(format!(
+                "no {b:?} adapter (run `cargo run --example devices` to list them)"
+            )),
+            None => KilnError::NoDevice(INSTALL_HINT.to_string()),
+        })?;
+    Ok(Device::from_backend(Arc::new(WgpuBackend::with_options(
+        &adapter, opts,
+    )?)))
 }
 
 /// Every adapter wgpu sees, summarised.

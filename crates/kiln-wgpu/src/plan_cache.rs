@@ -24,6 +24,24 @@ pub struct CompiledKernel {
     pub params: Option<(GpuBuffer, usize)>,
     /// Bind groups by the ids of the buffers bound (output first).
     pub bind_groups: Mutex<HashMap<Vec<u64>, wgpu::BindGroup>>,
+    /// Without native f16, for a non-elementwise kernel with an f16 output: the kernel writes
+    /// f32 into the plan's scratch buffer and this packs it into the output, right after.
+    pub pack: Option<PackStep>,
+}
+
+/// The dispatch that packs a kernel's f32 scratch output into its f16 output buffer (see
+/// [`codegen::f16::pack_kernel`]): binding 0 the output, binding 1 the scratch buffer.
+pub struct PackStep {
+    /// The generated source.
+    pub source: KernelSource,
+    /// The pipeline.
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    /// Its bind group layout.
+    pub layout: wgpu::BindGroupLayout,
+    /// Workgroups per dimension.
+    pub dispatch: [u32; 3],
+    /// Bind groups by the ids of the output and scratch buffers.
+    pub bind_groups: Mutex<HashMap<Vec<u64>, wgpu::BindGroup>>,
 }
 
 /// A plan ready to run.
@@ -34,6 +52,18 @@ pub struct CompiledPlan {
     pub kernels: Vec<(usize, CompiledKernel)>,
     /// Intermediate buffers, one per liveness slot.
     pub slots: Vec<GpuBuffer>,
+    /// The f32 scratch buffer of the kernels with a [`PackStep`] (one after the other), if any.
+    pub scratch: Option<GpuBuffer>,
+}
+
+impl CompiledPlan {
+    /// Dispatches one run records: one per kernel, plus one per pack step.
+    pub fn dispatches(&self) -> u64 {
+        self.kernels
+            .iter()
+            .map(|(_, k)| 1 + k.pack.is_some() as u64)
+            .sum()
+    }
 }
 
 /// Pipelines by WGSL source: graphs that differ only elsewhere share kernels.
@@ -107,16 +137,6 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
 /// Schedules and compiles `p`.
 pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
     let limits = schedule_limits(ctx);
-    if !ctx.f16 {
-        if let Some(t) = p.nodes.iter().find(|t| t.dtype() == kiln_core::DType::F16) {
-            return Err(KilnError::Backend(format!(
-                "{} has no native f16 (SHADER_F16), which kiln's f16 kernels need (tensor {} {}); cast f16 tensors to f32 with .cast(DType::F32) on this device",
-                ctx.summary.name,
-                t.dtype(),
-                t.shape()
-            )));
-        }
-    }
     let plan = schedule::schedule(p, limits);
     let max_binding = ctx.limits.max_storage_buffer_binding_size;
     for (i, role) in plan.buffers.iter().enumerate() {
@@ -136,16 +156,42 @@ pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<
         software: ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu,
     };
     let mut kernels = vec![];
+    let mut scratch_bytes = 0;
     for (k, kernel) in plan.kernels.iter().enumerate() {
-        if p.nodes[kernel.root].numel() == 0 {
+        let root = &p.nodes[kernel.root];
+        if root.numel() == 0 {
             continue;
         }
         let source = codegen::generate(p, &plan, kernel, opts);
         let pipeline = pipelines.get(ctx, &source)?;
         let layout = pipeline.get_bind_group_layout(0);
-        let dispatch = match source.workgroups {
-            Workgroups::Flat(n) => ctx.split_workgroups(n)?,
-            Workgroups::Grid(g) => g,
+        let dispatch = grid_of(ctx, &source)?;
+        let pack = if codegen::writes_f32_scratch(p, kernel, opts) {
+            let bytes = root.numel() as u64 * 4;
+            if bytes > max_binding {
+                return Err(KilnError::BindingTooLarge {
+                    tensor: format!(
+                        "the f32 scratch output of {} {} (no native f16 on this device)",
+                        root.dtype(),
+                        root.shape()
+                    ),
+                    bytes,
+                    limit: max_binding,
+                    device: ctx.summary.name.clone(),
+                });
+            }
+            scratch_bytes = scratch_bytes.max(bytes);
+            let source = codegen::f16::pack_kernel(root.numel() as u64);
+            let pipeline = pipelines.get(ctx, &source)?;
+            Some(PackStep {
+                layout: pipeline.get_bind_group_layout(0),
+                dispatch: grid_of(ctx, &source)?,
+                source,
+                pipeline,
+                bind_groups: Mutex::new(HashMap::new()),
+            })
+        } else {
+            None
         };
         let words = codegen::params_words(p, kernel);
         let params = (words > 0).then(|| {
@@ -166,15 +212,36 @@ pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<
                 dispatch,
                 params,
                 bind_groups: Mutex::new(HashMap::new()),
+                pack,
             },
         ));
     }
     let slots = plan.slot_bytes.iter().map(|&b| ctx.pool.take(b)).collect();
+    let scratch = (scratch_bytes > 0).then(|| ctx.pool.take(scratch_bytes));
     Ok(CompiledPlan {
         plan,
         kernels,
         slots,
+        scratch,
     })
+}
+
+/// The grid `source` is dispatched as: a flat count spread over x, y and z, or its own grid
+/// when that is within the per-dimension limit.
+fn grid_of(ctx: &Context, source: &KernelSource) -> Result<[u32; 3]> {
+    match source.workgroups {
+        Workgroups::Flat(n) => ctx.split_workgroups(n),
+        Workgroups::Grid(g) => {
+            let max = ctx.limits.max_compute_workgroups_per_dimension;
+            if g.iter().any(|&d| d > max) {
+                return Err(KilnError::Backend(format!(
+                    "kernel `{}` needs a grid of {g:?} workgroups, more than {max} in a dimension",
+                    source.name
+                )));
+            }
+            Ok(g)
+        }
+    }
 }
 
 /// Prints a compiled plan for `KILN_LOG=plan` (and its WGSL for `KILN_LOG=kernels`).
@@ -194,6 +261,15 @@ pub fn log(plan: &CompiledPlan, with_source: bool) {
         );
         if with_source {
             eprintln!("{}", k.source.wgsl);
+        }
+        if let Some(pk) = &k.pack {
+            eprintln!(
+                "      + {:<36} workgroups {:?}",
+                pk.source.name, pk.dispatch
+            );
+            if with_source {
+                eprintln!("{}", pk.source.wgsl);
+            }
         }
     }
 }

@@ -2,8 +2,13 @@
 //! statements. Views never become copies: they rewrite the coordinates that their input is read
 //! at, so `x.t().expand(..) + y` reads `x` and `y` in place.
 
+pub use super::helpers::{helpers, F16_WGSL};
+pub use super::index::{ravel, unravel};
+pub use super::types::{
+    is_nan, literal, load_conv, packed_f16, storage_type, store_conv, value_type,
+};
 use kiln_core::op::{BinaryOp, Op, RandDist, UnaryOp};
-use kiln_core::{DType, Pending, Shape};
+use kiln_core::{DType, Pending};
 use std::collections::HashMap;
 
 /// Facts shared by every function of one kernel: bindings and runtime scalars.
@@ -14,7 +19,8 @@ pub struct KernelEnv<'a> {
     pub materialized: Vec<bool>,
     /// The node the kernel writes (computed, never read, even though it has a buffer).
     pub root: usize,
-    /// Native f16 (`enable f16;`).
+    /// Native f16 (`enable f16;`); without it f16 values are f32 in the kernel and packed
+    /// halves in memory (see `shaders/f16.wgsl`).
     pub f16: bool,
     /// Binding variable of each materialized node the kernel reads.
     pub bindings: HashMap<usize, String>,
@@ -24,135 +30,34 @@ pub struct KernelEnv<'a> {
     pub uses_philox: bool,
     /// Set when the `kiln_pow` helper is needed.
     pub uses_pow: bool,
+    /// Set when the f16 conversions of `shaders/f16.wgsl` are needed.
+    pub uses_f16: bool,
     /// Materialized f32 nodes whose binding the kernel declares as `array<vec4<f32>>` (the
     /// software matmul reads them 4 values at a time).
     pub vec4_reads: std::collections::HashSet<usize>,
 }
 
-/// The WGSL type a value of `dtype` is computed in.
-pub fn value_type(dtype: DType, f16: bool) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::F16 => {
-            if f16 {
-                "f16"
-            } else {
-                "f32"
-            }
+impl KernelEnv<'_> {
+    /// Whether values of `dtype` are f16 kept as f32 in the kernel and packed in memory.
+    pub fn packed_f16(&self, dtype: DType) -> bool {
+        packed_f16(dtype, self.f16)
+    }
+
+    /// A numeric expression `x` (e.g. an f32 accumulator) converted to the value type of
+    /// `dtype`; without native f16, an f16 value is rounded to the nearest f16 (and stays f32).
+    pub fn to_value(&mut self, dtype: DType, x: &str) -> String {
+        if self.packed_f16(dtype) {
+            self.round_f16(x)
+        } else {
+            format!("{}({x})", value_type(dtype, self.f16))
         }
-        DType::I32 => "i32",
-        DType::U32 => "u32",
-        DType::Bool => "bool",
     }
-}
 
-/// The WGSL element type of a storage buffer of `dtype`.
-pub fn storage_type(dtype: DType, f16: bool) -> &'static str {
-    match dtype {
-        DType::Bool => "u32",
-        d => value_type(d, f16),
+    /// `x` (an f32 expression) rounded to the nearest f16, as an f32.
+    pub fn round_f16(&mut self, x: &str) -> String {
+        self.uses_f16 = true;
+        format!("kiln_round_f16({x})")
     }
-}
-
-/// Converts a stored element (`expr`, of [`storage_type`]) to its value type.
-pub fn load_conv(dtype: DType, expr: &str) -> String {
-    match dtype {
-        DType::Bool => format!("({expr} != 0u)"),
-        _ => expr.to_string(),
-    }
-}
-
-/// Converts a value to its storage type.
-pub fn store_conv(dtype: DType, expr: &str) -> String {
-    match dtype {
-        DType::Bool => format!("select(0u, 1u, {expr})"),
-        _ => expr.to_string(),
-    }
-}
-
-/// The row-major linear index of `coords` in `shape`, as a WGSL u32 expression.
-pub fn ravel(coords: &[String], shape: &Shape) -> String {
-    let strides = shape.strides();
-    let terms: Vec<String> = coords
-        .iter()
-        .zip(shape.dims())
-        .zip(&strides)
-        .filter(|((c, &d), _)| d > 1 && c.as_str() != "0u")
-        .map(|((c, _), &s)| {
-            if s == 1 {
-                c.clone()
-            } else {
-                format!("{c} * {s}u")
-            }
-        })
-        .collect();
-    if terms.is_empty() {
-        "0u".into()
-    } else {
-        format!("({})", terms.join(" + "))
-    }
-}
-
-/// Coordinates of linear index `lin` in `shape`, as WGSL u32 expressions.
-pub fn unravel(lin: &str, shape: &Shape) -> Vec<String> {
-    // A shape without elements has no index to split (the code never runs), and its zero
-    // strides would put a division by zero into the source, which WGSL rejects.
-    if shape.numel() == 0 {
-        return vec!["0u".to_string(); shape.rank()];
-    }
-    let strides = shape.strides();
-    shape
-        .dims()
-        .iter()
-        .enumerate()
-        .map(|(d, &n)| {
-            if n <= 1 {
-                "0u".to_string()
-            } else if d == 0 {
-                if strides[0] == 1 {
-                    lin.to_string()
-                } else {
-                    format!("({lin} / {}u)", strides[0])
-                }
-            } else if strides[d] == 1 {
-                format!("({lin} % {n}u)")
-            } else {
-                format!("(({lin} / {}u) % {n}u)", strides[d])
-            }
-        })
-        .collect()
-}
-
-/// A WGSL literal of `v` in the value type of `dtype`.
-pub fn literal(v: f64, dtype: DType, f16: bool) -> String {
-    match dtype {
-        DType::F32 | DType::F16 => {
-            let ty = value_type(dtype, f16);
-            if v.is_nan() {
-                format!("{ty}(bitcast<f32>(0x7fc00000u))")
-            } else if v.is_infinite() {
-                format!(
-                    "{ty}(bitcast<f32>({}u))",
-                    if v > 0.0 { "0x7f800000" } else { "0xff800000" }
-                )
-            } else {
-                format!("{ty}({:?})", v as f32)
-            }
-        }
-        DType::I32 => format!("i32({})", v as i32),
-        DType::U32 => format!("{}u", v as u32),
-        DType::Bool => (v != 0.0).to_string(),
-    }
-}
-
-/// A WGSL bool expression: is the float `x` (of `dtype`) a NaN? Tested on the bits, because
-/// naga compiles `x != x` to an ordered comparison, which is false for NaN.
-pub fn is_nan(x: &str, dtype: DType) -> String {
-    let bits = match dtype {
-        DType::F16 => format!("bitcast<u32>(f32({x}))"),
-        _ => format!("bitcast<u32>({x})"),
-    };
-    format!("(({bits} & 0x7fffffffu) > 0x7f800000u)")
 }
 
 /// Emits the statements of one WGSL function body.
@@ -188,6 +93,17 @@ impl<'e, 'a> Emitter<'e, 'a> {
         name
     }
 
+    /// Binds the result of an op of `dtype`; without native f16 an f16 result (computed in f32)
+    /// is rounded to f16, as native f16 and the reference round each op.
+    fn bind_result(&mut self, dtype: DType, ty: &str, expr: String) -> String {
+        let expr = if self.env.packed_f16(dtype) {
+            self.env.round_f16(&expr)
+        } else {
+            expr
+        };
+        self.bind(ty, expr)
+    }
+
     fn coords_var(&mut self, coords: Vec<String>) -> Vec<String> {
         coords
             .into_iter()
@@ -200,11 +116,12 @@ impl<'e, 'a> Emitter<'e, 'a> {
         format!("params[{}u][{}u]", w / 4, w % 4)
     }
 
-    fn scalar_value(&self, i: usize, k: usize, dtype: DType) -> String {
+    fn scalar_value(&mut self, i: usize, k: usize, dtype: DType) -> String {
         let w = self.scalar(i, k);
         let ty = value_type(dtype, self.env.f16);
         match dtype {
             DType::F32 => format!("bitcast<f32>({w})"),
+            DType::F16 if !self.env.f16 => self.env.round_f16(&format!("bitcast<f32>({w})")),
             DType::F16 => format!("{ty}(bitcast<f32>({w}))"),
             DType::I32 => format!("bitcast<i32>({w})"),
             DType::U32 => w,
@@ -241,6 +158,15 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 .unwrap_or_else(|| panic!("codegen: node {i} has no binding"))
                 .clone();
             let idx = ravel(coords, node.shape());
+            if self.env.packed_f16(dtype) {
+                // Element idx is half (idx & 1) of word idx / 2.
+                self.env.uses_f16 = true;
+                let idx = self.bind("u32", idx);
+                return self.bind(
+                    ty,
+                    format!("kiln_f16_to_f32({b}[{idx} >> 1u] >> (({idx} & 1u) << 4u))"),
+                );
+            }
             return self.bind(ty, load_conv(dtype, &format!("{b}[{idx}]")));
         }
         let ins = p.inputs[i].clone();
@@ -259,7 +185,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     self.scalar_value(i, 0, dtype),
                     self.scalar_value(i, 1, dtype),
                 );
-                self.bind(ty, format!("{s} + {st} * {ty}({})", coords[0]))
+                self.bind_result(dtype, ty, format!("{s} + {st} * {ty}({})", coords[0]))
             }
             Op::Rand { dist, .. } => {
                 self.env.uses_philox = true;
@@ -273,7 +199,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     self.scalar(i, 0),
                     self.scalar(i, 1)
                 );
-                self.bind(ty, format!("{ty}({e})"))
+                self.bind_result(dtype, ty, format!("{ty}({e})"))
             }
             Op::Reshape => {
                 let lin = self.bind("u32", ravel(coords, node.shape()));
@@ -437,7 +363,21 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     UnaryOp::Round => format!("round({x})"),
                     UnaryOp::Not => format!("!{x}"),
                 };
-                self.bind(ty, e)
+                // These give an f16 for an f16 input: no rounding needed.
+                let exact = matches!(
+                    u,
+                    UnaryOp::Neg
+                        | UnaryOp::Abs
+                        | UnaryOp::Relu
+                        | UnaryOp::Floor
+                        | UnaryOp::Ceil
+                        | UnaryOp::Round
+                );
+                if exact {
+                    self.bind(ty, e)
+                } else {
+                    self.bind_result(dtype, ty, e)
+                }
             }
             Op::Binary(b) => {
                 let x = self.value(ins[0], coords);
@@ -501,7 +441,12 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     BinaryOp::Gt => format!("{x} > {y}"),
                     BinaryOp::Ge => format!("{x} >= {y}"),
                 };
-                self.bind(ty, e)
+                if matches!(b, BinaryOp::Maximum | BinaryOp::Minimum) {
+                    // One of the two f16 inputs: no rounding needed.
+                    self.bind(ty, e)
+                } else {
+                    self.bind_result(dtype, ty, e)
+                }
             }
             Op::Where => {
                 let c = self.value(ins[0], coords);
@@ -528,8 +473,10 @@ impl<'e, 'a> Emitter<'e, 'a> {
                         "select(select(i32(f32({x})), 2147483647i, f32({x}) >= 2147483648.0), 0i, {})",
                         is_nan(&x, f)
                     ),
+                    // Negative values clamp to 0 explicitly: GLSL's uint() of a negative float
+                    // is undefined (llvmpipe's GL gives 2^32 - 1).
                     (f, DType::U32) if f.is_float() => format!(
-                        "select(select(u32(f32({x})), 4294967295u, f32({x}) >= 4294967296.0), 0u, {})",
+                        "select(select(u32(max(f32({x}), 0.0)), 4294967295u, f32({x}) >= 4294967296.0), 0u, {})",
                         is_nan(&x, f)
                     ),
                     // Through f32, which holds every integer up to f16's range exactly: WGSL's
@@ -540,39 +487,11 @@ impl<'e, 'a> Emitter<'e, 'a> {
                     (DType::U32, DType::I32) => format!("i32(min({x}, 2147483647u))"),
                     _ => format!("{ty}({x})"),
                 };
-                self.bind(ty, e)
+                self.bind_result(dtype, ty, e)
             }
             Op::Reduce { .. } | Op::Matmul | Op::AffineSample => {
                 panic!("codegen: node {i} ({:?}) must be materialized", node.op())
             }
         }
     }
-}
-
-/// WGSL helpers a kernel may need: Philox random numbers and a sign-correct `pow`.
-pub fn helpers(env: &KernelEnv) -> String {
-    let mut s = String::new();
-    if env.uses_philox {
-        s.push_str(include_str!("../../../../shaders/philox.wgsl"));
-        s.push('\n');
-    }
-    if env.uses_pow {
-        s.push_str(
-            "// pow with the rules of C's powf for a zero exponent, a zero base, and negative bases\n\
-// with integral exponents (WGSL's pow is undefined for a <= 0).\n\
-fn kiln_pow(a: f32, b: f32) -> f32 {\n\
-    if (b == 0.0 || a == 1.0) { return 1.0; }\n\
-    let odd = b == floor(b) && b - 2.0 * floor(b * 0.5) == 1.0;\n\
-    if (a == 0.0) {\n\
-        let z = select(0.0, bitcast<f32>(0x7f800000u), b < 0.0);\n\
-        return select(z, -z, odd && bitcast<u32>(a) != 0u);\n\
-    }\n\
-    if (a > 0.0) { return pow(a, b); }\n\
-    let r = pow(-a, b);\n\
-    if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }\n\
-    return select(r, -r, odd);\n\
-}\n",
-        );
-    }
-    s
 }

@@ -5,7 +5,7 @@
 //! batch is not copied) and elementwise prologues; the store folds the epilogue (bias,
 //! activation).
 
-use super::expr::{store_conv, unravel, value_type, Emitter, KernelEnv};
+use super::expr::{store_conv, unravel, Emitter, KernelEnv};
 use super::{CodegenOptions, KernelSource, Workgroups};
 use kiln_core::schedule::Kernel;
 use kiln_core::Shape;
@@ -80,7 +80,8 @@ pub fn generate(
     let (mut load_a, ops_a) = operand(env, a, "row", "k");
     let (mut load_b, ops_b) = operand(env, b, "k", "col");
     let root = p.nodes[kernel.root].clone();
-    let core_ty = value_type(node.dtype(), env.f16);
+    let core = env.to_value(node.dtype(), "acc");
+    let core_raw = env.to_value(node.dtype(), "out_buf[o]");
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
     let em_lines = em.lines.len();
@@ -166,7 +167,7 @@ const EPILOGUE_PASS: bool = true;
 // out[batch, row, col] = epilogue(out[batch, row, col]); called only with row < M, col < N.
 fn finish_out(batch: u32, row: u32, col: u32) {{
     let o = (batch * M + row) * N + col;
-    let core = out_buf[o];
+    let core = {core_raw};
     {epilogue}
     out_buf[o] = {store};
 }}
@@ -182,28 +183,13 @@ fn finish_out(batch: u32, row: u32, col: u32) {{
             "// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
 fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
     let o = (batch * M + row) * N + col;
-    let core = {core_ty}(acc);
+    let core = {core};
     {epilogue}
     out_buf[o] = {store};
 }}
 {finish}"
         )
     };
-    let region = format!(
-        "const BATCH: u32 = {batch}u;
-const M: u32 = {m}u;
-const N: u32 = {n}u;
-const K: u32 = {k}u;
-{block}{vec4}// A[batch, row, k]; called only with row < M, k < K.
-fn load_a(batch: u32, row: u32, k: u32) -> f32 {{
-{load_a}
-}}
-// B[batch, k, col]; called only with k < K, col < N.
-fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
-{load_b}
-}}
-{store_fns}"
-    );
     let (tm, tn) = if opts.software {
         let (rm, rn) = cpu_block(m, n);
         (
@@ -216,11 +202,30 @@ fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
             template_const(template, "TILE_N"),
         )
     };
-    let grid = [
-        (n as u32).div_ceil(tn),
-        (m as u32).div_ceil(tm),
-        batch as u32,
-    ];
+    let (col_tiles, row_tiles) = ((n as u32).div_ceil(tn), (m as u32).div_ceil(tm));
+    let tiles = col_tiles as u64 * row_tiles as u64;
+    let region = format!(
+        "const BATCH: u32 = {batch}u;
+const M: u32 = {m}u;
+const N: u32 = {n}u;
+const K: u32 = {k}u;
+{block}{vec4}// The tile of workgroup `wg` of a grid of `nwg`: (column tile, row tile, batch), from the flat
+// workgroup index (the host spreads the {col_tiles} x {row_tiles} x BATCH tiles over x, y and z
+// within the per-dimension limit of 65,535); a batch >= BATCH is past the end.
+fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {{
+    let f = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    return vec3<u32>(f % {col_tiles}u, (f / {col_tiles}u) % {row_tiles}u, f / {tiles}u);
+}}
+// A[batch, row, k]; called only with row < M, k < K.
+fn load_a(batch: u32, row: u32, k: u32) -> f32 {{
+{load_a}
+}}
+// B[batch, k, col]; called only with k < K, col < N.
+fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
+{load_b}
+}}
+{store_fns}"
+    );
     let wgsl = fill_template(template, &region);
     let (m, n, k, batch) = (m as u64, n as u64, k as u64, batch as u64);
     KernelSource {
@@ -234,7 +239,7 @@ fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
             if kernel.root != c { " +epilogue" } else { "" }
         ),
         wgsl,
-        workgroups: Workgroups::Grid(grid),
+        workgroups: Workgroups::Flat(tiles * batch),
         flops: batch * (2 * m * n * k + (ops_a + ops_b) as u64 * m * k + epi_ops as u64 * m * n),
         bytes: 0,
     }

@@ -1,11 +1,17 @@
 //! WGSL generation: one source per kernel of a plan. `expr` emits expressions; `elementwise`,
-//! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point.
+//! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point;
+//! `f16` holds the kernel that packs an f32 scratch output into f16 without native f16; `types`,
+//! `index` and `helpers` hold the small pieces they share.
 
 pub mod affine;
 pub mod elementwise;
 pub mod expr;
+pub mod f16;
+pub mod helpers;
+pub mod index;
 pub mod matmul;
 pub mod reduce;
+pub mod types;
 
 use expr::{storage_type, KernelEnv};
 use kiln_core::schedule::{Kernel, KernelKind, Plan};
@@ -59,6 +65,7 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         scalar_word: HashMap::new(),
         uses_philox: false,
         uses_pow: false,
+        uses_f16: false,
         vec4_reads: Default::default(),
     };
     for (k, &r) in kernel.reads.iter().enumerate() {
@@ -77,9 +84,15 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
     };
     let mut header = String::new();
     let root = &p.nodes[kernel.root];
-    header.push_str(&format!(
-        "@group(0) @binding(0) var<storage, read_write> out_buf: array<{}>;\n",
+    // An f16 output without native f16 is written as f32 into a scratch buffer (packed by
+    // `f16::pack_kernel` afterwards), except by elementwise kernels, which pack it themselves.
+    let out_ty = if writes_f32_scratch(p, kernel, opts) {
+        "f32"
+    } else {
         storage_type(root.dtype(), opts.f16)
+    };
+    header.push_str(&format!(
+        "@group(0) @binding(0) var<storage, read_write> out_buf: array<{out_ty}>;\n"
     ));
     for (k, &r) in kernel.reads.iter().enumerate() {
         header.push_str(&format!(
@@ -116,6 +129,14 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         .sum::<u64>()
         + kiln_core::schedule::node_bytes(p, kernel.root);
     src
+}
+
+/// Whether `kernel` writes its f16 output as f32 into a scratch buffer that
+/// [`f16::pack_kernel`] then packs into the output: without native f16, for every kernel but
+/// elementwise ones (which write two adjacent outputs per invocation as one packed word).
+pub fn writes_f32_scratch(p: &Pending, kernel: &Kernel, opts: CodegenOptions) -> bool {
+    expr::packed_f16(p.nodes[kernel.root].dtype(), opts.f16)
+        && !matches!(kernel.kind, KernelKind::Elementwise)
 }
 
 /// Number of 32-bit params words `kernel` needs.

@@ -49,13 +49,16 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource 
 
     // epilogue(o, acc): the kernel root's value given the reduction's value `acc`.
     let root = p.nodes[kernel.root].clone();
-    let out_ty = value_type(node.dtype(), env.f16);
     let root_ty = value_type(root.dtype(), env.f16);
+    let core = if is_arg {
+        "i32(best)".to_string()
+    } else {
+        env.to_value(node.dtype(), "acc")
+    };
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
     let epi_fn = format!(
-        "fn epilogue(o: u32, acc: {acc_ty}, best: u32) -> {root_ty} {{\n    let core = {};\n    {}\n    return {v};\n}}\n",
-        if is_arg { "i32(best)".to_string() } else { format!("{out_ty}(acc)") },
+        "fn epilogue(o: u32, acc: {acc_ty}, best: u32) -> {root_ty} {{\n    let core = {core};\n    {}\n    return {v};\n}}\n",
         em.lines.join("\n    ")
     );
 
