@@ -1,10 +1,13 @@
 //! WGSL generation: one source per kernel of a plan. `expr` emits expressions; `elementwise`,
-//! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point.
+//! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point;
+//! `outputs` adds the further outputs of a multi-output kernel. Bindings: the root's buffer
+//! (0), the reads (1..), the further outputs, then the uniform of runtime scalars.
 
 pub mod affine;
 pub mod elementwise;
 pub mod expr;
 pub mod matmul;
+pub mod outputs;
 pub mod reduce;
 
 use expr::{storage_type, KernelEnv};
@@ -88,10 +91,11 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
             storage_type(p.nodes[r].dtype(), opts.f16)
         ));
     }
+    header.push_str(&outputs::declarations(p, kernel, opts.f16));
     if words > 0 {
         header.push_str(&format!(
             "@group(0) @binding({}) var<uniform> params: array<vec4<u32>, {}>;\n",
-            kernel.reads.len() + 1,
+            kernel.bindings(),
             words.div_ceil(4)
         ));
     }
@@ -109,7 +113,10 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         .iter()
         .map(|&r| kiln_core::schedule::node_bytes(p, r))
         .sum::<u64>()
-        + kiln_core::schedule::node_bytes(p, kernel.root);
+        + kernel
+            .outputs()
+            .map(|o| kiln_core::schedule::node_bytes(p, o))
+            .sum::<u64>();
     src
 }
 

@@ -1,0 +1,41 @@
+//! The extra outputs of a multi-output kernel (`Kernel::extra`): their bindings and the
+//! statements that compute and store them at the root's element index.
+
+use super::expr::{storage_type, store_conv, unravel, Emitter};
+use kiln_core::schedule::Kernel;
+use kiln_core::Pending;
+
+/// The binding variable of extra output `k` (0-based).
+pub fn var(k: usize) -> String {
+    format!("out{}", k + 1)
+}
+
+/// Declarations of the extra outputs' bindings, which follow the reads.
+pub fn declarations(p: &Pending, kernel: &Kernel, f16: bool) -> String {
+    let mut s = String::new();
+    for (k, &e) in kernel.extra.iter().enumerate() {
+        s.push_str(&format!(
+            "@group(0) @binding({}) var<storage, read_write> {}: array<{}>;\n",
+            kernel.reads.len() + 1 + k,
+            var(k),
+            storage_type(p.nodes[e].dtype(), f16)
+        ));
+    }
+    s
+}
+
+/// Emits the extra outputs of `kernel` at linear index `lin` (a WGSL u32 expression of the
+/// root's element) with `em`, after the root, and returns their store statements.
+pub fn stores(em: &mut Emitter, p: &Pending, kernel: &Kernel, lin: &str) -> Vec<String> {
+    let mut stores = vec![];
+    for (k, &e) in kernel.extra.iter().enumerate() {
+        let node = &p.nodes[e];
+        let v = em.output(e, &unravel(lin, node.shape()));
+        stores.push(format!(
+            "{}[{lin}] = {};",
+            var(k),
+            store_conv(node.dtype(), &v)
+        ));
+    }
+    stores
+}

@@ -1,0 +1,31 @@
+//! The LeNet-5 Adam training step's dispatch count (issue 4): sibling elementwise kernels fuse
+//! into multi-output kernels, so a regression that splits them again fails here.
+
+mod common;
+use common::*;
+use kiln::data::Mnist;
+use kiln::models::LeNet5;
+use kiln::nn::Module;
+use kiln::optim::{Adam, Optimizer};
+
+#[test]
+fn a_lenet5_adam_step_takes_at_most_n_dispatches() {
+    let dev = fresh_gpu();
+    let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
+    let model = LeNet5::new(&dev, 1);
+    let mut opt = Adam::new(model.parameters(), 1e-3);
+    let mut batches = data.train().batches(64).on(&dev);
+    let mut per_step = vec![];
+    for _ in 0..3 {
+        let (x, y) = batches.next().unwrap();
+        let before = dev.stats();
+        let loss = model.forward(&x).cross_entropy(&y);
+        opt.step(&loss.backward()).unwrap();
+        per_step.push(dev.stats().dispatches - before.dispatches);
+    }
+    println!(
+        "dispatches per step: {per_step:?} limits {:?}",
+        dev.backend().schedule_limits()
+    );
+    assert!(per_step[2] <= 47, "{per_step:?}");
+}
