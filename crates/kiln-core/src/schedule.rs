@@ -18,7 +18,9 @@
 //!    kernel whose output has its shape when it reads that kernel's outputs only at its own
 //!    element, the joined kernel binds no more buffers than the device allows, and no kernel in
 //!    between needs what either moves past it (see [`multi_output`]). Adam's `m`, `v` and new
-//!    parameter become one kernel, and the bias gradient's reduction writes them too.
+//!    parameter become one kernel, and the bias gradient's reduction writes them too. Failing
+//!    that, an elementwise kernel that reads nothing an earlier elementwise kernel writes joins
+//!    it as a segment of its own (horizontal fusion: several parameters' updates, one dispatch).
 //! 6. Intermediate buffers are assigned to reusable slots by liveness.
 
 pub mod multi_output;
@@ -67,10 +69,14 @@ pub struct Kernel {
     pub kind: KernelKind,
     /// The node whose values this kernel writes.
     pub root: usize,
-    /// Further nodes this kernel writes (a multi-output kernel), each of the root's shape,
-    /// computed at the root's element index, in order: one may use the values of the root and of
-    /// the nodes before it at that element.
+    /// Further nodes this kernel writes (a multi-output kernel), in order: one may use the values
+    /// of the outputs before it in its segment at its own element.
     pub extra: Vec<usize>,
+    /// Where the second and later segments of a horizontally fused elementwise kernel start, as
+    /// positions in [`Kernel::outputs`] (empty: one segment). A segment's outputs share its
+    /// first output's shape and are computed at one element index; the segments are
+    /// independent and take consecutive ranges of the kernel's invocations.
+    pub segments: Vec<usize>,
     /// Materialized nodes the kernel reads, each once, in first-use order.
     pub reads: Vec<usize>,
     /// Nodes with runtime scalars (`Op::scalar_words`) that the kernel's expression uses.
@@ -111,6 +117,17 @@ impl Kernel {
     /// Storage buffers the kernel binds: its outputs and its reads.
     pub fn bindings(&self) -> usize {
         1 + self.extra.len() + self.reads.len()
+    }
+    /// The outputs of each segment (one segment unless horizontally fused).
+    pub fn segment_outputs(&self) -> Vec<Vec<usize>> {
+        let outs: Vec<usize> = self.outputs().collect();
+        let mut bounds = vec![0];
+        bounds.extend(&self.segments);
+        bounds.push(outs.len());
+        bounds
+            .windows(2)
+            .map(|w| outs[w[0]..w[1]].to_vec())
+            .collect()
     }
 }
 
@@ -268,6 +285,7 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             kind,
             root: i,
             extra: vec![],
+            segments: vec![],
             reads,
             scalars,
         });

@@ -15,6 +15,11 @@
 //! - it can sit at `B`'s place (no kernel between them reads `A`'s outputs) or at `A`'s place
 //!   (no kernel between them writes what `B` reads).
 //!
+//! Failing a partner of its shape, an elementwise kernel joins an earlier elementwise kernel as a
+//! segment of its own (horizontal fusion) when it reads none of that kernel's outputs, under
+//! the same binding and placement rules: the segments take consecutive ranges of invocations.
+//! The updates of a network's weight matrices, independent of each other, become one dispatch.
+//!
 //! Candidates are tried nearest first within [`WINDOW`] kernels, so the result depends only on
 //! the graph's structure (plans stay deterministic and cacheable).
 
@@ -32,49 +37,99 @@ pub fn merge(p: &Pending, mat: &[bool], kernels: Vec<Kernel>, max_bindings: usiz
             Some(b) if b.kind == KernelKind::Elementwise && b.extra.is_empty() => b,
             _ => continue,
         };
-        let shape = p.nodes[b.root].shape();
-        let far = far_reads(p, mat, b.root);
-        let mut chosen = None;
-        for i in (j.saturating_sub(WINDOW)..j).rev() {
-            let Some(a) = &slots[i] else { continue };
-            let kind_ok = matches!(a.kind, KernelKind::Elementwise | KernelKind::Reduce(_));
-            if !kind_ok || p.nodes[a.root].shape() != shape {
-                continue;
-            }
-            if a.outputs().any(|o| far.contains(&o)) {
-                continue;
-            }
-            let reads = joined_reads(a, b);
-            if a.extra.len() + 2 + reads.len() > max_bindings {
-                continue;
-            }
-            let between = || slots[i + 1..j].iter().flatten();
-            let at_b = between().all(|k| !k.reads.iter().any(|r| a.outputs().any(|o| o == *r)));
-            let at_a = || between().all(|k| !k.outputs().any(|o| b.reads.contains(&o)));
-            if at_b || at_a() {
-                chosen = Some((i, at_b, reads));
-                break;
-            }
+        if p.nodes[b.root].numel() == 0 {
+            continue;
         }
-        let Some((i, at_b, reads)) = chosen else {
+        let far = far_reads(p, mat, b.root);
+        // Same-shape partners first (shared index arithmetic and registers), then segments.
+        let chosen = [false, true]
+            .into_iter()
+            .find_map(|horizontal| partner(p, &slots, j, &far, horizontal, max_bindings));
+        let Some((i, at_b, seg)) = chosen else {
             continue;
         };
         let a = slots[i].take().unwrap();
         let b = slots[j].take().unwrap();
-        let mut scalars = a.scalars.clone();
-        scalars.extend(b.scalars.iter().filter(|s| !a.scalars.contains(s)));
-        let mut extra = a.extra.clone();
-        extra.push(b.root);
-        let joined = Kernel {
-            kind: a.kind,
-            root: a.root,
-            extra,
-            reads,
-            scalars,
-        };
+        let joined = join(a, &b, seg);
         slots[if at_b { j } else { i }] = Some(joined);
     }
     slots.into_iter().flatten().collect()
+}
+
+/// The nearest kernel before `j` that kernel `j` (elementwise, one output, reading `far` away
+/// from its own element) can join: its position, whether the joined kernel sits at `j`'s place
+/// (else at the partner's), and the partner's segment `j` joins (`None`: a new segment).
+fn partner(
+    p: &Pending,
+    slots: &[Option<Kernel>],
+    j: usize,
+    far: &[usize],
+    horizontal: bool,
+    max_bindings: usize,
+) -> Option<(usize, bool, Option<usize>)> {
+    let b = slots[j].as_ref().unwrap();
+    let shape = p.nodes[b.root].shape();
+    for i in (j.saturating_sub(WINDOW)..j).rev() {
+        let Some(a) = &slots[i] else { continue };
+        let seg = a
+            .segment_outputs()
+            .iter()
+            .position(|s| p.nodes[s[0]].shape() == shape);
+        let fits = match (a.kind, horizontal) {
+            (KernelKind::Elementwise | KernelKind::Reduce(_), false) => seg.is_some(),
+            // A segment reads nothing its kernel writes: the segments run side by side.
+            (KernelKind::Elementwise, true) => {
+                seg.is_none()
+                    && p.nodes[a.root].numel() > 0
+                    && !b.reads.iter().any(|r| a.outputs().any(|o| o == *r))
+            }
+            _ => false,
+        };
+        if !fits || a.outputs().any(|o| far.contains(&o)) {
+            continue;
+        }
+        if a.extra.len() + 2 + joined_reads(a, b).len() > max_bindings {
+            continue;
+        }
+        let between = || slots[i + 1..j].iter().flatten();
+        let at_b = between().all(|k| !k.reads.iter().any(|r| a.outputs().any(|o| o == *r)));
+        let at_a = || between().all(|k| !k.outputs().any(|o| b.reads.contains(&o)));
+        if at_b || at_a() {
+            return Some((i, at_b, seg));
+        }
+    }
+    None
+}
+
+/// Kernel `a` with `b`'s output added: at the end of segment `seg` of `a`, or as a new segment.
+fn join(a: Kernel, b: &Kernel, seg: Option<usize>) -> Kernel {
+    let reads = joined_reads(&a, b);
+    let mut scalars = a.scalars.clone();
+    scalars.extend(b.scalars.iter().filter(|s| !a.scalars.contains(s)));
+    let mut outs: Vec<usize> = a.outputs().collect();
+    let mut segments = a.segments.clone();
+    match seg {
+        Some(s) => {
+            // Insert at the end of segment `s`; later segments start one further on.
+            let end = segments.get(s).copied().unwrap_or(outs.len());
+            outs.insert(end, b.root);
+            for start in segments.iter_mut().skip(s) {
+                *start += 1;
+            }
+        }
+        None => {
+            segments.push(outs.len());
+            outs.push(b.root);
+        }
+    }
+    Kernel {
+        kind: a.kind,
+        root: outs[0],
+        extra: outs[1..].to_vec(),
+        segments,
+        reads,
+        scalars,
+    }
 }
 
 /// The buffers the kernel joining `a` and `b` reads: `a`'s, then `b`'s that are not `a`'s

@@ -1,5 +1,5 @@
 //! The extra outputs of a multi-output kernel (`Kernel::extra`): their bindings and the
-//! statements that compute and store them at the root's element index.
+//! statements that compute and store them at their segment's element index.
 
 use super::expr::{storage_type, store_conv, unravel, Emitter};
 use kiln_core::schedule::Kernel;
@@ -24,11 +24,23 @@ pub fn declarations(p: &Pending, kernel: &Kernel, f16: bool) -> String {
     s
 }
 
-/// Emits the extra outputs of `kernel` at linear index `lin` (a WGSL u32 expression of the
-/// root's element) with `em`, after the root, and returns their store statements.
-pub fn stores(em: &mut Emitter, p: &Pending, kernel: &Kernel, lin: &str) -> Vec<String> {
+/// Emits the outputs `outs` of `kernel` (one segment's, in order, the root excluded if
+/// present) at linear index `lin` (a WGSL u32 expression of their element) with `em`, after the
+/// outputs they use, and returns their store statements.
+pub fn stores(
+    em: &mut Emitter,
+    p: &Pending,
+    kernel: &Kernel,
+    outs: &[usize],
+    lin: &str,
+) -> Vec<String> {
     let mut stores = vec![];
-    for (k, &e) in kernel.extra.iter().enumerate() {
+    for &e in outs.iter().filter(|&&e| e != kernel.root) {
+        let k = kernel
+            .extra
+            .iter()
+            .position(|&x| x == e)
+            .expect("an output");
         let node = &p.nodes[e];
         let v = em.output(e, &unravel(lin, node.shape()));
         stores.push(format!(

@@ -56,7 +56,8 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource 
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
     // A multi-output kernel's further outputs are computed and stored here too.
-    let extra = outputs::stores(&mut em, p, kernel, "o");
+    assert!(kernel.segments.is_empty(), "a reduction has one segment");
+    let extra = outputs::stores(&mut em, p, kernel, &kernel.extra, "o");
     em.lines.extend(extra);
     let epi_fn = format!(
         "fn epilogue(o: u32, acc: {acc_ty}, best: u32) -> {root_ty} {{\n    let core = {};\n    {}\n    return {v};\n}}\n",
