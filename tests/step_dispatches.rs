@@ -9,7 +9,7 @@ use kiln::nn::Module;
 use kiln::optim::{Adam, Optimizer};
 
 #[test]
-fn a_lenet5_adam_step_takes_at_most_n_dispatches() {
+fn a_lenet5_adam_step_takes_at_most_37_dispatches() {
     let dev = fresh_gpu();
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
     let model = LeNet5::new(&dev, 1);
@@ -27,5 +27,10 @@ fn a_lenet5_adam_step_takes_at_most_n_dispatches() {
         "dispatches per step: {per_step:?} limits {:?}",
         dev.backend().schedule_limits()
     );
-    assert!(per_step[2] <= 37, "{per_step:?}");
+    // 77 before multi-output kernels (issue 4); the first step also uploads the initial state.
+    assert!(per_step[2] <= 37, "dispatches per step: {per_step:?}");
+    assert_eq!(
+        per_step[1], per_step[2],
+        "a replayed step dispatches the same kernels"
+    );
 }
