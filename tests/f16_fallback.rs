@@ -363,3 +363,29 @@ fn the_opengl_adapter_without_shader_f16_runs_f16_graphs() {
         t[0].matmul(t[1]).relu()
     });
 }
+
+#[test]
+fn sibling_f16_outputs_stay_in_kernels_of_their_own() {
+    // Two f16 outputs of one shape from the same input (an optimiser's moments, say) would join
+    // one multi-output kernel in f32; packed halves are written by single-output kernels only.
+    let x = pair_on(&no_f16(), &[7, 5], 41, |v| v);
+    let g = pair_on(&no_f16(), &[7, 5], 42, |v| v);
+    let make = |x: &Tensor, g: &Tensor| (x * 0.9 + g * 0.1, x * 0.5 + g * g);
+    let (a, b) = make(&x.0, &g.0);
+    let (ra, rb) = make(&x.1, &g.1);
+    Tensor::realize_all(&[&a, &b]).unwrap();
+    close("first sibling", &a, &ra, F16_TOL);
+    close("second sibling", &b, &rb, F16_TOL);
+    // The f32 version of the same graph does join.
+    let dev = no_f16();
+    let (x32, g32) = (x.0.cast(DType::F32), g.0.cast(DType::F32));
+    Tensor::realize_all(&[&x32, &g32]).unwrap();
+    let (a, b) = make(&x32, &g32);
+    let before = dev.stats().dispatches;
+    Tensor::realize_all(&[&a, &b]).unwrap();
+    assert_eq!(
+        dev.stats().dispatches - before,
+        1,
+        "f32 siblings: one kernel"
+    );
+}

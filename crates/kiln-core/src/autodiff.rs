@@ -138,11 +138,14 @@ fn topological(root: &Tensor) -> Vec<Tensor> {
 fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
     let order = topological(loss);
     let wanted: std::collections::HashSet<u64> = wrt.iter().map(|t| t.id()).collect();
-    // A node needs a gradient if it is wanted or an input of it needs one.
+    // A node needs a gradient if it is wanted or an input of it needs one (and it was not
+    // recorded inside `no_grad`, which stops gradients).
     let mut needs: HashMap<u64, bool> = HashMap::new();
     for t in &order {
         let n = wanted.contains(&t.id())
-            || (t.dtype().is_float() && t.inputs().iter().any(|x| needs[&x.id()]));
+            || (t.dtype().is_float()
+                && !t.grad_stopped()
+                && t.inputs().iter().any(|x| needs[&x.id()]));
         needs.insert(t.id(), n);
     }
     let mut users: HashMap<u64, usize> = HashMap::new();
@@ -441,7 +444,10 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
                 UnaryOp::Cos => g.mul(&x0.sin()).neg(),
                 UnaryOp::Tanh => g.mul(&y.square().neg().add_scalar(1.0)),
                 UnaryOp::Sigmoid => g.mul(&y.mul(&y.neg().add_scalar(1.0))),
-                UnaryOp::Relu => mask(g, &x0.gt(&x0.zeros_like())),
+                // From the output (y > 0 exactly where x > 0, NaN included): the input then
+                // has no reader but the relu and folds into the kernel that computes it (e.g. a
+                // matmul's epilogue stores relu(x W + b) only).
+                UnaryOp::Relu => mask(g, &y.gt(&y.zeros_like())),
                 UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => g.zeros_like(),
                 UnaryOp::Not => return vec![None],
             };

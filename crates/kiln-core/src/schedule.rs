@@ -14,7 +14,16 @@
 //!    chain above it, so `relu(a.matmul(b) + bias)` is one kernel.
 //! 4. A kernel never reads more buffers than the device can bind; subtrees are materialized as
 //!    separate kernels until it fits (and an epilogue is given up when only it is left to cut).
-//! 5. Intermediate buffers are assigned to reusable slots by liveness.
+//! 5. Multi-output kernels: an elementwise kernel joins an earlier elementwise or reduction
+//!    kernel whose output has its shape when it reads that kernel's outputs only at its own
+//!    element, the joined kernel binds no more buffers than the device allows, and no kernel in
+//!    between needs what either moves past it (see [`multi_output`]). Adam's `m`, `v` and new
+//!    parameter become one kernel, and the bias gradient's reduction writes them too. Failing
+//!    that, an elementwise kernel that reads nothing an earlier elementwise kernel writes joins
+//!    it as a segment of its own (horizontal fusion: several parameters' updates, one dispatch).
+//! 6. Intermediate buffers are assigned to reusable slots by liveness.
+
+pub mod multi_output;
 
 use crate::graph::Pending;
 use crate::op::Op;
@@ -60,6 +69,14 @@ pub struct Kernel {
     pub kind: KernelKind,
     /// The node whose values this kernel writes.
     pub root: usize,
+    /// Further nodes this kernel writes (a multi-output kernel), in order: one may use the values
+    /// of the outputs before it in its segment at its own element.
+    pub extra: Vec<usize>,
+    /// Where the second and later segments of a horizontally fused elementwise kernel start, as
+    /// positions in [`Kernel::outputs`] (empty: one segment). A segment's outputs share its
+    /// first output's shape and are computed at one element index; the segments are
+    /// independent and take consecutive ranges of the kernel's invocations.
+    pub segments: Vec<usize>,
     /// Materialized nodes the kernel reads, each once, in first-use order.
     pub reads: Vec<usize>,
     /// Nodes with runtime scalars (`Op::scalar_words`) that the kernel's expression uses.
@@ -90,6 +107,28 @@ pub struct Plan {
     pub buffers: Vec<BufferRole>,
     /// Size in bytes of each intermediate slot.
     pub slot_bytes: Vec<u64>,
+}
+
+impl Kernel {
+    /// Every node this kernel writes: the root, then the extra outputs.
+    pub fn outputs(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.root).chain(self.extra.iter().copied())
+    }
+    /// Storage buffers the kernel binds: its outputs and its reads.
+    pub fn bindings(&self) -> usize {
+        1 + self.extra.len() + self.reads.len()
+    }
+    /// The outputs of each segment (one segment unless horizontally fused).
+    pub fn segment_outputs(&self) -> Vec<Vec<usize>> {
+        let outs: Vec<usize> = self.outputs().collect();
+        let mut bounds = vec![0];
+        bounds.extend(&self.segments);
+        bounds.push(outs.len());
+        bounds
+            .windows(2)
+            .map(|w| outs[w[0]..w[1]].to_vec())
+            .collect()
+    }
 }
 
 impl Plan {
@@ -245,12 +284,16 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         kernels.push(Kernel {
             kind,
             root: i,
+            extra: vec![],
+            segments: vec![],
             reads,
             scalars,
         });
         i += 1;
     }
-    // Rule 5: roles and liveness slots.
+    // Rule 5.
+    let kernels = multi_output::merge(p, &mat, kernels, limits.max_storage_buffers);
+    // Rule 6: roles and liveness slots.
     let mut buffers = vec![BufferRole::None; n];
     let mut last_use = vec![0usize; n];
     for (k, kern) in kernels.iter().enumerate() {
@@ -275,8 +318,10 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         };
     }
     for (k, kern) in kernels.iter().enumerate() {
-        let r = kern.root;
-        if buffers[r] == BufferRole::None {
+        for r in kern.outputs() {
+            if buffers[r] != BufferRole::None {
+                continue;
+            }
             let bytes = node_bytes(p, r).max(4);
             let pos = free.iter().position(|&s| slot_bytes[s] >= bytes);
             let s = match pos {

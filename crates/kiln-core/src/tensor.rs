@@ -24,6 +24,8 @@ pub struct Node {
     device: Device,
     storage: Mutex<Option<Storage>>,
     requires_grad: AtomicBool,
+    /// Recorded inside [`no_grad`]: `backward` does not reach through it.
+    grad_stopped: bool,
 }
 
 thread_local! {
@@ -75,6 +77,7 @@ impl Tensor {
             device: device.clone(),
             storage: Mutex::new(None),
             requires_grad: AtomicBool::new(requires_grad),
+            grad_stopped: !is_grad_enabled(),
         }))
     }
     /// Wraps storage that a backend already holds as a realized leaf.
@@ -89,6 +92,11 @@ impl Tensor {
     /// [`no_grad`].
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad.load(Ordering::Relaxed)
+    }
+    /// True if this node was recorded inside [`no_grad`]: gradients do not flow through it to
+    /// its inputs (e.g. the maximum that softmax subtracts).
+    pub(crate) fn grad_stopped(&self) -> bool {
+        self.0.grad_stopped
     }
     /// Marks this tensor (normally a leaf: a parameter) as one `backward` computes gradients for.
     /// Tensors built from it afterwards track gradients too. Returns `self` for chaining.

@@ -3,7 +3,7 @@
 //! read. `dot -Tsvg graph.dot -o graph.svg` renders them where Graphviz is installed.
 
 use kiln_core::op::{Op, ReduceOp};
-use kiln_core::schedule::{schedule, KernelKind, Plan, ScheduleLimits};
+use kiln_core::schedule::{schedule, Kernel, KernelKind, Plan, ScheduleLimits};
 use kiln_core::{Pending, Tensor};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -64,13 +64,14 @@ pub fn op_label(op: &Op) -> String {
     }
 }
 
-/// The nodes a kernel computes inline: from its root down to (not into) materialized nodes.
-fn members(p: &Pending, plan: &Plan, root: usize) -> Vec<usize> {
+/// The nodes a kernel computes inline: from its outputs down to (not into) materialized nodes.
+fn members(p: &Pending, plan: &Plan, kernel: &Kernel) -> Vec<usize> {
     let mut seen = vec![false; p.nodes.len()];
     let mut out = vec![];
-    let mut stack = vec![root];
+    let mut stack: Vec<usize> = kernel.outputs().collect();
     while let Some(i) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) || (i != root && plan.is_materialized(i)) {
+        let written = kernel.outputs().any(|o| o == i);
+        if std::mem::replace(&mut seen[i], true) || (!written && plan.is_materialized(i)) {
             continue;
         }
         out.push(i);
@@ -91,7 +92,7 @@ pub fn kernel_name(p: &Pending, plan: &Plan, k: usize) -> String {
         KernelKind::Reduce(c) => (op_label(p.nodes[c].op()), Some(c)),
     };
     let mut fused: Vec<String> = vec![];
-    for i in members(p, plan, kernel.root) {
+    for i in members(p, plan, kernel) {
         let op = p.nodes[i].op();
         if Some(i) == core_node || op.is_view() || p.inputs[i].is_empty() {
             continue;
@@ -132,7 +133,7 @@ pub fn graph_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
     let mut clusters: Vec<Vec<usize>> = vec![];
     for k in 0..plan.kernels.len() {
         let mut mine = vec![];
-        for i in members(&p, &plan, plan.kernels[k].root) {
+        for i in members(&p, &plan, &plan.kernels[k]) {
             if owner[i].is_none() && !(p.inputs[i].is_empty() && plan.is_materialized(i)) {
                 owner[i] = Some(k);
                 mine.push(i);
@@ -210,7 +211,7 @@ pub fn plan_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
         .kernels
         .iter()
         .enumerate()
-        .map(|(k, kern)| (kern.root, k))
+        .flat_map(|(k, kern)| kern.outputs().map(move |o| (o, k)))
         .collect();
     let mut out = String::from(
         "digraph kiln_plan {\n  rankdir=TB;\n  node [fontname=\"sans-serif\", fontsize=10];\n  edge [color=gray40];\n",

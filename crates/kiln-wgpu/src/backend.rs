@@ -227,6 +227,7 @@ impl Backend for WgpuBackend {
             };
             let mut bound: Vec<&GpuBuffer> = vec![out];
             bound.extend(kernel.reads.iter().map(|&r| buffer_of(r)));
+            bound.extend(kernel.extra.iter().map(|&e| buffer_of(e)));
             let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
             let mut groups = ck.bind_groups.lock().unwrap();
             let group = groups.entry(key).or_insert_with(|| {

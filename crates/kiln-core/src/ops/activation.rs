@@ -3,7 +3,7 @@
 //! it and autodiff differentiates it through the primitives' rules.
 
 use crate::dtype::DType;
-use crate::tensor::Tensor;
+use crate::tensor::{no_grad, Tensor};
 
 /// Coefficients of the Chebyshev-fitted `erfc` of Numerical Recipes (Press et al., 2nd ed.,
 /// §6.2, `erfcc`), innermost first: `erfc(z) ≈ t·exp(-z² + P(t))` with `t = 1 / (1 + z/2)`,
@@ -127,13 +127,14 @@ impl Tensor {
 
     /// Softmax along `axis`: `exp(x - max) / sum(exp(x - max))`, the max and the sum taken over
     /// `axis`. Any shape, float; the result has the input's shape and sums to 1 along `axis`.
-    /// Subtracting the maximum keeps it finite for large inputs (its gradient contribution
-    /// cancels, so it needs no detaching).
+    /// Subtracting the maximum keeps it finite for large inputs; the result does not depend on
+    /// it, so no gradient flows through it (its contributions would cancel exactly, at the cost
+    /// of several kernels in the backward pass).
     #[track_caller]
     pub fn softmax(&self, axis: usize) -> Tensor {
         self.assert_float("softmax");
         self.assert_axis("softmax", axis);
-        let m = self.max_axes(&[axis], true);
+        let m = no_grad(|| self.max_axes(&[axis], true));
         // `e` is shared (so it gets a buffer of its own) rather than built twice: building it
         // twice saves that kernel in the forward pass but costs three more in the backward pass,
         // where autodiff reads each copy again.
@@ -143,12 +144,12 @@ impl Tensor {
 
     /// Log of the softmax along `axis`: `x - max - log(sum(exp(x - max)))`. Any shape, float; the
     /// result has the input's shape. Finite wherever the input is (e.g. `[-1000, 0]`), unlike
-    /// `softmax(axis).log()`.
+    /// `softmax(axis).log()`. As in [`Tensor::softmax`], no gradient flows through the max.
     #[track_caller]
     pub fn log_softmax(&self, axis: usize) -> Tensor {
         self.assert_float("log_softmax");
         self.assert_axis("log_softmax", axis);
-        let m = self.max_axes(&[axis], true);
+        let m = no_grad(|| self.max_axes(&[axis], true));
         // `x - m` is built twice on purpose: a node read by two users gets a buffer (a kernel) of
         // its own, while each copy folds into its reader's kernel (one kernel fewer forward, the
         // same count with the backward pass).
@@ -158,7 +159,8 @@ impl Tensor {
 
     /// `log(sum(exp(x)))` over `axes`, computed as `m + log(sum(exp(x - m)))` with `m` the
     /// maximum, so it is finite for large inputs. Float, any shape; the result drops `axes` (or
-    /// keeps them as size 1 with `keepdim`). With no axes it is `x` itself.
+    /// keeps them as size 1 with `keepdim`). With no axes it is `x` itself. No gradient flows
+    /// through `m` (the result does not depend on it).
     #[track_caller]
     pub fn logsumexp(&self, axes: &[usize], keepdim: bool) -> Tensor {
         self.assert_float("logsumexp");
@@ -168,7 +170,7 @@ impl Tensor {
         if axes.is_empty() {
             return self.clone();
         }
-        let m = self.max_axes(axes, true);
+        let m = no_grad(|| self.max_axes(axes, true));
         let out = self.sub(&m).exp().sum_axes(axes, true).log().add(&m);
         if keepdim {
             out

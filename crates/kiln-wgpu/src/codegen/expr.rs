@@ -140,6 +140,13 @@ impl<'e, 'a> Emitter<'e, 'a> {
         v
     }
 
+    /// A variable holding the value of node `i`, a further output of a multi-output kernel, at
+    /// `coords`: computed here (not read from its buffer), using the outputs already emitted.
+    pub fn output(&mut self, i: usize, coords: &[String]) -> String {
+        self.env.root = i;
+        self.value(i, coords)
+    }
+
     fn compute(&mut self, i: usize, coords: &[String]) -> String {
         if let Some((c, var)) = &self.core {
             if *c == i {

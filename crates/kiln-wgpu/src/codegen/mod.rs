@@ -2,6 +2,8 @@
 //! `reduce`, `matmul` and `affine` wrap them in a kernel with its bindings and entry point;
 //! `f16` holds the kernel that packs an f32 scratch output into f16 without native f16; `types`,
 //! `index` and `helpers` hold the small pieces they share.
+//! `outputs` adds the further outputs of a multi-output kernel. Bindings: the root's buffer
+//! (0), the reads (1..), the further outputs, then the uniform of runtime scalars.
 
 pub mod affine;
 pub mod elementwise;
@@ -10,6 +12,7 @@ pub mod f16;
 pub mod helpers;
 pub mod index;
 pub mod matmul;
+pub mod outputs;
 pub mod reduce;
 pub mod types;
 
@@ -106,10 +109,11 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
             }
         ));
     }
+    header.push_str(&outputs::declarations(p, kernel, opts.f16));
     if words > 0 {
         header.push_str(&format!(
             "@group(0) @binding({}) var<uniform> params: array<vec4<u32>, {}>;\n",
-            kernel.reads.len() + 1,
+            kernel.bindings(),
             words.div_ceil(4)
         ));
     }
@@ -127,7 +131,10 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         .iter()
         .map(|&r| kiln_core::schedule::node_bytes(p, r))
         .sum::<u64>()
-        + kiln_core::schedule::node_bytes(p, kernel.root);
+        + kernel
+            .outputs()
+            .map(|o| kiln_core::schedule::node_bytes(p, o))
+            .sum::<u64>();
     src
 }
 

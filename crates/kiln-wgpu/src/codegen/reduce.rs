@@ -1,5 +1,7 @@
 //! Reduction kernels: sum, max, min, argmax, argmin over any set of axes, with the elementwise
-//! prologue (the reduced expression) and epilogue (e.g. the division of a mean) fused in.
+//! prologue (the reduced expression) and epilogue (e.g. the division of a mean) fused in, and
+//! the further outputs of a multi-output kernel (e.g. an optimiser's update of the bias whose
+//! gradient the reduction computes) stored by the epilogue.
 //!
 //! Two shapes of kernel, both deterministic (a fixed order of combination, no atomics):
 //! - one invocation per output element, looping over the group, when groups are small;
@@ -7,7 +9,7 @@
 //!   group, then a tree reduction in workgroup memory combines the partial results.
 
 use super::expr::{is_nan, literal, store_conv, unravel, value_type, Emitter, KernelEnv};
-use super::{flat_index, KernelSource, Workgroups};
+use super::{flat_index, outputs, KernelSource, Workgroups};
 use kiln_core::op::{Op, ReduceOp};
 use kiln_core::schedule::Kernel;
 use kiln_core::{DType, Shape};
@@ -57,6 +59,10 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource 
     };
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
+    // A multi-output kernel's further outputs are computed and stored here too.
+    assert!(kernel.segments.is_empty(), "a reduction has one segment");
+    let extra = outputs::stores(&mut em, p, kernel, &kernel.extra, "o");
+    em.lines.extend(extra);
     let epi_fn = format!(
         "fn epilogue(o: u32, acc: {acc_ty}, best: u32) -> {root_ty} {{\n    let core = {core};\n    {}\n    return {v};\n}}\n",
         em.lines.join("\n    ")
@@ -186,7 +192,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         )
     };
     KernelSource {
-        name: format!("reduce {op:?} {} over {axes:?}", in_shape),
+        name: if kernel.extra.is_empty() {
+            format!("reduce {op:?} {} over {axes:?}", in_shape)
+        } else {
+            format!(
+                "reduce {op:?} {} over {axes:?} x{}",
+                in_shape,
+                kernel.extra.len() + 1
+            )
+        },
         wgsl: format!("{load_fn}{epi_fn}{wgsl}"),
         workgroups,
         flops: n_out * r_len * (1 + prologue_ops),
