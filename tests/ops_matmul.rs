@@ -186,7 +186,7 @@ fn fused_bias_and_activation_epilogue() {
 
 #[test]
 fn long_batch_norm_like_epilogue() {
-    // Long enough that the software kernel applies it in a second, rolled pass.
+    // The software kernel applies epilogues in a second, rolled pass; this one is long.
     for &(m, n, k) in &SOME[1..] {
         let a = pair(&[2, m, k], 106);
         let b = pair(&[k, n], 107);

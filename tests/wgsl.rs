@@ -316,7 +316,7 @@ fn a_kernel_never_binds_more_buffers_than_allowed() {
 }
 
 #[test]
-fn software_matmul_runs_a_long_epilogue_in_a_rolled_second_pass() {
+fn software_matmul_runs_its_epilogue_in_a_rolled_second_pass() {
     let dev = Device::cpu();
     let a = Tensor::randn([2, 16, 27], 1, &dev);
     let b = Tensor::randn([27, 50], 2, &dev);
@@ -350,7 +350,8 @@ fn software_matmul_runs_a_long_epilogue_in_a_rolled_second_pass() {
         src.wgsl
     };
     assert!(source(&long, true).contains("const EPILOGUE_PASS: bool = true;"));
-    assert!(source(&short, true).contains("const EPILOGUE_PASS: bool = false;"));
+    assert!(source(&short, true).contains("const EPILOGUE_PASS: bool = true;"));
+    assert!(source(&mm, true).contains("const EPILOGUE_PASS: bool = false;"));
     assert!(!source(&long, false).contains("EPILOGUE_PASS"));
 }
 

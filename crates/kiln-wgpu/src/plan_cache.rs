@@ -78,6 +78,7 @@ impl PipelineCache {
         if let Some(p) = self.map.lock().unwrap().get(&src.wgsl) {
             return Ok(p.clone());
         }
+        let started = std::time::Instant::now();
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&src.name),
@@ -116,6 +117,13 @@ impl PipelineCache {
         ctx.counters
             .pipelines_created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if std::env::var("KILN_LOG").is_ok_and(|v| v == "compile") {
+            eprintln!(
+                "kiln compile: {:8.1} ms  {}",
+                started.elapsed().as_secs_f64() * 1e3,
+                src.name
+            );
+        }
         let p = Arc::new(pipeline);
         self.map.lock().unwrap().insert(src.wgsl.clone(), p.clone());
         Ok(p)

@@ -44,11 +44,6 @@ pub fn fill_template(template: &str, region: &str) -> String {
     format!("{}{BEGIN}\n{region}{END}{}", &template[..b], &template[e..])
 }
 
-/// The longest epilogue (in generated WGSL statements) that the software kernel compiles inside
-/// its unrolled store loop; a longer one (e.g. batch-norm + ReLU, ~15 statements) runs in a second,
-/// rolled pass, because Mesa would otherwise compile it RM x RN = up to 256 times.
-pub const EPILOGUE_UNROLL_LINES: usize = 8;
-
 /// The kernel of matmul node `c` (with its epilogue up to `kernel.root`).
 pub fn generate(
     env: &mut KernelEnv,
@@ -84,7 +79,6 @@ pub fn generate(
     let core_raw = env.to_value(node.dtype(), "out_buf[o]");
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
-    let em_lines = em.lines.len();
     let epilogue = em.lines.join("\n    ");
     let epi_ops = em.arith_ops;
     let store = store_conv(root.dtype(), &v);
@@ -152,11 +146,11 @@ pub fn generate(
         String::new()
     };
     // On software adapters a fused epilogue runs in a second, rolled pass over the stored dot
-    // products (see matmul_cpu.wgsl); that needs an f32 output to hold them.
-    // Short epilogues (bias + activation) stay in the unrolled store loop, where they cost
-    // nothing extra to compile.
-    let epilogue_pass =
-        opts.software && em_lines > EPILOGUE_UNROLL_LINES && root.dtype() == kiln_core::DType::F32;
+    // products (see matmul_cpu.wgsl); that needs an f32 output to hold them. Inside the
+    // unrolled store loop even a bias + ReLU epilogue, compiled RM x RN times with a gather per
+    // copy, cost LLVM ~2 s per kernel: a LeNet-5 step's first run took 14.5 s instead of 5.5 s,
+    // for ~5% faster steps afterwards.
+    let epilogue_pass = opts.software && kernel.root != c && root.dtype() == kiln_core::DType::F32;
     let store_fns = if epilogue_pass {
         format!(
             "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
