@@ -7,14 +7,15 @@
 //! reference executor's time for the same step. Writes `target/kiln-bench/train_step.json`.
 //! `KILN_BENCH_QUICK=1` takes 12 timed steps instead of 50 and 1 CPU step.
 
+mod common;
+
+use common::{median, open_device, quick, write_json};
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
 use kiln::nn::Module;
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
-use kiln::wgpu_backend::{adapter, WgpuBackend};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One full step; returns (host seconds building forward + backward, host seconds collecting
@@ -35,22 +36,9 @@ fn step(model: &LeNet5, opt: &mut Adam, x: &Tensor, y: &Tensor) -> (f64, f64) {
     (build, collect)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let quick = std::env::var("KILN_BENCH_QUICK").is_ok();
-    let instance = adapter::instance();
-    let Some(chosen) =
-        adapter::pick(&instance, std::env::var("KILN_ADAPTER").ok().as_deref()).expect("adapter")
-    else {
-        eprintln!("train_step bench: {}", kiln::wgpu_backend::INSTALL_HINT);
-        std::process::exit(1);
-    };
-    let backend = Arc::new(WgpuBackend::new(&chosen).expect("open adapter"));
-    let dev = Device::from_backend(backend.clone());
+    let quick = quick();
+    let (backend, dev) = open_device("train_step");
     println!("kiln train_step bench on {}", dev.name());
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k"))
         .expect("the shipped digits");
@@ -171,9 +159,6 @@ fn main() {
             "cpu_reference_ms_per_step": cpu_ms,
         }));
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kiln-bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("train_step.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
+    let path = write_json("train_step.json", &serde_json::Value::Array(rows));
     println!("\nwrote {}", path.display());
 }

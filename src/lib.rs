@@ -25,6 +25,7 @@ pub use kiln_models as models;
 pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
 
+pub mod classify;
 pub mod profile;
 
 /// `Device::default()`, `Device::wgpu()` and `Device::wgpu_by_name(..)`: the constructors that
