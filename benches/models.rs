@@ -11,11 +11,13 @@
 //! Arguments after `--`: `--quick` (or `KILN_BENCH_QUICK=1`) for smaller batches and fewer
 //! steps; `--resnet50` adds ResNet-50 at batch 32 on 224x224x3 (one training step: forward
 //! and backward, slow on a software driver) to check that it fits in the device's memory and
-//! bindings; `--only NAME` runs the rows whose name contains NAME.
+//! bindings; `--only NAME` runs the rows whose name contains NAME; `--profile` times one more
+//! training step per model kernel by kernel (GPU timestamp queries) and prints where its time
+//! goes.
 
 mod common;
 
-use common::{median, open_device, quick, write_json};
+use common::{median, open_device, quick, write_json, KernelProfile};
 use kiln::models::{LeNet5, ResNet, SmallAlexNet};
 use kiln::nn::Module;
 use kiln::optim::{Optimizer, Sgd};
@@ -50,6 +52,8 @@ struct Measured {
     plans_per_step: f64,
     peak_bytes: u64,
     loss: f32,
+    /// One training step kernel by kernel, if asked for and the adapter can time kernels.
+    profile: Option<KernelProfile>,
 }
 
 fn lenet5(c: usize, k: usize, dev: &Device) -> Box<dyn Module> {
@@ -154,8 +158,8 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
     Ok((t.elapsed().as_secs_f64(), r))
 }
 
-fn measure(case: &Case) -> Result<Measured> {
-    let (_backend, dev) = open_device("models");
+fn measure(case: &Case, profile: bool) -> Result<Measured> {
+    let (backend, dev) = open_device("models");
     let [c, h, w] = case.input;
     let b = case.batch;
     let model = (case.make)(c, case.classes, &dev);
@@ -193,6 +197,12 @@ fn measure(case: &Case) -> Result<Measured> {
         plans = per_step(after.plans_compiled, before.plans_compiled);
         train_images_per_s = Some(b as f64 / median(&mut times));
     }
+    let mut kernels = None;
+    if profile && backend.set_profiling(true) {
+        train_step(model.as_ref(), &mut opt, &x, &y)?;
+        kernels = Some(KernelProfile::new(backend.last_profile()));
+        backend.set_profiling(false);
+    }
     Ok(Measured {
         first_forward_s,
         forward_images_per_s,
@@ -203,6 +213,7 @@ fn measure(case: &Case) -> Result<Measured> {
         plans_per_step: plans,
         peak_bytes: dev.stats().peak_bytes,
         loss,
+        profile: kernels,
     })
 }
 
@@ -214,6 +225,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = quick() || args.iter().any(|a| a == "--quick");
     let with_resnet50 = args.iter().any(|a| a == "--resnet50");
+    let profile = args.iter().any(|a| a == "--profile");
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -246,7 +258,7 @@ fn main() {
         let [c, h, w] = case.input;
         let input = format!("{h}x{w}x{c}");
         let iters = format!("{}/{}", case.forward_iters, case.train_iters);
-        match measure(&case) {
+        match measure(&case, profile) {
             Ok(m) => {
                 println!(
                     "{:<17} {:>11} {:>5} {:>10} {:>10} {:>9.0} {:>7.1} {:>9.1} {:>9.2} {:>10.2} {:>5}",
@@ -262,6 +274,9 @@ fn main() {
                     m.first_step_s,
                     iters
                 );
+                if let Some(p) = &m.profile {
+                    p.print("  ", 12);
+                }
                 if case.name == "resnet20-fashion" {
                     if let Some(r) = m.train_images_per_s {
                         println!(
@@ -285,6 +300,7 @@ fn main() {
                     "first_forward_s": m.first_forward_s,
                     "first_step_s": m.first_step_s,
                     "last_loss": m.loss,
+                    "gpu_ms_by_kernel": m.profile.as_ref().map(|p| p.ms_by_kind()),
                 }));
             }
             Err(e) => {

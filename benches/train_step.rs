@@ -9,13 +9,12 @@
 
 mod common;
 
-use common::{median, open_device, quick, write_json};
+use common::{median, open_device, quick, write_json, KernelProfile};
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
 use kiln::nn::Module;
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// One full step; returns (host seconds building forward + backward, host seconds collecting
@@ -69,19 +68,12 @@ fn main() {
         let per_step = |a: u64, b: u64| (a - b) as f64 / timed as f64;
         // Per-kernel GPU time of one profiled step.
         let profiled = backend.set_profiling(true);
-        let mut kernels: BTreeMap<String, f64> = BTreeMap::new();
-        let mut slowest = vec![];
+        let mut profile = KernelProfile::new(vec![]);
         if profiled {
             step(&model, &mut opt, &batches[0].0, &batches[0].1);
-            slowest = backend.last_profile();
-            slowest.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
-            for k in backend.last_profile() {
-                let kind = k.name.split_whitespace().next();
-                *kernels.entry(kind.unwrap_or("?").to_string()).or_default() += k.seconds;
-            }
+            profile = KernelProfile::new(backend.last_profile());
         }
         backend.set_profiling(false);
-        let gpu_total: f64 = kernels.values().sum();
         // The reference executor on the same step.
         let cpu = Device::cpu();
         let cpu_model = LeNet5::new(&cpu, 1);
@@ -122,26 +114,7 @@ fn main() {
             cpu_ms / ms
         );
         if profiled {
-            println!(
-                "  GPU time {:.2} ms per step, by kernel kind:",
-                gpu_total * 1e3
-            );
-            for (k, s) in &kernels {
-                println!(
-                    "    {k:12} {:6.2} ms {:5.1}%",
-                    s * 1e3,
-                    100.0 * s / gpu_total
-                );
-            }
-            println!("  slowest kernels:");
-            for k in slowest.iter().take(8) {
-                println!(
-                    "    {:7.2} ms {:6.2} GFLOP/s  {}",
-                    k.seconds * 1e3,
-                    k.flops as f64 / k.seconds / 1e9,
-                    k.name
-                );
-            }
+            profile.print("  ", 8);
         } else {
             println!("  (no timestamp queries on this adapter: no per-kernel times)");
         }
@@ -155,7 +128,7 @@ fn main() {
             "submissions_per_step": per_step(after.submissions, before.submissions),
             "host_build_ms": median(&mut builds) * 1e3,
             "host_collect_ms": median(&mut collects) * 1e3,
-            "gpu_ms_by_kernel": kernels.iter().map(|(k, s)| (k.clone(), s * 1e3)).collect::<BTreeMap<_, _>>(),
+            "gpu_ms_by_kernel": profile.ms_by_kind(),
             "cpu_reference_ms_per_step": cpu_ms,
         }));
     }

@@ -1,11 +1,13 @@
-//! Helpers the benchmarks share: opening the adapter they time, medians, the quick-run switch and
-//! writing the JSON report under `target/kiln-bench/`.
+//! Helpers the benchmarks share: opening the adapter they time, medians, the quick-run switch,
+//! per-kernel GPU time and writing the JSON report under `target/kiln-bench/`.
 //!
 //! Each bench includes this file with `mod common;`; not every bench uses every helper.
 #![allow(dead_code)]
 
 use kiln::prelude::*;
+use kiln::wgpu_backend::backend::KernelTiming;
 use kiln::wgpu_backend::{adapter, WgpuBackend};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,4 +44,61 @@ pub fn write_json(name: &str, value: &serde_json::Value) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(value).expect("JSON")).expect("write");
     path
+}
+
+/// The GPU time of one profiled run, by kernel kind (the first word of a kernel's name:
+/// `matmul`, `reduce`, `elementwise`, ..) and kernel by kernel, slowest first.
+pub struct KernelProfile {
+    /// Seconds per kernel kind.
+    pub by_kind: BTreeMap<String, f64>,
+    /// Every kernel, slowest first.
+    pub slowest: Vec<KernelTiming>,
+}
+
+impl KernelProfile {
+    /// Groups `kernels` (from [`WgpuBackend::last_profile`]).
+    pub fn new(mut kernels: Vec<KernelTiming>) -> KernelProfile {
+        let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();
+        for k in &kernels {
+            let kind = k.name.split_whitespace().next().unwrap_or("?");
+            *by_kind.entry(kind.to_string()).or_default() += k.seconds;
+        }
+        kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        KernelProfile {
+            by_kind,
+            slowest: kernels,
+        }
+    }
+    /// Total GPU seconds.
+    pub fn total(&self) -> f64 {
+        self.by_kind.values().sum()
+    }
+    /// Prints the time by kind and the `top` slowest kernels, indented by `indent`.
+    pub fn print(&self, indent: &str, top: usize) {
+        let total = self.total();
+        println!("{indent}GPU time {:.2} ms, by kernel kind:", total * 1e3);
+        for (k, s) in &self.by_kind {
+            println!(
+                "{indent}  {k:12} {:9.2} ms {:5.1}%",
+                s * 1e3,
+                100.0 * s / total
+            );
+        }
+        println!("{indent}slowest kernels:");
+        for k in self.slowest.iter().take(top) {
+            println!(
+                "{indent}  {:9.2} ms {:6.2} GFLOP/s  {}",
+                k.seconds * 1e3,
+                k.flops as f64 / k.seconds / 1e9,
+                k.name
+            );
+        }
+    }
+    /// Milliseconds per kernel kind, for the JSON reports.
+    pub fn ms_by_kind(&self) -> BTreeMap<String, f64> {
+        self.by_kind
+            .iter()
+            .map(|(k, s)| (k.clone(), s * 1e3))
+            .collect()
+    }
 }
