@@ -22,8 +22,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The model: lenet5, alexnet or resnet20 (default: the one the checkpoint records).
-    #[arg(long)]
+    /// The model (default: the one the checkpoint records).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(kiln::models::MODEL_NAMES))]
     model: Option<String>,
     /// The checkpoint (safetensors): from examples/mnist.rs or a PyTorch state_dict.
     #[arg(long)]

@@ -9,7 +9,8 @@
 //! files, raw or gzipped (full MNIST; Fashion-MNIST, e.g. `--data
 //! /usr/share/datasets/fashion-mnist` from Debian's `dataset-fashion-mnist`). Images are
 //! normalised with the training set's own mean and standard deviation unless `--mean`/`--std`
-//! say otherwise; `--max-steps N` stops early (smoke runs). `--help` lists the options.
+//! say otherwise; `--max-steps N` and `--test-images N` make short smoke runs. `--help` lists
+//! the options.
 //!
 //! It prints the model's summary (layers, output shapes, parameters, multiply-adds, receptive
 //! fields) first, and writes into its run directory (`--run-dir`, default `runs/mnist/`):
@@ -102,6 +103,9 @@ struct Args {
     /// checkpointed): for smoke runs.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_steps: Option<u64>,
+    /// Test on the first N test images only (default: all of them): for smoke runs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    test_images: Option<u64>,
     /// Mean of the normalisation (default: the training pixels' mean, scaled to [0, 1]).
     #[arg(long)]
     mean: Option<f32>,
@@ -269,7 +273,10 @@ fn run(args: Args) -> kiln::Result<()> {
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
         let losses: Vec<f64> = metrics.steps[first_loss..].iter().map(|s| s.loss).collect();
-        let test = test_pass(model, data.test(), norm)?;
+        let test_split = data
+            .test()
+            .take(args.test_images.map_or(usize::MAX, |n| n as usize));
+        let test = test_pass(model, test_split, norm)?;
         metrics.end_epoch(epoch + 1, Some(test.loss), Some(test.accuracy));
         println!(
             "epoch {}: {} steps, train loss {:.4} -> {:.4} (first and last recorded), test \

@@ -70,12 +70,16 @@ pub fn load_classifier(
 ) -> Result<Classifier> {
     let path = path.as_ref();
     let ck = checkpoint::load(path, &Device::cpu())?;
+    if let Some(n) = name.filter(|n| !MODEL_NAMES.contains(n)) {
+        // The same error as by_name's, before the file is blamed for anything.
+        by_name(n, 1, 10, &Device::cpu(), 0)?;
+    }
     let recorded = ck.meta(META_MODEL).map(|m| m.to_lowercase());
     let name = match (name, &recorded) {
         (Some(n), Some(r)) if n != r => {
             return Err(bad(
                 path,
-                format!("holds a {r} (its metadata says so), not a {n}; pass --model {r}"),
+                format!("holds model {r} (its metadata says so), not {n}; pass --model {r}"),
             ))
         }
         (Some(n), _) => n.to_string(),
