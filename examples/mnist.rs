@@ -386,6 +386,10 @@ fn test_pass(model: &dyn Module, split: Split<'_>, norm: Norm) -> kiln::Result<T
 /// How many convolutions the pictures show (filters and feature maps).
 const CONVS_SHOWN: usize = 2;
 
+/// The largest training plan (in kernels) rendered to SVG with Graphviz: LeNet-5's has about
+/// 50, ResNet-20's about 380, which `dot` takes many minutes to lay out.
+const MAX_KERNELS_RENDERED: usize = 150;
+
 /// Writes the run's pictures and prints where they are.
 fn pictures(
     dir: &Path,
@@ -458,9 +462,25 @@ fn pictures(
     }
     if let Some(dot) = plan_dot {
         let path = dir.join("plan.dot");
-        let rendered = viz::save_dot(dot, &path, "svg")?;
+        let kernels = dot
+            .lines()
+            .filter(|l| l.starts_with("  k") && l.contains("[shape=box"))
+            .count();
+        if kernels <= MAX_KERNELS_RENDERED {
+            let rendered = viz::save_dot(dot, &path, "svg")?;
+            written.extend(rendered);
+        } else {
+            // Graphviz takes many minutes to lay out a plan this large: write the DOT only.
+            std::fs::write(&path, dot).map_err(|e| {
+                KilnError::Data(format!("{}: cannot write: {e}", path.display()))
+            })?;
+            println!(
+                "plan.dot: {kernels} kernels, too many to render here; `dot -Tsvg {} -o plan.svg` \
+                 renders it",
+                path.display()
+            );
+        }
         written.push(path);
-        written.extend(rendered);
     }
     for p in written {
         println!("wrote {}", p.display());
