@@ -82,7 +82,8 @@ fn run(args: Args) -> kiln::Result<()> {
         )));
     }
     let (ck_mean, ck_std) = net
-        .normalization()
+        .normalization
+        .clone()
         .unwrap_or_else(|| (vec![MNIST_MEAN], vec![MNIST_STD]));
     let mean = args.mean.unwrap_or(ck_mean);
     let std = args.std.unwrap_or(ck_std);

@@ -73,7 +73,8 @@ fn run(args: &Args) -> kiln::Result<()> {
     let model = net.model.as_ref();
     println!("loaded {} ({})", args.checkpoint.display(), net.name);
     let (mean, std) = net
-        .normalization()
+        .normalization
+        .clone()
         .unwrap_or_else(|| (vec![MNIST_MEAN], vec![MNIST_STD]));
     let input = ImageInput::new(net.in_channels, net.input_size.unwrap_or([28, 28]))
         .normalize(&mean, &std)?;

@@ -471,9 +471,8 @@ fn pictures(
             written.extend(rendered);
         } else {
             // Graphviz takes many minutes to lay out a plan this large: write the DOT only.
-            std::fs::write(&path, dot).map_err(|e| {
-                KilnError::Data(format!("{}: cannot write: {e}", path.display()))
-            })?;
+            std::fs::write(&path, dot)
+                .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))?;
             println!(
                 "plan.dot: {kernels} kernels, too many to render here; `dot -Tsvg {} -o plan.svg` \
                  renders it",

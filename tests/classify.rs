@@ -276,9 +276,14 @@ fn a_checkpoint_gives_a_model_of_its_shape_with_its_weights() {
         .unwrap()
         .to_string();
     assert!(
-        e.contains("holds a lenet5") && e.contains("not a alexnet"),
+        e.contains("holds model lenet5") && e.contains("not alexnet; pass --model lenet5"),
         "{e}"
     );
+    let e = load_classifier(Some("vgg16"), &ckpt, &cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unknown model \"vgg16\""), "{e}");
     // A file that is not a checkpoint at all.
     let junk = dir.join("junk.safetensors");
     std::fs::write(&junk, "junk").unwrap();
@@ -308,7 +313,7 @@ fn a_briefly_trained_lenet5_classifies_a_test_digit_png_as_its_label() {
     let (paths, labels) = write_test_digits(&dir, 4);
 
     let net = load_classifier(Some("lenet5"), &ckpt, &dev).unwrap();
-    let (mean, std) = net.normalization().unwrap();
+    let (mean, std) = net.normalization.clone().unwrap();
     let input = ImageInput::new(net.in_channels, net.input_size.unwrap())
         .normalize(&mean, &std)
         .unwrap();

@@ -33,13 +33,6 @@ pub struct Classifier {
     pub input_size: Option<[usize; 2]>,
 }
 
-impl Classifier {
-    /// The normalisation the training used, if the checkpoint records it.
-    pub fn normalization(&self) -> Option<(Vec<f32>, Vec<f32>)> {
-        self.normalization.clone()
-    }
-}
-
 fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
     KilnError::Data(format!("{}: {what}", path.display()))
 }

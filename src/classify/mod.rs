@@ -16,7 +16,7 @@
 //! # fn main() -> kiln::Result<()> {
 //! let dev = Device::default()?;
 //! let net = load_classifier(Some("lenet5"), "runs/mnist/lenet5.safetensors", &dev)?;
-//! let (mean, std) = net.normalization().unwrap_or((vec![0.1307], vec![0.3081]));
+//! let (mean, std) = net.normalization.clone().unwrap_or((vec![0.1307], vec![0.3081]));
 //! let input = ImageInput::new(net.in_channels, [28, 28]).normalize(&mean, &std)?;
 //! let x = input.load(&["digit.png"], &dev)?;
 //! let logits = kiln::no_grad(|| net.model.forward(&x));
