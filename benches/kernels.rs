@@ -7,8 +7,11 @@
 //! `cargo bench --bench kernels` prints a table and writes it to
 //! `target/kiln-bench/kernels.json`. `KILN_BENCH_QUICK=1` runs fewer, smaller shapes.
 
+mod common;
+
+use common::{median, open_device, quick, write_json};
 use kiln::prelude::*;
-use kiln::wgpu_backend::{adapter, WgpuBackend};
+use kiln::wgpu_backend::WgpuBackend;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,8 +57,7 @@ impl Bench {
                 times.push(start.elapsed().as_secs_f64());
             }
         }
-        times.sort_by(f64::total_cmp);
-        (times[times.len() / 2], flops, bytes, first)
+        (median(&mut times), flops, bytes, first)
     }
 }
 
@@ -87,22 +89,13 @@ fn host_sgemm_gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
         }
         times.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    2.0 * (m * n * k) as f64 / times[times.len() / 2] / 1e9
+    2.0 * (m * n * k) as f64 / median(&mut times) / 1e9
 }
 
 fn main() {
-    let quick = std::env::var("KILN_BENCH_QUICK").is_ok();
-    let instance = adapter::instance();
-    let Some(chosen) =
-        adapter::pick(&instance, std::env::var("KILN_ADAPTER").ok().as_deref()).expect("adapter")
-    else {
-        eprintln!("kernels bench: {}", kiln::wgpu_backend::INSTALL_HINT);
-        std::process::exit(1);
-    };
-    let backend = Arc::new(WgpuBackend::new(&chosen).expect("open adapter"));
+    let quick = quick();
+    let (backend, dev) = open_device("kernels");
     let timestamps = backend.set_profiling(true);
-    let dev = Device::from_backend(backend.clone());
     println!("kiln kernels bench on {}", dev.name());
     println!(
         "timing: {}",
@@ -293,9 +286,6 @@ fn main() {
             })
         })
         .collect();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kiln-bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("kernels.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let path = write_json("kernels.json", &serde_json::Value::Array(json));
     println!("wrote {}", path.display());
 }

@@ -7,14 +7,14 @@
 //! reference executor's time for the same step. Writes `target/kiln-bench/train_step.json`.
 //! `KILN_BENCH_QUICK=1` takes 12 timed steps instead of 50 and 1 CPU step.
 
+mod common;
+
+use common::{median, open_device, quick, write_json, KernelProfile};
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
 use kiln::nn::Module;
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
-use kiln::wgpu_backend::{adapter, WgpuBackend};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One full step; returns (host seconds building forward + backward, host seconds collecting
@@ -35,22 +35,9 @@ fn step(model: &LeNet5, opt: &mut Adam, x: &Tensor, y: &Tensor) -> (f64, f64) {
     (build, collect)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let quick = std::env::var("KILN_BENCH_QUICK").is_ok();
-    let instance = adapter::instance();
-    let Some(chosen) =
-        adapter::pick(&instance, std::env::var("KILN_ADAPTER").ok().as_deref()).expect("adapter")
-    else {
-        eprintln!("train_step bench: {}", kiln::wgpu_backend::INSTALL_HINT);
-        std::process::exit(1);
-    };
-    let backend = Arc::new(WgpuBackend::new(&chosen).expect("open adapter"));
-    let dev = Device::from_backend(backend.clone());
+    let quick = quick();
+    let (backend, dev) = open_device("train_step");
     println!("kiln train_step bench on {}", dev.name());
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k"))
         .expect("the shipped digits");
@@ -81,19 +68,12 @@ fn main() {
         let per_step = |a: u64, b: u64| (a - b) as f64 / timed as f64;
         // Per-kernel GPU time of one profiled step.
         let profiled = backend.set_profiling(true);
-        let mut kernels: BTreeMap<String, f64> = BTreeMap::new();
-        let mut slowest = vec![];
+        let mut profile = KernelProfile::new(vec![]);
         if profiled {
             step(&model, &mut opt, &batches[0].0, &batches[0].1);
-            slowest = backend.last_profile();
-            slowest.sort_by(|a, b| b.seconds.partial_cmp(&a.seconds).unwrap());
-            for k in backend.last_profile() {
-                let kind = k.name.split_whitespace().next();
-                *kernels.entry(kind.unwrap_or("?").to_string()).or_default() += k.seconds;
-            }
+            profile = KernelProfile::new(backend.last_profile());
         }
         backend.set_profiling(false);
-        let gpu_total: f64 = kernels.values().sum();
         // The reference executor on the same step.
         let cpu = Device::cpu();
         let cpu_model = LeNet5::new(&cpu, 1);
@@ -134,26 +114,7 @@ fn main() {
             cpu_ms / ms
         );
         if profiled {
-            println!(
-                "  GPU time {:.2} ms per step, by kernel kind:",
-                gpu_total * 1e3
-            );
-            for (k, s) in &kernels {
-                println!(
-                    "    {k:12} {:6.2} ms {:5.1}%",
-                    s * 1e3,
-                    100.0 * s / gpu_total
-                );
-            }
-            println!("  slowest kernels:");
-            for k in slowest.iter().take(8) {
-                println!(
-                    "    {:7.2} ms {:6.2} GFLOP/s  {}",
-                    k.seconds * 1e3,
-                    k.flops as f64 / k.seconds / 1e9,
-                    k.name
-                );
-            }
+            profile.print("  ", 8);
         } else {
             println!("  (no timestamp queries on this adapter: no per-kernel times)");
         }
@@ -167,13 +128,10 @@ fn main() {
             "submissions_per_step": per_step(after.submissions, before.submissions),
             "host_build_ms": median(&mut builds) * 1e3,
             "host_collect_ms": median(&mut collects) * 1e3,
-            "gpu_ms_by_kernel": kernels.iter().map(|(k, s)| (k.clone(), s * 1e3)).collect::<BTreeMap<_, _>>(),
+            "gpu_ms_by_kernel": profile.ms_by_kind(),
             "cpu_reference_ms_per_step": cpu_ms,
         }));
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kiln-bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("train_step.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
+    let path = write_json("train_step.json", &serde_json::Value::Array(rows));
     println!("\nwrote {}", path.display());
 }

@@ -1,6 +1,7 @@
-//! Looks inside a trained LeNet-5: loads a checkpoint written by the `mnist` example, classifies
-//! one digit (a PNG file, or a test digit by index), prints the prediction, and writes the
-//! feature maps of every convolution and the saliency map of the predicted class.
+//! Looks inside a trained model (LeNet-5 by default; any model of the zoo the `mnist` example
+//! trains): loads a checkpoint written by the `mnist` example, classifies one digit (a PNG file,
+//! or a test digit by index), prints the prediction, and writes the feature maps of every
+//! convolution and the saliency map of the predicted class.
 //!
 //! ```text
 //! cargo run --release --example inspect -- [--checkpoint FILE] [--image PNG | --index N] [--out DIR]
@@ -9,20 +10,18 @@
 //! The checkpoint defaults to `runs/mnist/lenet5.safetensors` (what `cargo run --release
 //! --example mnist` writes). A PNG is read as grayscale, scaled to 28x28 if it has another size,
 //! and inverted when it is mostly light (MNIST digits are light on dark); then normalised as the
-//! training digits were. Pictures go to DIR (default `runs/inspect/`): `<conv>_feature_maps.png`
+//! training digits were (the checkpoint records how; [`kiln::classify::ImageInput`]). Pictures
+//! go to DIR (default `runs/inspect/`): `<conv>_feature_maps.png`
 //! for each convolution found in the model's graph, and `saliency.png`.
 
 use clap::Parser;
-use image::imageops::FilterType;
-use kiln::checkpoint;
+use kiln::classify::{load_classifier, ImageInput};
 use kiln::data::{Mnist, MNIST_MEAN, MNIST_STD};
-use kiln::models::LeNet5;
-use kiln::nn::load_parameters;
 use kiln::prelude::*;
 use kiln::viz::{self, LayerKind};
 use std::path::{Path, PathBuf};
 
-/// Classify one digit with a trained LeNet-5 and draw what its layers see.
+/// Classify one digit with a trained model and draw what its layers see.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -54,25 +53,14 @@ fn main() {
     }
 }
 
-/// A PNG as a normalised `[1, 1, 28, 28]` digit (see the module docs).
-fn read_png(path: &Path) -> kiln::Result<(Vec<f32>, bool)> {
-    let img = image::open(path)
-        .map_err(|e| KilnError::Data(format!("{}: not a readable image: {e}", path.display())))?
-        .to_luma8();
-    let img = if img.dimensions() != (28, 28) {
-        image::imageops::resize(&img, 28, 28, FilterType::Triangle)
-    } else {
-        img
-    };
-    let mut v: Vec<f32> = img.pixels().map(|p| p.0[0] as f32 / 255.0).collect();
-    let inverted = v.iter().sum::<f32>() / v.len() as f32 > 0.5;
+/// A PNG as `input` takes it, inverted when it is mostly light (see the module docs).
+fn read_png(input: &ImageInput, path: &Path) -> kiln::Result<(Vec<u8>, bool)> {
+    let mut v = input.read(path)?;
+    let inverted = v.iter().map(|&p| p as f64).sum::<f64>() / v.len() as f64 > 127.5;
     if inverted {
-        v.iter_mut().for_each(|x| *x = 1.0 - *x);
+        v.iter_mut().for_each(|p| *p = 255 - *p);
     }
-    Ok((
-        v.iter().map(|x| (x - MNIST_MEAN) / MNIST_STD).collect(),
-        inverted,
-    ))
+    Ok((v, inverted))
 }
 
 fn run(args: &Args) -> kiln::Result<()> {
@@ -81,19 +69,19 @@ fn run(args: &Args) -> kiln::Result<()> {
     } else {
         Device::default()?
     };
-    let model = LeNet5::new(&dev, 0);
-    let ckpt = checkpoint::load(&args.checkpoint, &dev)?;
-    let params: Vec<(String, Tensor)> = ckpt
-        .tensors
-        .into_iter()
-        .filter(|(n, _)| !n.starts_with("optimizer."))
-        .collect();
-    load_parameters(&model, &params)?;
-    println!("loaded {}", args.checkpoint.display());
+    let net = load_classifier(None, &args.checkpoint, &dev)?;
+    let model = net.model.as_ref();
+    println!("loaded {} ({})", args.checkpoint.display(), net.name);
+    let (mean, std) = net
+        .normalization
+        .clone()
+        .unwrap_or_else(|| (vec![MNIST_MEAN], vec![MNIST_STD]));
+    let input = ImageInput::new(net.in_channels, net.input_size.unwrap_or([28, 28]))
+        .normalize(&mean, &std)?;
 
     let (pixels, label, what) = match &args.image {
         Some(path) => {
-            let (v, inverted) = read_png(path)?;
+            let (v, inverted) = read_png(&input, path)?;
             let note = if inverted { " (inverted)" } else { "" };
             (v, None, format!("{}{note}", path.display()))
         }
@@ -108,19 +96,15 @@ fn run(args: &Args) -> kiln::Result<()> {
                     test.len()
                 )));
             }
-            let v = test
-                .image(args.index)
-                .iter()
-                .map(|&p| (p as f32 / 255.0 - MNIST_MEAN) / MNIST_STD)
-                .collect();
+            let v = test.image(args.index).to_vec();
             let label = test.label(args.index);
             (v, Some(label), format!("test digit {}", args.index))
         }
     };
-    let x = Tensor::from_vec(pixels, [1, 1, 28, 28], &dev)?;
+    let x = input.tensor(&[pixels], &dev)?;
 
     // The prediction and the outputs of every convolution, from one graph.
-    let (layers, logits) = viz::layer_outputs(&model, &x)?;
+    let (layers, logits) = viz::layer_outputs(model, &x)?;
     let probs = kiln::no_grad(|| logits.softmax(1));
     let convs: Vec<(String, Tensor)> = layers
         .into_iter()
@@ -149,7 +133,7 @@ fn run(args: &Args) -> kiln::Result<()> {
         viz::feature_maps(&[(&caption, t)])?.save(&path)?;
         written.push(path);
     }
-    let map = viz::saliency(&model, &x, class)?;
+    let map = viz::saliency(model, &x, class)?;
     let path = args.out.join("saliency.png");
     let title = format!(
         "saliency of class {class} ({:.1}%) for {what}",

@@ -1,28 +1,37 @@
-//! Trains LeNet-5 on MNIST digits on the GPU: mini-batches and epochs, cross-entropy, Adam (or
-//! SGD / AdamW), a progress bar, the test accuracy after each epoch, and a checkpoint that
-//! `--resume` continues exactly. Each training step (forward, backward, update) is one graph, one
-//! plan and one submission, which the next step replays from the plan cache.
+//! Trains a model of the zoo (`--model lenet5|alexnet|resnet20`, default LeNet-5) on MNIST
+//! digits on the GPU: mini-batches and epochs, cross-entropy, Adam (or SGD / AdamW), a progress
+//! bar, the test accuracy after each epoch, and a checkpoint that `--resume` continues exactly.
+//! Each training step (forward, backward, update) is one graph, one plan and one submission,
+//! which the next step replays from the plan cache.
 //!
 //! `cargo run --release --example mnist` uses the real digits shipped in `data/mnist-10k`
 //! (8,000 training and 2,000 test images); `--data DIR` takes any directory of MNIST-format
-//! files (full MNIST, Fashion-MNIST). `--help` lists the options.
+//! files, raw or gzipped (full MNIST; Fashion-MNIST, e.g. `--data
+//! /usr/share/datasets/fashion-mnist` from Debian's `dataset-fashion-mnist`). Images are
+//! normalised with the training set's own mean and standard deviation unless `--mean`/`--std`
+//! say otherwise; `--max-steps N` and `--test-images N` make short smoke runs. `--help` lists
+//! the options.
 //!
 //! It prints the model's summary (layers, output shapes, parameters, multiply-adds, receptive
 //! fields) first, and writes into its run directory (`--run-dir`, default `runs/mnist/`):
 //! `metrics.csv` (loss, accuracy and images/s per step, train and test per epoch), the
-//! checkpoint, and unless `--no-pictures`: `curves.png`, `conv1_filters.png`,
-//! `conv2_filters.png`, `feature_maps.png` (one test digit through conv1 and conv2),
-//! `confusion.png` (the test set after the last epoch) and `plan.dot` (the training step's
-//! kernels; `plan.svg` too where Graphviz is installed). With `KILN_PROFILE=1` it prints a table
-//! of the GPU kernels at the end and writes it as `profile.json`.
+//! checkpoint (`<model>.safetensors`: the model's `state_dict`, the optimiser's state, and the
+//! model name, input size and normalisation that `examples/classify.rs` reads), and unless
+//! `--no-pictures`: `curves.png`, `<layer>_filters.png` for the model's first two convolutions
+//! (`conv1_filters.png`, `conv2_filters.png` for LeNet-5), `feature_maps.png` (one test digit
+//! through its first two convolutions), `confusion.png` (the test set after the last epoch) and
+//! `plan.dot` (the training step's kernels; `plan.svg` too where Graphviz is installed). With
+//! `KILN_PROFILE=1` it prints a table of the GPU kernels at the end and writes it as
+//! `profile.json`.
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::checkpoint;
+use kiln::classify::{META_INPUT_SIZE, META_MEAN, META_MODEL, META_STD};
 use kiln::data::Split;
-use kiln::data::{Augment, Mnist, MNIST_MEAN, MNIST_STD};
-use kiln::models::LeNet5;
-use kiln::nn::{load_parameters, Module};
+use kiln::data::{Augment, Mnist};
+use kiln::models::MODEL_NAMES;
+use kiln::nn::{load_state_dict, realize_pending_updates, Module};
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::prelude::*;
 use kiln::viz::{self, LayerKind, Metrics};
@@ -44,10 +53,13 @@ enum DeviceKind {
     Cpu,
 }
 
-/// Train LeNet-5 on MNIST-format digits.
+/// Train a model of the zoo on MNIST-format images.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    /// The model: LeNet-5, the small AlexNet, or the CIFAR ResNet-20 (for 1-channel images).
+    #[arg(long, default_value = "lenet5", value_parser = clap::builder::PossibleValuesParser::new(MODEL_NAMES))]
+    model: String,
     /// Directory with train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz),
     /// t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k"))]
@@ -71,7 +83,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "gpu")]
     device: DeviceKind,
     /// Checkpoint written after every epoch (safetensors, PyTorch state_dict names); default:
-    /// lenet5.safetensors in the run directory.
+    /// <model>.safetensors in the run directory.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Directory for the metrics, pictures, checkpoint and profile of this run.
@@ -87,6 +99,19 @@ struct Args {
     /// degrees) and scaling (0.9 to 1.1), seeded by --seed.
     #[arg(long)]
     augment: bool,
+    /// Stop after this many training steps in all (the epoch ends there, is tested and
+    /// checkpointed): for smoke runs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_steps: Option<u64>,
+    /// Test on the first N test images only (default: all of them): for smoke runs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    test_images: Option<u64>,
+    /// Mean of the normalisation (default: the training pixels' mean, scaled to [0, 1]).
+    #[arg(long)]
+    mean: Option<f32>,
+    /// Standard deviation of the normalisation (default: the training pixels').
+    #[arg(long)]
+    std: Option<f32>,
 }
 
 fn main() {
@@ -112,7 +137,7 @@ fn run(args: Args) -> kiln::Result<()> {
     let checkpoint = args
         .checkpoint
         .clone()
-        .unwrap_or_else(|| run_dir.join("lenet5.safetensors"));
+        .unwrap_or_else(|| run_dir.join(format!("{}.safetensors", args.model)));
     // KILN_PROFILE=1: kernel times from here on, reported when `profile` is dropped.
     let profile = kiln::profile::from_env(&dev, &run_dir);
     let data = Mnist::from_dir(&args.data)?;
@@ -122,8 +147,35 @@ fn run(args: Args) -> kiln::Result<()> {
         data.test().len(),
         args.data.display()
     );
-    let model = LeNet5::new(&dev, args.seed);
-    println!("LeNet-5:\n{}", viz::summary(&model, &[1, 1, 28, 28])?);
+    let [rows, cols] = data.train().image_dims();
+    let classes = data
+        .train()
+        .labels()
+        .iter()
+        .max()
+        .map_or(0, |&l| l as usize + 1);
+    let (data_mean, data_std) = pixel_stats(data.train());
+    let norm = Norm {
+        mean: args.mean.unwrap_or(data_mean),
+        std: args.std.unwrap_or(data_std),
+    };
+    if !(norm.mean.is_finite() && norm.std.is_finite() && norm.std > 0.0) {
+        return Err(KilnError::InvalidArgument(format!(
+            "normalisation needs a finite mean and a positive std, got mean {} std {}",
+            norm.mean, norm.std
+        )));
+    }
+    println!(
+        "{classes} classes, {rows}x{cols} images, normalised with mean {:.4} std {:.4}",
+        norm.mean, norm.std
+    );
+    let model = kiln::models::by_name(&args.model, 1, classes, &dev, args.seed)?;
+    let model = model.as_ref();
+    println!(
+        "{}:\n{}",
+        args.model,
+        viz::summary(model, &[1, 1, rows, cols])?
+    );
     let mut opt: Box<dyn Optimizer> = match args.optimizer {
         OptimizerKind::Adam => Box::new(Adam::new(model.parameters(), args.lr.unwrap_or(1e-3))),
         OptimizerKind::Adamw => Box::new(Adam::adamw(
@@ -137,7 +189,7 @@ fn run(args: Args) -> kiln::Result<()> {
     };
     let mut first_epoch = 0;
     if let Some(path) = &args.resume {
-        first_epoch = resume(path, &model, opt.as_mut(), &dev)?;
+        first_epoch = resume(path, &args.model, model, opt.as_mut(), &dev)?;
         println!("resumed from {} after epoch {first_epoch}", path.display());
     }
 
@@ -151,9 +203,14 @@ fn run(args: Args) -> kiln::Result<()> {
             .random_crop(2)
             .rotation(10.0)
             .scale(0.9, 1.1)
-            .normalize(&[MNIST_MEAN], &[MNIST_STD])
+            .normalize(&[norm.mean], &[norm.std])
     });
+    let max_steps = args.max_steps.map_or(usize::MAX, |m| m as usize);
+    let mut steps_done = 0;
     for epoch in first_epoch..args.epochs {
+        if steps_done >= max_steps {
+            break;
+        }
         let bar = ProgressBar::new(steps_per_epoch as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
@@ -168,12 +225,14 @@ fn run(args: Args) -> kiln::Result<()> {
         let mut unread: Vec<(Tensor, Tensor)> = vec![];
         let train = data.train();
         let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64));
-        let mut batches = shuffled.batches(batch);
+        let mut batches = shuffled.batches(batch).normalize(norm.mean, norm.std);
         if let Some(aug) = &augment {
             // Normalised after the warp, so that what a crop or turn brings in is black.
             batches = batches.unnormalized().transform(aug)?;
         }
-        for (step, (images, labels)) in batches.enumerate() {
+        let steps = steps_per_epoch.min(max_steps - steps_done);
+        let first_loss = metrics.steps.len();
+        for (step, (images, labels)) in batches.take(steps).enumerate() {
             let n = labels.numel();
             let logits = model.forward(&images);
             let loss = logits.cross_entropy(&labels);
@@ -190,8 +249,9 @@ fn run(args: Args) -> kiln::Result<()> {
             }
             opt.step(&grads)?;
             seen += n;
+            steps_done += 1;
             unread.push((loss, accuracy));
-            if step % 10 == 0 || step + 1 == steps_per_epoch {
+            if step % 10 == 0 || step + 1 == steps {
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
                 for (l, a) in unread.drain(..) {
                     metrics.push_step(
@@ -212,26 +272,44 @@ fn run(args: Args) -> kiln::Result<()> {
         }
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
-        let test = test_pass(&model, data.test())?;
+        let losses: Vec<f64> = metrics.steps[first_loss..].iter().map(|s| s.loss).collect();
+        let test_split = data
+            .test()
+            .take(args.test_images.map_or(usize::MAX, |n| n as usize));
+        let test = test_pass(model, test_split, norm)?;
         metrics.end_epoch(epoch + 1, Some(test.loss), Some(test.accuracy));
         println!(
-            "epoch {}: test accuracy {:.2}%, test loss {:.4} ({:.1} s, {:.0} images/s)",
+            "epoch {}: {} steps, train loss {:.4} -> {:.4} (first and last recorded), test \
+             accuracy {:.2}%, test loss {:.4} ({:.1} s, {:.0} images/s)",
             epoch + 1,
+            steps,
+            losses.first().copied().unwrap_or(f64::NAN),
+            losses.last().copied().unwrap_or(f64::NAN),
             test.accuracy * 100.0,
             test.loss,
             seconds,
             seen as f64 / seconds
         );
         last_test = Some(test);
-        save(&checkpoint, &model, opt.as_ref(), epoch + 1)?;
+        let info = CheckpointInfo {
+            model: &args.model,
+            epochs: epoch + 1,
+            norm,
+            size: [rows, cols],
+        };
+        save(&checkpoint, model, opt.as_ref(), &info)?;
         metrics.save_csv(run_dir.join("metrics.csv"))?;
+    }
+    if steps_done >= max_steps {
+        println!("stopped after {steps_done} steps (--max-steps)");
     }
     println!("checkpoint: {}", checkpoint.display());
     if !args.no_pictures {
         pictures(
             &run_dir,
-            &model,
+            model,
             &data,
+            norm,
             &metrics,
             last_test.as_ref(),
             plan_dot.as_deref(),
@@ -240,6 +318,34 @@ fn run(args: Args) -> kiln::Result<()> {
     profile.finish()?;
     println!("run directory: {}", run_dir.display());
     Ok(())
+}
+
+/// The normalisation of the pixels after scaling to [0, 1]: `(x - mean) / std`.
+#[derive(Clone, Copy, Debug)]
+struct Norm {
+    mean: f32,
+    std: f32,
+}
+
+/// The mean and standard deviation of every pixel of `split`, scaled to [0, 1].
+fn pixel_stats(split: Split<'_>) -> (f32, f32) {
+    let mut counts = [0u64; 256];
+    for i in 0..split.len() {
+        for &p in split.image(i) {
+            counts[p as usize] += 1;
+        }
+    }
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let value = |p: usize| p as f64 / 255.0;
+    let mean = (0..256).map(|p| counts[p] as f64 * value(p)).sum::<f64>() / n as f64;
+    let var = (0..256)
+        .map(|p| counts[p] as f64 * (value(p) - mean).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    (mean as f32, (var.sqrt() as f32).max(1e-6))
 }
 
 /// The test set's loss, accuracy and every prediction.
@@ -251,11 +357,11 @@ struct TestPass {
 }
 
 /// One pass over `split` in evaluation mode without gradients, 500 images per batch.
-fn test_pass(model: &LeNet5, split: Split<'_>) -> kiln::Result<TestPass> {
+fn test_pass(model: &dyn Module, split: Split<'_>, norm: Norm) -> kiln::Result<TestPass> {
     model.set_training(false);
     let result = kiln::no_grad(|| -> kiln::Result<TestPass> {
         let (mut loss_sum, mut preds, mut labels) = (0.0, vec![], vec![]);
-        for (images, y) in split.batches(500) {
+        for (images, y) in split.batches(500).normalize(norm.mean, norm.std) {
             let logits = model.forward(&images);
             let loss = logits.cross_entropy(&y).mul_scalar(y.numel() as f64);
             let pred = logits.argmax(1, false);
@@ -277,11 +383,19 @@ fn test_pass(model: &LeNet5, split: Split<'_>) -> kiln::Result<TestPass> {
     result
 }
 
+/// How many convolutions the pictures show (filters and feature maps).
+const CONVS_SHOWN: usize = 2;
+
+/// The largest training plan (in kernels) rendered to SVG with Graphviz: LeNet-5's has about
+/// 50, ResNet-20's about 380, which `dot` takes many minutes to lay out.
+const MAX_KERNELS_RENDERED: usize = 150;
+
 /// Writes the run's pictures and prints where they are.
 fn pictures(
     dir: &Path,
-    model: &LeNet5,
+    model: &dyn Module,
     data: &Mnist,
+    norm: Norm,
     metrics: &Metrics,
     test: Option<&TestPass>,
     plan_dot: Option<&str>,
@@ -291,16 +405,33 @@ fn pictures(
         viz::save_curves(metrics, dir.join("curves.png"))?;
         written.push(dir.join("curves.png"));
     }
-    viz::save_filters(&model.conv1.weight, dir.join("conv1_filters.png"))?;
-    viz::save_filters(&model.conv2.weight, dir.join("conv2_filters.png"))?;
-    written.extend([dir.join("conv1_filters.png"), dir.join("conv2_filters.png")]);
-    // One test digit through the network: the outputs of its convolutions, found in the graph.
-    let (digit, label) = data.test().take(1).batches(1).next().expect("a test image");
+    // The filters of the first convolutions: the first 4-D weights in the model's order.
+    let conv_weights = model
+        .named_parameters()
+        .into_iter()
+        .filter(|(name, w)| w.rank() == 4 && name.ends_with(".weight"))
+        .take(CONVS_SHOWN);
+    for (name, weight) in conv_weights {
+        let layer = name.trim_end_matches(".weight").replace('.', "_");
+        let path = dir.join(format!("{layer}_filters.png"));
+        viz::save_filters(&weight, &path)?;
+        written.push(path);
+    }
+    // One test digit through the network: the outputs of its first convolutions, found in the
+    // graph.
+    let (digit, label) = data
+        .test()
+        .take(1)
+        .batches(1)
+        .normalize(norm.mean, norm.std)
+        .next()
+        .expect("a test image");
     let (layers, _) = viz::layer_outputs(model, &digit)?;
     let convs: Vec<(String, Tensor)> = layers
         .into_iter()
         .filter(|l| l.kind == LayerKind::Conv2d)
         .filter_map(|l| l.output.map(|t| (l.name, t)))
+        .take(CONVS_SHOWN)
         .collect();
     Tensor::realize_all(&convs.iter().map(|(_, t)| t).collect::<Vec<_>>())?;
     let input_caption = format!("test digit 0 (label {})", label.to_vec::<i32>()?[0]);
@@ -318,16 +449,37 @@ fn pictures(
     viz::feature_maps(&sections)?.save(dir.join("feature_maps.png"))?;
     written.push(dir.join("feature_maps.png"));
     if let Some(test) = test {
-        let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        let classes = test
+            .labels
+            .iter()
+            .chain(&test.preds)
+            .max()
+            .map_or(0, |m| m + 1);
+        let names: Vec<String> = (0..classes.max(10)).map(|d| d.to_string()).collect();
         let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         viz::save_confusion_matrix(&test.preds, &test.labels, &names, dir.join("confusion.png"))?;
         written.push(dir.join("confusion.png"));
     }
     if let Some(dot) = plan_dot {
         let path = dir.join("plan.dot");
-        let rendered = viz::save_dot(dot, &path, "svg")?;
+        let kernels = dot
+            .lines()
+            .filter(|l| l.starts_with("  k") && l.contains("[shape=box"))
+            .count();
+        if kernels <= MAX_KERNELS_RENDERED {
+            let rendered = viz::save_dot(dot, &path, "svg")?;
+            written.extend(rendered);
+        } else {
+            // Graphviz takes many minutes to lay out a plan this large: write the DOT only.
+            std::fs::write(&path, dot)
+                .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))?;
+            println!(
+                "plan.dot: {kernels} kernels, too many to render here; `dot -Tsvg {} -o plan.svg` \
+                 renders it",
+                path.display()
+            );
+        }
         written.push(path);
-        written.extend(rendered);
     }
     for p in written {
         println!("wrote {}", p.display());
@@ -335,33 +487,67 @@ fn pictures(
     Ok(())
 }
 
-/// Writes the model's parameters (PyTorch names) and the optimiser's state (`optimizer.` names)
-/// with the number of epochs done.
-fn save(path: &Path, model: &LeNet5, opt: &dyn Optimizer, epochs: usize) -> kiln::Result<()> {
-    let mut tensors = model.named_parameters();
+/// What a checkpoint records beside the tensors.
+struct CheckpointInfo<'a> {
+    model: &'a str,
+    epochs: usize,
+    norm: Norm,
+    size: [usize; 2],
+}
+
+/// Writes the model's `state_dict` (PyTorch names; parameters and buffers such as batch-norm
+/// statistics) and the optimiser's state (`optimizer.` names), with the model name, the epochs
+/// done, the input size and the normalisation as metadata (read by `examples/classify.rs`).
+fn save(
+    path: &Path,
+    model: &dyn Module,
+    opt: &dyn Optimizer,
+    info: &CheckpointInfo<'_>,
+) -> kiln::Result<()> {
+    // Buffer updates of the last forward pass not yet applied (none after an optimiser step).
+    realize_pending_updates()?;
+    let mut tensors = model.state_dict();
     for (name, t) in opt.state() {
         tensors.push((format!("optimizer.{name}"), t));
     }
     let metadata = vec![
-        ("model".to_string(), "LeNet5".to_string()),
-        ("epochs".to_string(), epochs.to_string()),
+        (META_MODEL.to_string(), info.model.to_string()),
+        ("epochs".to_string(), info.epochs.to_string()),
+        (META_MEAN.to_string(), info.norm.mean.to_string()),
+        (META_STD.to_string(), info.norm.std.to_string()),
+        (
+            META_INPUT_SIZE.to_string(),
+            format!("{}x{}", info.size[0], info.size[1]),
+        ),
     ];
     checkpoint::save(path, &tensors, &metadata)
 }
 
-/// Loads a checkpoint written by [`save`]; returns the number of epochs it had done.
+/// Loads a checkpoint written by [`save`] for model `name`; returns the number of epochs it had
+/// done.
 fn resume(
     path: &PathBuf,
-    model: &LeNet5,
+    name: &str,
+    model: &dyn Module,
     opt: &mut dyn Optimizer,
     dev: &Device,
 ) -> kiln::Result<usize> {
     let ckpt = checkpoint::load(path, dev)?;
+    // Checkpoints of older versions of this example name LeNet-5 "LeNet5".
+    if let Some(saved) = ckpt.meta(META_MODEL).map(str::to_lowercase) {
+        if saved != name {
+            return Err(KilnError::Data(format!(
+                "{}: a checkpoint of {saved}, not of {name}; pass --model {saved}",
+                path.display()
+            )));
+        }
+    }
     let (optim, params): (Vec<_>, Vec<_>) = ckpt
         .tensors
         .into_iter()
         .partition(|(n, _)| n.starts_with("optimizer."));
-    load_parameters(model, &params)?;
+    load_state_dict(model, &params)
+        .map_err(|e| KilnError::Data(format!("{}: {e}", path.display())))?;
     let optim: Vec<(String, Tensor)> = optim
         .into_iter()
         .map(|(n, t)| (n["optimizer.".len()..].to_string(), t))

@@ -25,6 +25,7 @@ pub use kiln_models as models;
 pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
 
+pub mod classify;
 pub mod profile;
 
 /// The lazy compute graph (everything of `kiln_core::graph`) and its pictures as Graphviz DOT:

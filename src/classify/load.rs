@@ -1,0 +1,159 @@
+//! A model chosen by name, shaped and filled from a checkpoint file.
+
+use crate::checkpoint;
+use crate::models::{by_name, MODEL_NAMES};
+use crate::nn::{load_state_dict, Module};
+use crate::{Device, KilnError, Result, Tensor};
+use std::path::Path;
+
+/// Checkpoint metadata key: the model's name as [`by_name`] knows it (`"lenet5"`).
+pub const META_MODEL: &str = "model";
+/// Checkpoint metadata key: the per-channel means the training normalised with,
+/// comma-separated (`"0.1307"`).
+pub const META_MEAN: &str = "mean";
+/// Checkpoint metadata key: the per-channel standard deviations, comma-separated.
+pub const META_STD: &str = "std";
+/// Checkpoint metadata key: the training images' height and width, `"28x28"`.
+pub const META_INPUT_SIZE: &str = "input_size";
+
+/// A model with the weights of a checkpoint, in evaluation mode, and what the checkpoint says
+/// about its input.
+pub struct Classifier {
+    /// The model, in evaluation mode.
+    pub model: Box<dyn Module>,
+    /// Its name ([`by_name`]).
+    pub name: String,
+    /// Channels of its input (from the checkpoint's first convolution).
+    pub in_channels: usize,
+    /// Number of classes (from the checkpoint's last linear layer).
+    pub classes: usize,
+    /// The normalisation the training used (`mean`, `std`), if the checkpoint records it.
+    pub normalization: Option<(Vec<f32>, Vec<f32>)>,
+    /// The training images' `[height, width]`, if the checkpoint records it.
+    pub input_size: Option<[usize; 2]>,
+}
+
+fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
+    KilnError::Data(format!("{}: {what}", path.display()))
+}
+
+/// Comma-separated floats of metadata `key`, if present.
+fn floats(path: &Path, ck: &checkpoint::Checkpoint, key: &str) -> Result<Option<Vec<f32>>> {
+    let Some(v) = ck.meta(key) else {
+        return Ok(None);
+    };
+    v.split(',')
+        .map(|s| s.trim().parse::<f32>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(|e| bad(path, format!("metadata {key:?} is {v:?}, not numbers: {e}")))
+}
+
+/// Builds the model called `name` (or, if `None`, the one the checkpoint's `"model"` metadata
+/// names) with the input channels and classes of the checkpoint at `path` (a kiln checkpoint,
+/// whose `optimizer.*` tensors are skipped, or a PyTorch `state_dict` saved with
+/// `safetensors.torch.save_file`), loads every tensor of its `state_dict` from the file onto
+/// `device`, and puts it in evaluation mode. Errors name the file and the problem: unreadable,
+/// no model name, a name that disagrees with the metadata, an unknown model, or weights that do
+/// not fit the model (every missing, unexpected and mis-shaped tensor).
+pub fn load_classifier(
+    name: Option<&str>,
+    path: impl AsRef<Path>,
+    device: &Device,
+) -> Result<Classifier> {
+    let path = path.as_ref();
+    let ck = checkpoint::load(path, &Device::cpu())?;
+    if let Some(n) = name.filter(|n| !MODEL_NAMES.contains(n)) {
+        // The same error as by_name's, before the file is blamed for anything.
+        by_name(n, 1, 10, &Device::cpu(), 0)?;
+    }
+    let recorded = ck.meta(META_MODEL).map(|m| m.to_lowercase());
+    let name = match (name, &recorded) {
+        (Some(n), Some(r)) if n != r => {
+            return Err(bad(
+                path,
+                format!("holds model {r} (its metadata says so), not {n}; pass --model {r}"),
+            ))
+        }
+        (Some(n), _) => n.to_string(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => {
+            return Err(bad(
+                path,
+                format!(
+                    "the file does not say which model it holds (no {META_MODEL:?} metadata); \
+                     name the model ({})",
+                    MODEL_NAMES.join(", ")
+                ),
+            ))
+        }
+    };
+    // The shapes of the first convolution and the last linear layer give the input channels
+    // and the classes of the model the file holds.
+    let probe = by_name(&name, 1, 10, &Device::cpu(), 0)?;
+    let entries = probe.state_dict();
+    let first_conv = entries.iter().find(|(_, t)| t.rank() == 4);
+    let last_linear = entries.iter().rev().find(|(_, t)| t.rank() == 2);
+    let (Some((conv, _)), Some((linear, _))) = (first_conv, last_linear) else {
+        return Err(KilnError::InvalidArgument(format!(
+            "model {name} has no convolution or no linear layer to read its shape from"
+        )));
+    };
+    let shape_of = |tensor: &str, axis: usize| -> Result<usize> {
+        let t: &Tensor = ck.get(tensor).ok_or_else(|| {
+            bad(
+                path,
+                format!("no tensor {tensor:?}, which a {name} has; is it another model's file?"),
+            )
+        })?;
+        t.dims().get(axis).copied().ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "{tensor:?} is {} but a {name} has it with more dimensions",
+                    t.shape()
+                ),
+            )
+        })
+    };
+    let in_channels = shape_of(conv, 1)?;
+    let classes = shape_of(linear, 0)?;
+    let model = by_name(&name, in_channels, classes, device, 0)?;
+    let weights: Vec<(String, Tensor)> = ck
+        .tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("optimizer."))
+        .cloned()
+        .collect();
+    load_state_dict(model.as_ref(), &weights).map_err(|e| match e {
+        KilnError::Data(m) => bad(path, format!("not the weights of a {name}: {m}")),
+        other => other,
+    })?;
+    model.set_training(false);
+    let normalization = match (floats(path, &ck, META_MEAN)?, floats(path, &ck, META_STD)?) {
+        (Some(m), Some(s)) => Some((m, s)),
+        _ => None,
+    };
+    let input_size = match ck.meta(META_INPUT_SIZE) {
+        None => None,
+        Some(v) => {
+            let parsed = v
+                .split_once('x')
+                .and_then(|(h, w)| Some([h.trim().parse().ok()?, w.trim().parse().ok()?]));
+            Some(parsed.ok_or_else(|| {
+                bad(
+                    path,
+                    format!("metadata {META_INPUT_SIZE:?} is {v:?}, not HxW"),
+                )
+            })?)
+        }
+    };
+    Ok(Classifier {
+        model,
+        name,
+        in_channels,
+        classes,
+        normalization,
+        input_size,
+    })
+}
