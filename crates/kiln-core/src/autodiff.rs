@@ -507,10 +507,13 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             match op {
                 ReduceOp::Sum => vec![Some(g.expand(x0.shape()))],
                 ReduceOp::Max | ReduceOp::Min => {
-                    // Every element equal to the extreme shares the gradient equally.
-                    let hit = x0.eq(&y.expand(x0.shape())).cast(g.dtype());
-                    let count = hit.sum_axes(axes, true);
-                    vec![Some(hit.mul(&g.div(&count).expand(x0.shape())))]
+                    // Every element equal to the extreme shares the gradient equally. The mask
+                    // is built once per use: a mask with two users would be stored, and over a
+                    // pooling window view it can outgrow a binding (ResNet-50's stem max-pool
+                    // at batch 32: 231 MB); recomputing it in each kernel costs a comparison.
+                    let hit = || x0.eq(&y.expand(x0.shape())).cast(g.dtype());
+                    let count = hit().sum_axes(axes, true);
+                    vec![Some(hit().mul(&g.div(&count).expand(x0.shape())))]
                 }
                 ReduceOp::ArgMax | ReduceOp::ArgMin => vec![None],
             }
