@@ -26,6 +26,36 @@ fn conv(
     }
 }
 
+/// AlexNet's classifier: dropout, `inputs -> hidden`, ReLU, dropout, `hidden -> hidden`, ReLU,
+/// `hidden -> classes`. `seeds` are those of the five layers in order.
+fn classifier(
+    inputs: usize,
+    hidden: usize,
+    classes: usize,
+    device: &Device,
+    seeds: [u64; 5],
+) -> Sequential {
+    Sequential::new()
+        .push(Dropout::new(0.5, seeds[0]))
+        .push(Linear::new(inputs, hidden, device, seeds[1]))
+        .push(Activation::Relu)
+        .push(Dropout::new(0.5, seeds[2]))
+        .push(Linear::new(hidden, hidden, device, seeds[3]))
+        .push(Activation::Relu)
+        .push(Linear::new(hidden, classes, device, seeds[4]))
+}
+
+/// Both networks' forward: features, adaptive average pooling, flatten, classifier.
+fn forward(
+    features: &Sequential,
+    avgpool: &AdaptiveAvgPool2d,
+    classifier: &Sequential,
+    x: &Tensor,
+) -> Tensor {
+    let x = avgpool.forward(&features.forward(x));
+    classifier.forward(&x.flatten(1, 3))
+}
+
 /// torchvision's AlexNet: `[N, C, H, W] -> [N, classes]` (224x224 in the paper; any size of at
 /// least 63x63, since the features are pooled adaptively to 6x6). 61,100,840 parameters for 3
 /// channels and 1000 classes, named as torchvision names them (`features.0.weight`, ..,
@@ -63,14 +93,8 @@ impl AlexNet {
             .push(conv(256, 256, 3, 1, 1)(device, s(10)))
             .push(Activation::Relu)
             .push(overlapping_pool());
-        let classifier = Sequential::new()
-            .push(Dropout::new(0.5, s(20)))
-            .push(Linear::new(256 * 6 * 6, 4096, device, s(21)))
-            .push(Activation::Relu)
-            .push(Dropout::new(0.5, s(23)))
-            .push(Linear::new(4096, 4096, device, s(24)))
-            .push(Activation::Relu)
-            .push(Linear::new(4096, classes, device, s(26)));
+        let seeds = [s(20), s(21), s(23), s(24), s(26)];
+        let classifier = classifier(256 * 6 * 6, 4096, classes, device, seeds);
         AlexNet {
             features,
             avgpool: AdaptiveAvgPool2d::new([6, 6]),
@@ -82,8 +106,7 @@ impl AlexNet {
 impl Module for AlexNet {
     /// `[N, C, H, W]` images -> `[N, classes]` logits.
     fn forward(&self, x: &Tensor) -> Tensor {
-        let x = self.avgpool.forward(&self.features.forward(x));
-        self.classifier.forward(&x.flatten(1, 3))
+        forward(&self.features, &self.avgpool, &self.classifier, x)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         vec![
@@ -147,14 +170,8 @@ impl SmallAlexNet {
             .push(Activation::Relu)
             .push(conv(192, 128, 3, 1, 1)(device, s(4)))
             .push(Activation::Relu);
-        let classifier = Sequential::new()
-            .push(Dropout::new(0.5, s(5)))
-            .push(Linear::new(128 * 2 * 2, 512, device, s(6)))
-            .push(Activation::Relu)
-            .push(Dropout::new(0.5, s(7)))
-            .push(Linear::new(512, 512, device, s(8)))
-            .push(Activation::Relu)
-            .push(Linear::new(512, classes, device, s(9)));
+        let seeds = [s(5), s(6), s(7), s(8), s(9)];
+        let classifier = classifier(128 * 2 * 2, 512, classes, device, seeds);
         SmallAlexNet {
             features,
             avgpool: AdaptiveAvgPool2d::new([2, 2]),
@@ -166,8 +183,7 @@ impl SmallAlexNet {
 impl Module for SmallAlexNet {
     /// `[N, C, H, W]` images -> `[N, classes]` logits.
     fn forward(&self, x: &Tensor) -> Tensor {
-        let x = self.avgpool.forward(&self.features.forward(x));
-        self.classifier.forward(&x.flatten(1, 3))
+        forward(&self.features, &self.avgpool, &self.classifier, x)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         vec![
