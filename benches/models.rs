@@ -217,6 +217,14 @@ fn measure(case: &Case, profile: bool) -> Result<Measured> {
     })
 }
 
+/// How many of the slowest kernels `--profile` lists: `KILN_PROFILE_TOP`, 12 by default.
+fn profile_top() -> usize {
+    std::env::var("KILN_PROFILE_TOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.1}"))
 }
@@ -275,7 +283,7 @@ fn main() {
                     iters
                 );
                 if let Some(p) = &m.profile {
-                    p.print("  ", 12);
+                    p.print("  ", profile_top());
                 }
                 if case.name == "resnet20-fashion" {
                     if let Some(r) = m.train_images_per_s {

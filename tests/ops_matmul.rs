@@ -103,6 +103,59 @@ fn transposed_operands_are_read_in_place() {
 }
 
 #[test]
+fn transposed_operands_read_four_values_at_a_time() {
+    // The software kernel also reads an operand with stride 1 along its other dimension (a
+    // transpose, a permuted batch, a broadcast weight read as W^T) 4 values at a time: 4 rows
+    // of A at one k, or 4 k-steps of a column of B.
+    let at = pair(&[20, 36], 90);
+    let b = pair(&[20, 44], 91);
+    check2("a.t().matmul(b) 36x44x20", &at, &b, dot_tol(20), |at, b| {
+        at.t().matmul(b)
+    });
+    let a = pair(&[3, 12, 8], 92);
+    let bt = pair(&[3, 20, 8], 93);
+    check2(
+        "batched a.matmul(b.t()) 12x20x8",
+        &a,
+        &bt,
+        dot_tol(8),
+        |a, bt| a.matmul(&bt.t()),
+    );
+    let at = pair(&[16, 8], 94);
+    let bt = pair(&[12, 16], 95);
+    check2(
+        "a.t().matmul(b.t()) 8x12x16",
+        &at,
+        &bt,
+        dot_tol(16),
+        |at, bt| (at.t().matmul(&bt.t()) * 2.0).relu(),
+    );
+    let w = pair(&[4, 16], 96);
+    let x = pair(&[3, 4, 12], 97);
+    check2(
+        "w.t() broadcast x batch 16x12x4",
+        &w,
+        &x,
+        dot_tol(4),
+        |w, x| w.t().matmul(x),
+    );
+    let x = pair(&[3, 8, 20], 98);
+    let b = pair(&[8, 7], 99);
+    check2("permuted batch 20x7x8", &x, &b, dot_tol(8), |x, b| {
+        x.permute(&[0, 2, 1]).matmul(b)
+    });
+    let at = pair(&[7, 12], 100);
+    let b = pair(&[7, 16], 101);
+    check2(
+        "a.t().matmul(b) with odd k 12x16x7",
+        &at,
+        &b,
+        dot_tol(7),
+        |at, b| at.t().matmul(b),
+    );
+}
+
+#[test]
 fn batched_with_broadcast_batch_dimensions() {
     let cases: [(&[usize], &[usize]); 4] = [
         (&[2, 3, 5, 7], &[7, 4]),

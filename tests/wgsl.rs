@@ -358,7 +358,7 @@ fn software_matmul_runs_its_epilogue_in_a_rolled_second_pass() {
 #[test]
 fn software_matmul_reads_plain_operands_as_vec4() {
     let dev = Device::cpu();
-    let a = Tensor::from_vec(vec![0.5f32; 32 * 24], [32, 24], &dev).unwrap();
+    let a = Tensor::from_vec(vec![0.5f32; 64 * 24], [64, 24], &dev).unwrap();
     let b = Tensor::from_vec(vec![0.25f32; 24 * 64], [24, 64], &dev).unwrap();
     let source = |t: &Tensor| {
         let p = Pending::collect(&[t]);
@@ -378,12 +378,22 @@ fn software_matmul_reads_plain_operands_as_vec4() {
     };
     let plain = source(&a.matmul(&b));
     assert!(
-        plain.contains("const VEC_A: bool = true;") && plain.contains("const VEC_B: bool = true;")
+        plain.contains("const A_MODE: u32 = 1u;") && plain.contains("const B_MODE: u32 = 1u;"),
+        "{plain}"
     );
     assert!(plain.contains("array<vec4<f32>>"));
-    // A transposed view is read element by element; so is an operand the epilogue reads too.
-    let viewed = source(&a.t().t().matmul(&b.t().t()).relu());
-    assert!(viewed.contains("const VEC_A: bool = false;"), "{viewed}");
+    // A transposed operand is read 4 values at a time along its other dimension.
+    let at = Tensor::from_vec(vec![0.5f32; 24 * 32], [24, 32], &dev).unwrap();
+    let bt = Tensor::from_vec(vec![0.25f32; 64 * 24], [64, 24], &dev).unwrap();
+    let transposed = source(&at.t().matmul(&bt.t()).relu());
+    assert!(
+        transposed.contains("const A_MODE: u32 = 2u;")
+            && transposed.contains("const B_MODE: u32 = 2u;"),
+        "{transposed}"
+    );
+    let twice = source(&a.t().t().matmul(&b.t().t()));
+    assert!(twice.contains("const A_MODE: u32 = 1u;"), "{twice}");
+    // An operand the epilogue reads too is read element by element.
     let shared = source(&(a.matmul(&b.narrow(1, 0, 24)) + &a));
-    assert!(shared.contains("const VEC_A: bool = false;"), "{shared}");
+    assert!(shared.contains("const A_MODE: u32 = 0u;"), "{shared}");
 }
