@@ -35,6 +35,7 @@ use kiln::nn::{load_state_dict, realize_pending_updates, Module};
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::prelude::*;
 use kiln::viz::{self, LayerKind, Metrics};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -232,6 +233,9 @@ fn run(args: Args) -> kiln::Result<()> {
         }
         let steps = steps_per_epoch.min(max_steps - steps_done);
         let first_loss = metrics.steps.len();
+        // The bar draws only on a terminal; into a log file a line goes every ~10% instead.
+        let log_lines = !std::io::stderr().is_terminal();
+        let mut next_line = 0;
         for (step, (images, labels)) in batches.take(steps).enumerate() {
             let n = labels.numel();
             let logits = model.forward(&images);
@@ -262,11 +266,16 @@ fn run(args: Args) -> kiln::Result<()> {
                     );
                 }
                 let last = metrics.steps.last().expect("a step was recorded");
-                bar.set_message(format!(
+                let message = format!(
                     "loss {:.4} acc {:5.1}% {rate:.0} img/s",
                     last.loss,
                     last.accuracy * 100.0
-                ));
+                );
+                if log_lines && step >= next_line {
+                    eprintln!("epoch {} step {}/{steps}: {message}", epoch + 1, step + 1);
+                    next_line = step + (steps / 10).max(10);
+                }
+                bar.set_message(message);
             }
             bar.inc(1);
         }

@@ -144,6 +144,15 @@ fn transposed_operands_read_four_values_at_a_time() {
     check2("permuted batch 20x7x8", &x, &b, dot_tol(8), |x, b| {
         x.permute(&[0, 2, 1]).matmul(b)
     });
+    // An operand whose buffer the other operand also reads (through a slice) stays scalar.
+    let x = pair(&[32, 24], 102);
+    let y = pair(&[1], 103);
+    check2("x.matmul(x.narrow(..))", &x, &y, dot_tol(24), |x, _| {
+        x.matmul(&x.narrow(0, 8, 24))
+    });
+    check2("x.matmul(x.t())", &x, &y, dot_tol(24), |x, _| {
+        x.matmul(&x.t())
+    });
     let at = pair(&[7, 12], 100);
     let b = pair(&[7, 16], 101);
     check2(

@@ -91,17 +91,20 @@ pub fn generate(
     if opts.software {
         let CpuBlock { rm, rn, .. } = cpu_block(m, n);
         let root = kernel.root;
-        let view = |x: usize| -> Option<Strided> {
+        // The buffer's binding is declared `array<vec4<f32>>`, so nothing else in the kernel may
+        // read it as scalars: not the epilogue, not the other operand (`x.matmul(x.narrow(..))`).
+        let view = |x: usize, other_load: &str| -> Option<Strided> {
             let s = strided(p, &env.materialized, root, x)?;
             let base = &p.nodes[s.base];
+            let read = format!("{}[", env.bindings[&s.base]);
             let ok = base.dtype() == kiln_core::DType::F32
                 && base.shape().numel().is_multiple_of(4)
-                && !epilogue.contains(&format!("{}[", env.bindings[&s.base]));
+                && !epilogue.contains(&read)
+                && !other_load.contains(&read);
             ok.then_some(s)
         };
-        let (va, vb) = (view(a), view(b));
-        // Both operands read as vec4 from one binding would need it declared twice.
-        let same_base = matches!((&va, &vb), (Some(x), Some(y)) if x.base == y.base);
+        let (va, vb) = (view(a, &load_b), view(b, &load_a));
+        // Stride 1 along matrix dimension `unit` (0: rows, 1: columns), 4-aligned elsewhere.
         let aligned = |s: &Strided, unit: usize| {
             s.strides[..rank - 2].iter().all(|v| v.is_multiple_of(4))
                 && s.strides[rank - 2 + (1 - unit)].is_multiple_of(4)
@@ -109,14 +112,14 @@ pub fn generate(
         };
         // A: 1 = 4 k-steps of a row (stride 1 along k), 2 = 4 rows at one k (stride 1 along rows).
         let a_mode = match &va {
-            Some(s) if !same_base && k.is_multiple_of(4) && aligned(s, 1) => 1,
-            Some(s) if !same_base && m.is_multiple_of(4) && rm >= 4 && aligned(s, 0) => 2,
+            Some(s) if k.is_multiple_of(4) && aligned(s, 1) => 1,
+            Some(s) if m.is_multiple_of(4) && rm >= 4 && aligned(s, 0) => 2,
             _ => 0,
         };
         // B: 1 = 4 columns at one k (stride 1 along columns), 2 = 4 k-steps of a column.
         let b_mode = match &vb {
-            Some(s) if !same_base && n.is_multiple_of(4) && rn >= 4 && aligned(s, 1) => 1,
-            Some(s) if !same_base && k.is_multiple_of(4) && aligned(s, 0) => 2,
+            Some(s) if n.is_multiple_of(4) && rn >= 4 && aligned(s, 1) => 1,
+            Some(s) if k.is_multiple_of(4) && aligned(s, 0) => 2,
             _ => 0,
         };
         let mut fns = format!("const A_MODE: u32 = {a_mode}u;\nconst B_MODE: u32 = {b_mode}u;\n");
