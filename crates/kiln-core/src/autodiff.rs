@@ -2,7 +2,7 @@
 //! same graph as the forward pass, so a training step's forward, backward and update are scheduled,
 //! fused and submitted together.
 //!
-//! All of it is [`vjp`], one table of vector-Jacobian rules (one arm per op), and [`gradients`],
+//! All of it is [`vjp`], one table of vector-Jacobian rules (one arm per op), and `gradients`,
 //! a short reverse walk that applies it and sums the contributions each node receives.
 
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};

@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 /// A backend's handle to a realized tensor's values (a GPU buffer, a host array). Backends
-/// downcast it with [`Storage::as_any`].
+/// downcast it with [`StorageHandle::as_any`].
 pub trait StorageHandle: Any + Send + Sync {
     /// Size of the values in bytes.
     fn size_bytes(&self) -> u64;

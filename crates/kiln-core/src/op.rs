@@ -280,7 +280,7 @@ impl Op {
 
     /// The runtime scalars of this op, as 32-bit words of the node's dtype (f16 values are passed
     /// as f32 bits). They are not part of the plan signature: a cached plan is replayed with new
-    /// values. Full: [value]; Arange: [start, step]; Rand: [seed low, seed high]; Pad: [value].
+    /// values. Full: `[value]`; Arange: `[start, step]`; Rand: `[seed low, seed high]`; Pad: `[value]`.
     pub fn scalar_words(&self, dtype: DType) -> Vec<u32> {
         let word = |v: f64| -> u32 {
             match dtype {

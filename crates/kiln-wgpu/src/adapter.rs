@@ -91,7 +91,7 @@ fn rank(adapter: &wgpu::Adapter) -> (u8, u8) {
 }
 
 /// Picks an adapter: the first whose name contains `name` (case-insensitive) if given, else the
-/// best by [`rank`]. `None` when there is no adapter at all.
+/// best by `rank`. `None` when there is no adapter at all.
 pub fn pick(instance: &wgpu::Instance, name: Option<&str>) -> Result<Option<wgpu::Adapter>> {
     pick_with(instance, name, None)
 }

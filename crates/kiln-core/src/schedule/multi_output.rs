@@ -23,7 +23,7 @@
 //! f16 outputs never join (neither kernel may write one): without native f16 they are stored as
 //! packed pairs of halves, which only a single-output kernel writes safely.
 //!
-//! Candidates are tried nearest first within [`WINDOW`] kernels, so the result depends only on
+//! Candidates are tried nearest first within `WINDOW` (64) kernels, so the result depends only on
 //! the graph's structure (plans stay deterministic and cacheable).
 
 use super::{Kernel, KernelKind};
