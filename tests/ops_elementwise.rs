@@ -415,3 +415,21 @@ fn more_inputs_than_one_kernel_can_bind() {
         EXACT,
     );
 }
+
+#[test]
+fn four_elements_per_invocation_with_mixed_reads() {
+    // On software adapters an f32 elementwise kernel computes 4 elements per invocation and reads
+    // same-shape inputs as vec4; the same buffer may also be read through a view (transposed,
+    // shifted) and others broadcast.
+    let x = pair(&[6, 8], 140);
+    let y = pair(&[6, 8], 141);
+    check2("x + y.relu() * x.t()-ish", &x, &y, ARITH, |x, y| {
+        (x + &y.relu()) * x.reshape([8, 6]).t().reshape([6, 8]) - x.sum_axes(&[1], true)
+    });
+    check2("x * flip(x) + y", &x, &y, ARITH, |x, y| {
+        x * &x.flip(&[1]) + y
+    });
+    let z = pair(&[2, 3, 4], 142);
+    let w = pair(&[4], 143);
+    check2("[2,3,4] * [4] + 1", &z, &w, ARITH, |z, w| (z * w + 1.0).tanh());
+}

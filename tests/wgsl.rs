@@ -397,3 +397,40 @@ fn software_matmul_reads_plain_operands_as_vec4() {
     let shared = source(&(a.matmul(&b.narrow(1, 0, 24)) + &a));
     assert!(shared.contains("const A_MODE: u32 = 0u;"), "{shared}");
 }
+
+#[test]
+fn software_elementwise_kernels_compute_four_elements_per_invocation() {
+    let dev = Device::cpu();
+    let a = Tensor::from_vec(vec![0.5f32; 8 * 12], [8, 12], &dev).unwrap();
+    let b = Tensor::from_vec(vec![0.25f32; 8 * 12], [8, 12], &dev).unwrap();
+    let bias = Tensor::from_vec(vec![1.0f32; 12], [12], &dev).unwrap();
+    let source = |t: &Tensor, software: bool| {
+        let p = Pending::collect(&[t]);
+        let limits = ScheduleLimits {
+            max_storage_buffers: 8,
+            window_operand_bytes: 0,
+        };
+        let plan = schedule(&p, limits);
+        let k = plan.kernels.last().expect("an elementwise kernel");
+        let opts = CodegenOptions {
+            f16: false,
+            software,
+        };
+        let src = generate(&p, &plan, k, opts);
+        validate(&src.name, &src.wgsl);
+        src.wgsl
+    };
+    // a and b are read at the element itself: one vec4 load each; a is also read transposed
+    // through a view (one value of its vec4 binding); the bias is broadcast (scalar reads).
+    let t = (&a + &b.relu() + &bias) * a.reshape([12, 8]).t().reshape([8, 12]);
+    let soft = source(&t, true);
+    assert!(soft.contains("out_buf: array<vec4<f32>>"), "{soft}");
+    assert_eq!(soft.matches("let d").count(), 2, "{soft}");
+    assert!(soft.contains("out_buf[w] = r;"), "{soft}");
+    assert!(soft.contains(" / 4u][") && soft.contains(" % 4u]"), "{soft}");
+    let gpu = source(&t, false);
+    assert!(gpu.contains("out_buf: array<f32>"), "{gpu}");
+    // 6 elements are not a whole number of vec4s: one element per invocation.
+    let odd = Tensor::from_vec(vec![1.0f32; 6], [6], &dev).unwrap();
+    assert!(source(&(&odd + 1.0).exp(), true).contains("out_buf: array<f32>"));
+}

@@ -5,16 +5,26 @@
 //! adjacent elements and writes their word, so that no two invocations write the same word (the
 //! scheduler never puts an f16 output in a multi-output or segmented kernel).
 
-use super::expr::{store_conv, unravel, Emitter, KernelEnv};
-use super::{flat_index, outputs, KernelSource, Workgroups};
+use super::expr::{store_conv, unravel, DirectReads, Emitter, KernelEnv};
+use super::{flat_index, outputs, CodegenOptions, KernelSource, Workgroups};
 use kiln_core::schedule::Kernel;
+use kiln_core::DType;
 
 /// Invocations per workgroup.
 const WORKGROUP: u32 = 256;
 
 /// The kernel computing `kernel`'s outputs at every element.
-pub fn generate(env: &mut KernelEnv, kernel: &Kernel) -> KernelSource {
+pub fn generate(env: &mut KernelEnv, kernel: &Kernel, opts: CodegenOptions) -> KernelSource {
     let root = env.p.nodes[kernel.root].clone();
+    let single = kernel.extra.is_empty() && kernel.segments.is_empty();
+    if opts.software
+        && single
+        && root.dtype() == DType::F32
+        && root.numel() >= 4
+        && root.numel().is_multiple_of(4)
+    {
+        return generate_vec4(env, kernel);
+    }
     if env.packed_f16(root.dtype()) {
         assert!(
             kernel.extra.is_empty() && kernel.segments.is_empty(),
@@ -94,6 +104,77 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         wgsl,
         workgroups: Workgroups::Flat(total.div_ceil(WORKGROUP as u64)),
         flops,
+        bytes: 0,
+    }
+}
+
+/// The kernel of a single f32 output on a software adapter: invocation `w` computes elements
+/// `4w .. 4w + 3` and writes them as one vec4; inputs of the output's shape and dtype are
+/// declared `array<vec4<f32>>` too and read 4 values at a time where the expression reads them at
+/// the element itself. llvmpipe turns every load or store whose address differs between lanes
+/// into one scalar access per lane, so a vec4 moves 4 values for the price of one.
+fn generate_vec4(env: &mut KernelEnv, kernel: &Kernel) -> KernelSource {
+    let p = env.p;
+    let root = p.nodes[kernel.root].clone();
+    let numel = root.numel() as u64;
+    let vectors = numel / 4;
+    for &r in &kernel.reads {
+        if p.nodes[r].dtype() == DType::F32 && p.nodes[r].shape() == root.shape() {
+            env.vec4_reads.insert(r);
+        }
+    }
+    env.out_vec4 = true;
+    let mut blocks = vec![];
+    let mut ops = 0;
+    let mut used = std::collections::BTreeSet::new();
+    for lane in 0..4 {
+        let idx = format!("i{lane}");
+        let coords = unravel(&idx, root.shape());
+        env.direct = Some(DirectReads {
+            coords: coords.clone(),
+            lane,
+            shape: root.shape().clone(),
+            used: Default::default(),
+        });
+        // Each element in a block of its own: the emitters' variable names start over.
+        let mut em = Emitter::new(env, None);
+        let v = em.value(kernel.root, &coords);
+        ops = em.arith_ops as u64;
+        blocks.push(format!(
+            "{{\n        let {idx}: u32 = 4u * w + {lane}u;\n        {}\n        r[{lane}] = {v};\n    }}",
+            em.lines.join("\n        ")
+        ));
+        used.extend(env.direct.take().expect("set above").used);
+    }
+    let preload: Vec<String> = used
+        .iter()
+        .map(|i| format!("let d{i} = {}[w];", env.bindings[i]))
+        .collect();
+    let wgsl = format!(
+        "
+// Each invocation computes 4 adjacent elements (4w .. 4w + 3) of a tensor of shape {shape}
+// and writes them as vec4 w of the output.
+@compute @workgroup_size({WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {{
+    let w = {flat};
+    if (w >= {vectors}u) {{ return; }}
+    {preload}
+    var r: vec4<f32>;
+    {blocks}
+    out_buf[w] = r;
+}}
+",
+        shape = root.shape(),
+        flat = flat_index(WORKGROUP),
+        preload = preload.join("\n    "),
+        blocks = blocks.join("\n    "),
+    );
+    KernelSource {
+        name: format!("elementwise {}", root.shape()),
+        wgsl,
+        workgroups: Workgroups::Flat(vectors.div_ceil(WORKGROUP as u64)),
+        flops: numel * ops,
         bytes: 0,
     }
 }

@@ -33,8 +33,26 @@ pub struct KernelEnv<'a> {
     /// Set when the f16 conversions of `shaders/f16.wgsl` are needed.
     pub uses_f16: bool,
     /// Materialized f32 nodes whose binding the kernel declares as `array<vec4<f32>>` (the
-    /// software matmul reads them 4 values at a time).
+    /// software matmul and elementwise kernels read them 4 values at a time); a single value
+    /// of one is read as `b[i / 4u][i % 4u]`.
     pub vec4_reads: std::collections::HashSet<usize>,
+    /// Set while an elementwise kernel emits element `lane` of the 4 it computes: reads of its
+    /// vec4 inputs at exactly these coordinates come from their preloaded vec4.
+    pub direct: Option<DirectReads>,
+    /// The kernel writes its output as `array<vec4<f32>>`.
+    pub out_vec4: bool,
+}
+
+/// The element an elementwise kernel is emitting (see [`KernelEnv::direct`]).
+pub struct DirectReads {
+    /// The output's coordinates of that element.
+    pub coords: Vec<String>,
+    /// Which of the invocation's 4 elements it is.
+    pub lane: usize,
+    /// The root's shape (the vec4 inputs have it too).
+    pub shape: kiln_core::Shape,
+    /// Inputs read directly so far; `d{i}` holds input `i`'s 4 values.
+    pub used: std::collections::BTreeSet<usize>,
 }
 
 impl KernelEnv<'_> {
@@ -164,7 +182,19 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 .get(&i)
                 .unwrap_or_else(|| panic!("codegen: node {i} has no binding"))
                 .clone();
+            // An input declared vec4 by an elementwise kernel, read at the output's own element.
+            let vec4 = self.env.vec4_reads.contains(&i);
+            if let Some(d) = self.env.direct.as_mut().filter(|_| vec4) {
+                if coords == d.coords.as_slice() && node.shape() == &d.shape {
+                    d.used.insert(i);
+                    return format!("d{i}[{}u]", d.lane);
+                }
+            }
             let idx = ravel(coords, node.shape());
+            if vec4 {
+                let idx = self.bind("u32", idx);
+                return self.bind(ty, format!("{b}[{idx} / 4u][{idx} % 4u]"));
+            }
             if self.env.packed_f16(dtype) {
                 // Element idx is half (idx & 1) of word idx / 2.
                 self.env.uses_f16 = true;

@@ -71,6 +71,8 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         uses_pow: false,
         uses_f16: false,
         vec4_reads: Default::default(),
+        direct: None,
+        out_vec4: false,
     };
     for (k, &r) in kernel.reads.iter().enumerate() {
         env.bindings.insert(r, format!("in{}", k + 1));
@@ -81,7 +83,7 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
         words += p.nodes[s].op().scalar_words(p.nodes[s].dtype()).len();
     }
     let mut src = match kernel.kind {
-        KernelKind::Elementwise => elementwise::generate(&mut env, kernel),
+        KernelKind::Elementwise => elementwise::generate(&mut env, kernel, opts),
         KernelKind::Reduce(c) => reduce::generate(&mut env, kernel, c),
         KernelKind::Matmul(c) => matmul::generate(&mut env, kernel, c, opts),
         KernelKind::AffineSample(c) => affine::generate(&mut env, kernel, c),
@@ -90,7 +92,9 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
     let root = &p.nodes[kernel.root];
     // An f16 output without native f16 is written as f32 into a scratch buffer (packed by
     // `f16::pack_kernel` afterwards), except by elementwise kernels, which pack it themselves.
-    let out_ty = if writes_f32_scratch(p, kernel, opts) {
+    let out_ty = if env.out_vec4 {
+        "vec4<f32>"
+    } else if writes_f32_scratch(p, kernel, opts) {
         "f32"
     } else {
         storage_type(root.dtype(), opts.f16)
