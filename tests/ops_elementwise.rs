@@ -431,5 +431,7 @@ fn four_elements_per_invocation_with_mixed_reads() {
     });
     let z = pair(&[2, 3, 4], 142);
     let w = pair(&[4], 143);
-    check2("[2,3,4] * [4] + 1", &z, &w, ARITH, |z, w| (z * w + 1.0).tanh());
+    check2("[2,3,4] * [4] + 1", &z, &w, ARITH, |z, w| {
+        (z * w + 1.0).tanh()
+    });
 }

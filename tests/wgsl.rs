@@ -315,6 +315,24 @@ fn a_kernel_never_binds_more_buffers_than_allowed() {
     }
 }
 
+/// The validated WGSL of the last kernel of `t`'s plan (8 storage buffers, no window copies).
+fn last_kernel_source(t: &Tensor, software: bool) -> String {
+    let p = Pending::collect(&[t]);
+    let limits = ScheduleLimits {
+        max_storage_buffers: 8,
+        window_operand_bytes: 0,
+    };
+    let plan = schedule(&p, limits);
+    let k = plan.kernels.last().expect("a kernel");
+    let opts = CodegenOptions {
+        f16: false,
+        software,
+    };
+    let src = generate(&p, &plan, k, opts);
+    validate(&src.name, &src.wgsl);
+    src.wgsl
+}
+
 #[test]
 fn software_matmul_runs_its_epilogue_in_a_rolled_second_pass() {
     let dev = Device::cpu();
@@ -329,30 +347,10 @@ fn software_matmul_runs_its_epilogue_in_a_rolled_second_pass() {
     let mm = a.matmul(&b);
     let short = (&mm + &beta).relu();
     let long = ((&mm - &mean) * (&var + 1e-5).rsqrt() * &w + &beta).relu();
-    let source = |t: &Tensor, software: bool| {
-        let p = Pending::collect(&[t]);
-        let limits = ScheduleLimits {
-            max_storage_buffers: 8,
-            window_operand_bytes: 0,
-        };
-        let plan = schedule(&p, limits);
-        let k = plan.kernels.last().expect("a matmul kernel");
-        let src = generate(
-            &p,
-            &plan,
-            k,
-            CodegenOptions {
-                f16: false,
-                software,
-            },
-        );
-        validate(&src.name, &src.wgsl);
-        src.wgsl
-    };
-    assert!(source(&long, true).contains("const EPILOGUE_PASS: bool = true;"));
-    assert!(source(&short, true).contains("const EPILOGUE_PASS: bool = true;"));
-    assert!(source(&mm, true).contains("const EPILOGUE_PASS: bool = false;"));
-    assert!(!source(&long, false).contains("EPILOGUE_PASS"));
+    assert!(last_kernel_source(&long, true).contains("const EPILOGUE_PASS: bool = true;"));
+    assert!(last_kernel_source(&short, true).contains("const EPILOGUE_PASS: bool = true;"));
+    assert!(last_kernel_source(&mm, true).contains("const EPILOGUE_PASS: bool = false;"));
+    assert!(!last_kernel_source(&long, false).contains("EPILOGUE_PASS"));
 }
 
 #[test]
@@ -360,23 +358,7 @@ fn software_matmul_reads_plain_operands_as_vec4() {
     let dev = Device::cpu();
     let a = Tensor::from_vec(vec![0.5f32; 64 * 24], [64, 24], &dev).unwrap();
     let b = Tensor::from_vec(vec![0.25f32; 24 * 64], [24, 64], &dev).unwrap();
-    let source = |t: &Tensor| {
-        let p = Pending::collect(&[t]);
-        let limits = ScheduleLimits {
-            max_storage_buffers: 8,
-            window_operand_bytes: 0,
-        };
-        let plan = schedule(&p, limits);
-        let k = plan.kernels.last().expect("a matmul kernel");
-        let opts = CodegenOptions {
-            f16: false,
-            software: true,
-        };
-        let src = generate(&p, &plan, k, opts);
-        validate(&src.name, &src.wgsl);
-        src.wgsl
-    };
-    let plain = source(&a.matmul(&b));
+    let plain = last_kernel_source(&a.matmul(&b), true);
     assert!(
         plain.contains("const A_MODE: u32 = 1u;") && plain.contains("const B_MODE: u32 = 1u;"),
         "{plain}"
@@ -385,16 +367,16 @@ fn software_matmul_reads_plain_operands_as_vec4() {
     // A transposed operand is read 4 values at a time along its other dimension.
     let at = Tensor::from_vec(vec![0.5f32; 24 * 32], [24, 32], &dev).unwrap();
     let bt = Tensor::from_vec(vec![0.25f32; 64 * 24], [64, 24], &dev).unwrap();
-    let transposed = source(&at.t().matmul(&bt.t()).relu());
+    let transposed = last_kernel_source(&at.t().matmul(&bt.t()).relu(), true);
     assert!(
         transposed.contains("const A_MODE: u32 = 2u;")
             && transposed.contains("const B_MODE: u32 = 2u;"),
         "{transposed}"
     );
-    let twice = source(&a.t().t().matmul(&b.t().t()));
+    let twice = last_kernel_source(&a.t().t().matmul(&b.t().t()), true);
     assert!(twice.contains("const A_MODE: u32 = 1u;"), "{twice}");
     // An operand the epilogue reads too is read element by element.
-    let shared = source(&(a.matmul(&b.narrow(1, 0, 24)) + &a));
+    let shared = last_kernel_source(&(a.matmul(&b.narrow(1, 0, 24)) + &a), true);
     assert!(shared.contains("const A_MODE: u32 = 0u;"), "{shared}");
 }
 
@@ -404,33 +386,20 @@ fn software_elementwise_kernels_compute_four_elements_per_invocation() {
     let a = Tensor::from_vec(vec![0.5f32; 8 * 12], [8, 12], &dev).unwrap();
     let b = Tensor::from_vec(vec![0.25f32; 8 * 12], [8, 12], &dev).unwrap();
     let bias = Tensor::from_vec(vec![1.0f32; 12], [12], &dev).unwrap();
-    let source = |t: &Tensor, software: bool| {
-        let p = Pending::collect(&[t]);
-        let limits = ScheduleLimits {
-            max_storage_buffers: 8,
-            window_operand_bytes: 0,
-        };
-        let plan = schedule(&p, limits);
-        let k = plan.kernels.last().expect("an elementwise kernel");
-        let opts = CodegenOptions {
-            f16: false,
-            software,
-        };
-        let src = generate(&p, &plan, k, opts);
-        validate(&src.name, &src.wgsl);
-        src.wgsl
-    };
     // a and b are read at the element itself: one vec4 load each; a is also read transposed
     // through a view (one value of its vec4 binding); the bias is broadcast (scalar reads).
     let t = (&a + &b.relu() + &bias) * a.reshape([12, 8]).t().reshape([8, 12]);
-    let soft = source(&t, true);
+    let soft = last_kernel_source(&t, true);
     assert!(soft.contains("out_buf: array<vec4<f32>>"), "{soft}");
     assert_eq!(soft.matches("let d").count(), 2, "{soft}");
     assert!(soft.contains("out_buf[w] = r;"), "{soft}");
-    assert!(soft.contains(" / 4u][") && soft.contains(" % 4u]"), "{soft}");
-    let gpu = source(&t, false);
+    assert!(
+        soft.contains(" / 4u][") && soft.contains(" % 4u]"),
+        "{soft}"
+    );
+    let gpu = last_kernel_source(&t, false);
     assert!(gpu.contains("out_buf: array<f32>"), "{gpu}");
     // 6 elements are not a whole number of vec4s: one element per invocation.
     let odd = Tensor::from_vec(vec![1.0f32; 6], [6], &dev).unwrap();
-    assert!(source(&(&odd + 1.0).exp(), true).contains("out_buf: array<f32>"));
+    assert!(last_kernel_source(&(&odd + 1.0).exp(), true).contains("out_buf: array<f32>"));
 }

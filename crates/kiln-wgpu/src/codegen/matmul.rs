@@ -134,55 +134,45 @@ pub fn generate(
             terms.push(format!("{col} * {}u", s.strides[rank - 1]));
             terms.join(" + ")
         };
-        let none = "{ return vec4<f32>(); }";
-        let (mut a4, mut a4m) = (none.to_string(), none.to_string());
-        if a_mode > 0 {
-            let s = va.as_ref().unwrap();
+        let unused = || {
+            [
+                "{ return vec4<f32>(); }".to_string(),
+                "{ return vec4<f32>(); }".into(),
+            ]
+        };
+        // An operand read through its vec4 binding: the scalar load at (row, col) named `at`,
+        // and the bodies of its two grouped loads (mode 1, mode 2; the unused one returns 0)
+        // whose first element is at `grouped[mode - 1]`.
+        let mut vec_loads = |s: &Strided, mode: usize, at: [&str; 2], grouped: [[&str; 2]; 2]| {
             let buf = env.bindings[&s.base].clone();
             env.vec4_reads.insert(s.base);
-            load_a = format!(
+            let load = format!(
                 "    let i = {};\n    return {buf}[i / 4u][i % 4u];",
-                offset(s, "row", "k")
+                offset(s, at[0], at[1])
             );
-            let grouped = if a_mode == 1 {
-                offset(s, "row", "4u * k4")
-            } else {
-                offset(s, "4u * r4", "k")
-            };
-            let body = format!("{{\n    return {buf}[({grouped}) / 4u];\n}}");
-            if a_mode == 1 {
-                a4 = body;
-            } else {
-                a4m = body;
+            let mut bodies = unused();
+            if mode > 0 {
+                let [r, c] = grouped[mode - 1];
+                bodies[mode - 1] = format!("{{\n    return {buf}[({}) / 4u];\n}}", offset(s, r, c));
             }
+            (load, bodies)
+        };
+        let mut a4 = unused();
+        if let (Some(s), true) = (&va, a_mode > 0) {
+            let a_groups = [["row", "4u * k4"], ["4u * r4", "k"]];
+            (load_a, a4) = vec_loads(s, a_mode, ["row", "k"], a_groups);
         }
+        let mut b4 = unused();
+        if let (Some(s), true) = (&vb, b_mode > 0) {
+            let b_groups = [["k", "4u * c4"], ["4u * k4", "col"]];
+            (load_b, b4) = vec_loads(s, b_mode, ["k", "col"], b_groups);
+        }
+        let [a4, a4m] = a4;
+        let [b4, b4k] = b4;
         fns.push_str(&format!(
             "fn load_a4(batch: u32, row: u32, k4: u32) -> vec4<f32> {a4}\n\
-             fn load_a4m(batch: u32, r4: u32, k: u32) -> vec4<f32> {a4m}\n"
-        ));
-        let (mut b4, mut b4k) = (none.to_string(), none.to_string());
-        if b_mode > 0 {
-            let s = vb.as_ref().unwrap();
-            let buf = env.bindings[&s.base].clone();
-            env.vec4_reads.insert(s.base);
-            load_b = format!(
-                "    let i = {};\n    return {buf}[i / 4u][i % 4u];",
-                offset(s, "k", "col")
-            );
-            let grouped = if b_mode == 1 {
-                offset(s, "k", "4u * c4")
-            } else {
-                offset(s, "4u * k4", "col")
-            };
-            let body = format!("{{\n    return {buf}[({grouped}) / 4u];\n}}");
-            if b_mode == 1 {
-                b4 = body;
-            } else {
-                b4k = body;
-            }
-        }
-        fns.push_str(&format!(
-            "fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {b4}\n\
+             fn load_a4m(batch: u32, r4: u32, k: u32) -> vec4<f32> {a4m}\n\
+             fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {b4}\n\
              fn load_b4k(batch: u32, col: u32, k4: u32) -> vec4<f32> {b4k}\n"
         ));
         vec4 = fns;
