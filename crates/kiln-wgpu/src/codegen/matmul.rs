@@ -61,11 +61,6 @@ pub fn generate(
     let k = p.nodes[a].dims()[rank - 1];
     let batch_shape = Shape(dims[..rank - 2].to_vec());
     let batch = batch_shape.numel();
-    // On software adapters a short, wide product (a convolution with few output channels) is
-    // computed transposed: the kernel's rows are the output's columns (C^T = B^T A^T), so that
-    // each invocation keeps up to 16 rows. `km x kn` is the kernel's output.
-    let swap = opts.software && transposes(m, n);
-    let (km, kn) = if swap { (n, m) } else { (m, n) };
 
     let operand = |env: &mut KernelEnv, x: usize, i: &str, j: &str| -> (String, usize) {
         let mut coords = unravel("batch", &batch_shape);
@@ -78,18 +73,8 @@ pub fn generate(
             em.arith_ops,
         )
     };
-    // The kernel's A and B: A[batch, row, k] and B[batch, k, col], or B^T and A^T when swapped.
-    let (ka, kb) = if swap { (b, a) } else { (a, b) };
-    let (mut load_a, ops_a) = if swap {
-        operand(env, b, "k", "row")
-    } else {
-        operand(env, a, "row", "k")
-    };
-    let (mut load_b, ops_b) = if swap {
-        operand(env, a, "col", "k")
-    } else {
-        operand(env, b, "k", "col")
-    };
+    let (mut load_a, ops_a) = operand(env, a, "row", "k");
+    let (mut load_b, ops_b) = operand(env, b, "k", "col");
     let root = p.nodes[kernel.root].clone();
     let core = env.to_value(node.dtype(), "acc");
     let core_raw = env.to_value(node.dtype(), "out_buf[o]");
@@ -104,16 +89,12 @@ pub fn generate(
     // two matrix dimensions (row-major or transposed) and 4-aligned otherwise.
     let mut vec4 = String::new();
     if opts.software {
-        let CpuBlock { rm, rn, .. } = cpu_block(km, kn);
+        let CpuBlock { rm, rn, .. } = cpu_block(m, n);
         let root = kernel.root;
         // The buffer's binding is declared `array<vec4<f32>>`, so nothing else in the kernel may
         // read it as scalars: not the epilogue, not the other operand (`x.matmul(x.narrow(..))`).
         let view = |x: usize, other_load: &str| -> Option<Strided> {
-            let mut s = strided(p, &env.materialized, root, x)?;
-            if swap {
-                // The kernel reads the operand transposed.
-                s.strides.swap(rank - 2, rank - 1);
-            }
+            let s = strided(p, &env.materialized, root, x)?;
             let base = &p.nodes[s.base];
             let read = format!("{}[", env.bindings[&s.base]);
             let ok = base.dtype() == kiln_core::DType::F32
@@ -122,7 +103,7 @@ pub fn generate(
                 && !other_load.contains(&read);
             ok.then_some(s)
         };
-        let (va, vb) = (view(ka, &load_b), view(kb, &load_a));
+        let (va, vb) = (view(a, &load_b), view(b, &load_a));
         // Stride 1 along matrix dimension `unit` (0: rows, 1: columns), 4-aligned elsewhere.
         let aligned = |s: &Strided, unit: usize| {
             s.strides[..rank - 2].iter().all(|v| v.is_multiple_of(4))
@@ -132,12 +113,12 @@ pub fn generate(
         // A: 1 = 4 k-steps of a row (stride 1 along k), 2 = 4 rows at one k (stride 1 along rows).
         let a_mode = match &va {
             Some(s) if k.is_multiple_of(4) && aligned(s, 1) => 1,
-            Some(s) if km.is_multiple_of(4) && rm >= 4 && aligned(s, 0) => 2,
+            Some(s) if m.is_multiple_of(4) && rm >= 4 && aligned(s, 0) => 2,
             _ => 0,
         };
         // B: 1 = 4 columns at one k (stride 1 along columns), 2 = 4 k-steps of a column.
         let b_mode = match &vb {
-            Some(s) if kn.is_multiple_of(4) && rn >= 4 && aligned(s, 1) => 1,
+            Some(s) if n.is_multiple_of(4) && rn >= 4 && aligned(s, 1) => 1,
             Some(s) if k.is_multiple_of(4) && aligned(s, 0) => 2,
             _ => 0,
         };
@@ -204,7 +185,7 @@ pub fn generate(
     // The software template takes its per-invocation block from the shape; the GPU one has
     // fixed tiles.
     let block = if opts.software {
-        let CpuBlock { rm, rn, wg_x, wg_y } = cpu_block(km, kn);
+        let CpuBlock { rm, rn, wg_x, wg_y } = cpu_block(m, n);
         format!(
             "const RM: u32 = {rm}u;\nconst RN: u32 = {rn}u;\nconst WG_X: u32 = {wg_x}u;\nconst WG_Y: u32 = {wg_y}u;\n"
         )
@@ -217,22 +198,16 @@ pub fn generate(
     // copy, cost LLVM ~2 s per kernel: a LeNet-5 step's first run took 14.5 s instead of 5.5 s,
     // for ~5% faster steps afterwards.
     let epilogue_pass = opts.software && kernel.root != c && root.dtype() == kiln_core::DType::F32;
-    // The output element of the kernel's (row, col).
-    let out_index = if swap {
-        format!("(batch * {m}u + col) * {n}u + row")
-    } else {
-        "(batch * M + row) * N + col".to_string()
-    };
     let store_fns = if epilogue_pass {
         format!(
             "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
 fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
-    out_buf[{out_index}] = acc;
+    out_buf[(batch * M + row) * N + col] = acc;
 }}
 const EPILOGUE_PASS: bool = true;
 // out[batch, row, col] = epilogue(out[batch, row, col]); called only with row < M, col < N.
 fn finish_out(batch: u32, row: u32, col: u32) {{
-    let o = {out_index};
+    let o = (batch * M + row) * N + col;
     let core = {core_raw};
     {epilogue}
     out_buf[o] = {store};
@@ -248,7 +223,7 @@ fn finish_out(batch: u32, row: u32, col: u32) {{
         format!(
             "// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
 fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
-    let o = {out_index};
+    let o = (batch * M + row) * N + col;
     let core = {core};
     {epilogue}
     out_buf[o] = {store};
@@ -257,7 +232,7 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
         )
     };
     let (tm, tn) = if opts.software {
-        let b = cpu_block(km, kn);
+        let b = cpu_block(m, n);
         (b.wg_y * b.rm, b.wg_x * b.rn)
     } else {
         (
@@ -265,12 +240,12 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
             template_const(template, "TILE_N"),
         )
     };
-    let (col_tiles, row_tiles) = ((kn as u32).div_ceil(tn), (km as u32).div_ceil(tm));
+    let (col_tiles, row_tiles) = ((n as u32).div_ceil(tn), (m as u32).div_ceil(tm));
     let tiles = col_tiles as u64 * row_tiles as u64;
     let region = format!(
         "const BATCH: u32 = {batch}u;
-const M: u32 = {km}u;
-const N: u32 = {kn}u;
+const M: u32 = {m}u;
+const N: u32 = {n}u;
 const K: u32 = {k}u;
 {block}{vec4}// The tile of workgroup `wg` of a grid of `nwg`: (column tile, row tile, batch), from the flat
 // workgroup index (the host spreads the {col_tiles} x {row_tiles} x BATCH tiles over x, y and z
@@ -300,20 +275,12 @@ fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
                 String::new()
             },
             if kernel.root != c { " +epilogue" } else { "" }
-        ) + if swap { " (transposed)" } else { "" },
+        ),
         wgsl,
         workgroups: Workgroups::Flat(tiles * batch),
         flops: batch * (2 * m * n * k + (ops_a + ops_b) as u64 * m * k + epi_ops as u64 * m * n),
         bytes: 0,
     }
-}
-
-/// Whether the software kernel computes an `m x n` product transposed: when the output is
-/// wider than tall and the transposed block keeps more rows per invocation. Each invocation's
-/// per-lane loads of B feed RM rows of FMAs (A's loads are shared by the subgroup), so a 16 x 784
-/// convolution output computed as 784 x 16 needs a quarter of the per-lane loads.
-pub fn transposes(m: usize, n: usize) -> bool {
-    n > m && cpu_block(n, m).rm > cpu_block(m, n).rm
 }
 
 /// How `shaders/matmul_cpu.wgsl` covers an output: each invocation computes `rm x rn` outputs,
