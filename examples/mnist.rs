@@ -32,7 +32,7 @@ use kiln::data::Split;
 use kiln::data::{Augment, Mnist};
 use kiln::models::MODEL_NAMES;
 use kiln::nn::{load_state_dict, realize_pending_updates, Module};
-use kiln::optim::{Adam, Optimizer, Sgd};
+use kiln::optim::{Adam, Optimizer, Schedule, Sgd};
 use kiln::prelude::*;
 use kiln::viz::{self, LayerKind, Metrics};
 use std::io::IsTerminal;
@@ -44,6 +44,14 @@ enum OptimizerKind {
     Adam,
     Adamw,
     Sgd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum ScheduleKind {
+    /// The same learning rate throughout.
+    Constant,
+    /// Cosine annealing from the learning rate to 0 over all the run's steps.
+    Cosine,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -77,6 +85,9 @@ struct Args {
     /// The optimiser.
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: OptimizerKind,
+    /// Learning-rate schedule, step by step.
+    #[arg(long, value_enum, default_value = "constant")]
+    schedule: ScheduleKind,
     /// Seed of the initial weights and of the shuffles.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -207,6 +218,15 @@ fn run(args: Args) -> kiln::Result<()> {
             .normalize(&[norm.mean], &[norm.std])
     });
     let max_steps = args.max_steps.map_or(usize::MAX, |m| m as usize);
+    let total_steps = (steps_per_epoch * args.epochs).min(max_steps);
+    let base_lr = opt.learning_rate();
+    let schedule = match args.schedule {
+        ScheduleKind::Constant => Schedule::Constant,
+        ScheduleKind::Cosine => Schedule::Cosine {
+            total: total_steps,
+            min_lr: 0.0,
+        },
+    };
     let mut steps_done = 0;
     for epoch in first_epoch..args.epochs {
         if steps_done >= max_steps {
@@ -251,6 +271,8 @@ fn run(args: Args) -> kiln::Result<()> {
                 targets.push(&accuracy);
                 plan_dot = Some(viz::plan_dot(&targets, &model.named_parameters()));
             }
+            // The optimiser's step count survives --resume, so the schedule does too.
+            opt.set_learning_rate(schedule.at(base_lr, opt.steps() as usize));
             opt.step(&grads)?;
             seen += n;
             steps_done += 1;
