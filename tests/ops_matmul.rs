@@ -165,6 +165,19 @@ fn transposed_operands_read_four_values_at_a_time() {
 }
 
 #[test]
+fn operands_that_no_strides_describe() {
+    // [B, M, N] seen as [M, B N] and [B, N, K] as [B N, K] (a weight gradient with the batch
+    // folded into the contraction): written out first on software adapters.
+    let g = pair(&[4, 8, 12], 150);
+    let x = pair(&[4, 16, 12], 151);
+    check2("merged batch", &g, &x, dot_tol(48), |g, x| {
+        let a = g.permute(&[1, 0, 2]).reshape([8, 48]);
+        let b = x.permute(&[0, 2, 1]).reshape([48, 16]);
+        a.matmul(&b)
+    });
+}
+
+#[test]
 fn batched_with_broadcast_batch_dimensions() {
     let cases: [(&[usize], &[usize]); 4] = [
         (&[2, 3, 5, 7], &[7, 4]),

@@ -285,6 +285,46 @@ fn software_adapters_write_a_convolutions_window_out_before_its_matmul() {
 }
 
 #[test]
+fn software_adapters_write_out_an_operand_that_no_strides_describe() {
+    // A weight gradient's [B, M, N] seen as [M, B N]: a permute then a reshape that merges
+    // dimensions which are not adjacent in memory.
+    let dev = Device::cpu();
+    let g = Tensor::from_vec(vec![0.5f32; 4 * 8 * 12], [4, 8, 12], &dev).unwrap();
+    let x = Tensor::from_vec(vec![0.25f32; 48 * 16], [48, 16], &dev).unwrap();
+    let merged = g.permute(&[1, 0, 2]).reshape([8, 48]).matmul(&x);
+    // A transpose alone has strides: it stays folded into the matmul's loads.
+    let transposed = g.reshape([32, 12]).t().matmul(&x.narrow(0, 0, 32));
+    let kernels = |t: &Tensor, window_operand_bytes| {
+        let p = Pending::collect(&[t]);
+        let limits = ScheduleLimits {
+            max_storage_buffers: 8,
+            window_operand_bytes,
+        };
+        schedule(&p, limits).kernels.len()
+    };
+    assert_eq!(
+        kernels(&merged, 0),
+        1,
+        "GPU: the gather folds into the loads"
+    );
+    assert_eq!(
+        kernels(&merged, 1 << 20),
+        2,
+        "software: a copy, then the matmul"
+    );
+    assert_eq!(
+        kernels(&merged, 16),
+        1,
+        "an operand over the cap stays folded"
+    );
+    assert_eq!(kernels(&transposed, 1 << 20), 1);
+    assert!(
+        last_kernel_source(&merged, true).contains("const A_MODE: u32 = 0u;"),
+        "without the copy the gathered operand is read one value at a time"
+    );
+}
+
+#[test]
 fn a_kernel_never_binds_more_buffers_than_allowed() {
     let dev = Device::cpu();
     let parts: Vec<Tensor> = (0..20)

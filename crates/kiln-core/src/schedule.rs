@@ -6,7 +6,9 @@
 //!    (read once per output pixel, so computed once), or an elementwise node read by more than one
 //!    user (so that it is not computed twice). Generators (`Full`, `Arange`, `Rand`) and views
 //!    never get one unless they are targets: they are folded into the index arithmetic of their
-//!    readers.
+//!    readers. On software adapters (`ScheduleLimits::window_operand_bytes`), a matmul operand
+//!    read through a convolution's window, or through views that no strides describe (see
+//!    [`strided`]), gets one too: the matmul then reads plain memory 4 values at a time.
 //! 2. Each materialized non-leaf node is the root of one kernel, which computes the root's
 //!    expression tree down to materialized nodes.
 //! 3. Epilogues: a matmul, reduction or affine sampling whose only user is an elementwise op (or
@@ -24,6 +26,7 @@
 //! 6. Intermediate buffers are assigned to reusable slots by liveness.
 
 pub mod multi_output;
+pub mod strided;
 
 use crate::graph::Pending;
 use crate::op::Op;
@@ -191,6 +194,26 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
                 if !mat[x]
                     && node_bytes(p, x) <= limits.window_operand_bytes
                     && reads_through_window(p, &mat, x)
+                {
+                    mat[x] = true;
+                }
+            }
+        }
+    }
+    // Rule 1b': on the same devices, a matmul operand that only permutes, reshapes and
+    // broadcasts one buffer in a way no strides describe (a weight gradient's `[B, M, N]` seen as
+    // `[M, B N]`) is written out contiguously, so that the matmul reads it 4 values at a time
+    // rather than recomputing a gather's index arithmetic for every element.
+    if limits.window_operand_bytes > 0 {
+        for c in 0..n {
+            if p.is_leaf(c) || !matches!(p.nodes[c].op(), Op::Matmul) {
+                continue;
+            }
+            for &x in &p.inputs[c] {
+                if !mat[x]
+                    && node_bytes(p, x) <= limits.window_operand_bytes
+                    && only_views(p, &mat, x)
+                    && strided::strided(p, &mat, usize::MAX, x).is_none()
                 {
                     mat[x] = true;
                 }
@@ -409,6 +432,18 @@ fn heaviest_inline_child(
 }
 
 /// True if the inline expression of `x` contains a `Window` view.
+/// True if `x` is a chain of reshapes, permutes and expands down to one materialized node.
+fn only_views(p: &Pending, mat: &[bool], x: usize) -> bool {
+    let mut i = x;
+    while !mat[i] {
+        if p.is_leaf(i) || !matches!(p.nodes[i].op(), Op::Reshape | Op::Permute(_) | Op::Expand) {
+            return false;
+        }
+        i = p.inputs[i][0];
+    }
+    i != x
+}
+
 fn reads_through_window(p: &Pending, mat: &[bool], x: usize) -> bool {
     let mut stack = vec![x];
     let mut seen = vec![false; p.nodes.len()];

@@ -6,8 +6,8 @@
 //! activation).
 
 use super::expr::{store_conv, unravel, Emitter, KernelEnv};
-use super::strided::{strided, Strided};
 use super::{CodegenOptions, KernelSource, Workgroups};
+use kiln_core::schedule::strided::{strided, Strided};
 use kiln_core::schedule::Kernel;
 use kiln_core::Shape;
 

@@ -14,7 +14,6 @@ pub mod index;
 pub mod matmul;
 pub mod outputs;
 pub mod reduce;
-pub mod strided;
 pub mod types;
 
 use expr::{storage_type, KernelEnv};

@@ -4,8 +4,8 @@
 //! row or the column stride is 1, the software matmul can read it 4 values at a time (see
 //! `shaders/matmul_cpu.wgsl`), whether it is stored row-major or transposed.
 
-use kiln_core::op::Op;
-use kiln_core::Pending;
+use crate::graph::Pending;
+use crate::op::Op;
 
 /// Where and how a view chain reads its buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct Strided {
 /// The strides of node `x` as a view of a materialized buffer, or `None` when some op in the
 /// chain is not a pure view (slice, pad, window, arithmetic) or a reshape that no strides can
 /// express. `materialized[i]` says which nodes have buffers; `root` (the kernel's output) is
-/// never a base.
+/// never a base (`usize::MAX`: no root).
 pub fn strided(p: &Pending, materialized: &[bool], root: usize, x: usize) -> Option<Strided> {
     let node = &p.nodes[x];
     if materialized[x] && x != root {
