@@ -29,6 +29,17 @@ fn no_f16() -> Device {
     .clone()
 }
 
+/// A device without SHADER_F16 of its own, for counting dispatches: the shared one also counts
+/// those of the tests running beside the counting one.
+fn fresh_no_f16() -> Device {
+    common::gpu();
+    wgpu_device_with(&WgpuOptions {
+        shader_f16: false,
+        ..WgpuOptions::default()
+    })
+    .expect("a wgpu adapter")
+}
+
 /// f16 keeps 11 significant bits; the device rounds each op's f32 result, the reference its f64.
 const F16_TOL: (f64, f64) = (2e-3, 2e-3);
 /// Dot products of ~10 to 30 f16 terms, rounded once at the end.
@@ -69,7 +80,7 @@ fn the_device_packs_f16_outputs_of_matmuls_in_a_second_dispatch() {
         y.realize().unwrap();
         dev.stats().dispatches - before
     };
-    assert_eq!(dispatches(&no_f16()), 2);
+    assert_eq!(dispatches(&fresh_no_f16()), 2);
     let native = common::fresh_gpu();
     let offers_f16 = kiln::wgpu_backend::list_adapters().iter().any(|a| {
         a.shader_f16 && native.name() == format!("{} ({}, {:?})", a.name, a.backend, a.kind)
@@ -377,8 +388,9 @@ fn sibling_f16_outputs_stay_in_kernels_of_their_own() {
     close("first sibling", &a, &ra, F16_TOL);
     close("second sibling", &b, &rb, F16_TOL);
     // The f32 version of the same graph does join.
-    let dev = no_f16();
-    let (x32, g32) = (x.0.cast(DType::F32), g.0.cast(DType::F32));
+    let dev = fresh_no_f16();
+    let x32 = Tensor::from_vec(common::values(35, 41), [7, 5], &dev).unwrap();
+    let g32 = Tensor::from_vec(common::values(35, 42), [7, 5], &dev).unwrap();
     Tensor::realize_all(&[&x32, &g32]).unwrap();
     let (a, b) = make(&x32, &g32);
     let before = dev.stats().dispatches;
