@@ -184,36 +184,23 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             is_target(i) || is_core(i) || (t.op().is_elementwise() && users[i] > 1)
         };
     }
-    // Rule 1b: materialize windowed matmul operands where the device asks for it.
+    // Rule 1b: where the device asks for it (software adapters), a matmul operand read through
+    // a window (a convolution's im2col), or one that only permutes, reshapes and broadcasts one
+    // buffer in a way no strides describe (a weight gradient's `[B, M, N]` seen as `[M, B N]`),
+    // is written out first, so that the matmul reads plain memory 4 values at a time rather than
+    // recomputing a gather's index arithmetic for every element of its K loop.
     if limits.window_operand_bytes > 0 {
         for c in 0..n {
             if p.is_leaf(c) || !matches!(p.nodes[c].op(), Op::Matmul) {
                 continue;
             }
             for &x in &p.inputs[c] {
-                if !mat[x]
-                    && node_bytes(p, x) <= limits.window_operand_bytes
-                    && reads_through_window(p, &mat, x)
-                {
-                    mat[x] = true;
+                if mat[x] || node_bytes(p, x) > limits.window_operand_bytes {
+                    continue;
                 }
-            }
-        }
-    }
-    // Rule 1b': on the same devices, a matmul operand that only permutes, reshapes and
-    // broadcasts one buffer in a way no strides describe (a weight gradient's `[B, M, N]` seen as
-    // `[M, B N]`) is written out contiguously, so that the matmul reads it 4 values at a time
-    // rather than recomputing a gather's index arithmetic for every element.
-    if limits.window_operand_bytes > 0 {
-        for c in 0..n {
-            if p.is_leaf(c) || !matches!(p.nodes[c].op(), Op::Matmul) {
-                continue;
-            }
-            for &x in &p.inputs[c] {
-                if !mat[x]
-                    && node_bytes(p, x) <= limits.window_operand_bytes
-                    && only_views(p, &mat, x)
-                    && strided::strided(p, &mat, usize::MAX, x).is_none()
+                if reads_through_window(p, &mat, x)
+                    || (only_views(p, &mat, x)
+                        && strided::strided(p, &mat, usize::MAX, x).is_none())
                 {
                     mat[x] = true;
                 }
