@@ -89,13 +89,15 @@ pub struct Stats {
     pub plans_compiled: u64,
     /// Realizes served from the plan cache.
     pub plan_cache_hits: u64,
+    /// Plans evicted from a bounded plan cache (their buffers released).
+    pub plans_evicted: u64,
 }
 
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "submissions {}, dispatches {}, pipelines created {}, buffers allocated {}, bytes live {}, peak bytes {}, plans compiled {}, plan-cache hits {}",
+            "submissions {}, dispatches {}, pipelines created {}, buffers allocated {}, bytes live {}, peak bytes {}, plans compiled {}, plan-cache hits {}, plans evicted {}",
             self.submissions,
             self.dispatches,
             self.pipelines_created,
@@ -103,7 +105,8 @@ impl std::fmt::Display for Stats {
             self.bytes_live,
             self.peak_bytes,
             self.plans_compiled,
-            self.plan_cache_hits
+            self.plan_cache_hits,
+            self.plans_evicted
         )
     }
 }

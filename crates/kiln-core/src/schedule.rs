@@ -110,6 +110,9 @@ pub struct Plan {
     pub buffers: Vec<BufferRole>,
     /// Size in bytes of each intermediate slot.
     pub slot_bytes: Vec<u64>,
+    /// For each node, whether it has a buffer (`buffers[i] != BufferRole::None`), computed once
+    /// for code generation.
+    pub materialized: Vec<bool>,
 }
 
 impl Kernel {
@@ -217,6 +220,8 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             }
         }
     }
+    // Rule 1d: no kernel inlines more than MAX_INLINE_OPS ops.
+    let inline = bound_inline_ops(p, &mut mat);
     // Rule 3: absorb cores into the epilogue chain above them. A node belongs to at most one
     // chain: in `(x.sum_axes(..) + x.max_axes(..)) * 2` the sum's chain takes the add and the
     // mul, and the max's chain stops below the add (its reshape becomes the max kernel's root),
@@ -302,7 +307,7 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         i += 1;
     }
     // Rule 5.
-    let kernels = multi_output::merge(p, &mat, kernels, limits.max_storage_buffers);
+    let kernels = multi_output::merge(p, &mat, &inline, kernels, limits.max_storage_buffers);
     // Rule 6: roles and liveness slots.
     let mut buffers = vec![BufferRole::None; n];
     let mut last_use = vec![0usize; n];
@@ -351,11 +356,67 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             }
         }
     }
+    let materialized = buffers.iter().map(|b| *b != BufferRole::None).collect();
     Plan {
         kernels,
         buffers,
         slot_bytes,
+        materialized,
     }
+}
+
+/// Most ops one kernel computes inline (rule 1d). An unrolled loop or a long iterative program
+/// records chains of thousands of elementwise ops; fused into one kernel, such a chain makes WGSL
+/// whose driver compile time grows faster than its length (4,000 ops took 33 s on lavapipe) and
+/// whose code generation recurses once per op. Cut every `MAX_INLINE_OPS` ops, compile time
+/// grows linearly with the chain and code generation's recursion stays bounded. Real models'
+/// fused chains (an Adam update, batch norm and its epilogue) are far shorter.
+pub const MAX_INLINE_OPS: usize = 128;
+
+/// Rule 1d: materializes nodes until no kernel's expression holds more than
+/// [`MAX_INLINE_OPS`] inline ops; returns each node's inline op count (0 for materialized
+/// nodes), an upper bound on what its expression costs the kernel that reads it.
+fn bound_inline_ops(p: &Pending, mat: &mut [bool]) -> Vec<usize> {
+    let n = p.nodes.len();
+    let mut ops = vec![0usize; n];
+    for i in 0..n {
+        if p.is_leaf(i) {
+            // Generators (`Full`, `Arange`, `Rand`) are computed inline: one op each.
+            ops[i] = usize::from(!mat[i]);
+            continue;
+        }
+        let mut ins = p.inputs[i].clone();
+        ins.sort_unstable();
+        ins.dedup();
+        let mut size = 1 + ins.iter().map(|&x| ops[x]).sum::<usize>();
+        while size > MAX_INLINE_OPS {
+            // Cut the largest inline input: it becomes a kernel of its own.
+            let Some(&x) = ins
+                .iter()
+                .filter(|&&x| !p.is_leaf(x) && !mat[x])
+                .max_by_key(|&&x| ops[x])
+            else {
+                break;
+            };
+            mat[x] = true;
+            size -= ops[x];
+            ops[x] = 0;
+        }
+        ops[i] = if mat[i] { 0 } else { size };
+    }
+    // A materialized node's kernel costs its own expression: recompute it for the roots.
+    for i in 0..n {
+        if mat[i] && !p.is_leaf(i) {
+            let mut ins = p.inputs[i].clone();
+            ins.sort_unstable();
+            ins.dedup();
+            ops[i] = 1 + ins
+                .iter()
+                .map(|&x| if mat[x] { 0 } else { ops[x] })
+                .sum::<usize>();
+        }
+    }
+    ops
 }
 
 /// Walks the expression of the kernel rooted at `root`: the materialized nodes it reads and the
@@ -367,10 +428,12 @@ pub fn kernel_inputs(
     kind: KernelKind,
 ) -> (Vec<usize>, Vec<usize>) {
     let core = kind.core();
-    let (mut reads, mut scalars, mut seen) = (vec![], vec![], vec![false; p.nodes.len()]);
+    // A set, not a vector of every node: a long chain has many small kernels.
+    let (mut reads, mut scalars) = (vec![], vec![]);
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![root];
     while let Some(i) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) {
+        if !seen.insert(i) {
             continue;
         }
         if i != root && mat[i] && Some(i) != core {

@@ -28,6 +28,19 @@ pub struct Node {
     grad_stopped: bool,
 }
 
+impl Drop for Node {
+    /// Drops the inputs that only this node holds one by one from an explicit stack: dropping the
+    /// last handle of a chain of a million unrealized ops must not recurse a million deep.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.inputs);
+        while let Some(t) = stack.pop() {
+            if let Some(mut node) = Arc::into_inner(t.0) {
+                stack.append(&mut node.inputs);
+            }
+        }
+    }
+}
+
 thread_local! {
     static NO_GRAD_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
@@ -228,27 +241,44 @@ impl Tensor {
     }
 
     /// True for an unrealized graph whose leaves are all host data or generators (nothing of it
-    /// lives on a device yet).
+    /// lives on a device yet). Walks the graph with an explicit stack (deep graphs).
     fn is_host_graph(&self) -> bool {
-        !self.is_realized()
-            && !matches!(self.op(), Op::Buffer)
-            && self.inputs().iter().all(|x| x.is_host_graph())
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![self.clone()];
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t.id()) {
+                continue;
+            }
+            if t.is_realized() || matches!(t.op(), Op::Buffer) {
+                return false;
+            }
+            stack.extend(t.inputs().iter().cloned());
+        }
+        true
     }
 
-    /// The same unrealized graph recorded again on `device` (see [`Tensor::is_host_graph`]).
+    /// The same unrealized graph recorded again on `device` (see [`Tensor::is_host_graph`]):
+    /// each node once, inputs before users, without recursion.
     fn rehome(&self, device: &Device) -> Tensor {
-        let inputs = self.inputs().iter().map(|x| x.rehome(device)).collect();
-        let t = Tensor::from_op(
-            self.op().clone(),
-            inputs,
-            self.shape().clone(),
-            self.dtype(),
-            device,
-        );
-        if self.inputs().is_empty() {
-            t.set_requires_grad(self.requires_grad());
+        let mut copies: std::collections::HashMap<u64, Tensor> = Default::default();
+        let mut stack = vec![(self.clone(), false)];
+        while let Some((t, expanded)) = stack.pop() {
+            if copies.contains_key(&t.id()) {
+                continue;
+            }
+            if !expanded {
+                stack.push((t.clone(), true));
+                stack.extend(t.inputs().iter().map(|x| (x.clone(), false)));
+                continue;
+            }
+            let inputs = t.inputs().iter().map(|x| copies[&x.id()].clone()).collect();
+            let c = Tensor::from_op(t.op().clone(), inputs, t.shape().clone(), t.dtype(), device);
+            if t.inputs().is_empty() {
+                c.set_requires_grad(t.requires_grad());
+            }
+            copies.insert(t.id(), c);
         }
-        t
+        copies.remove(&self.id()).expect("the root was copied")
     }
 
     /// Computes this tensor's values on its device and keeps them (one submission on a GPU).

@@ -5,6 +5,7 @@
 use crate::context::Context;
 use crate::options::WgpuOptions;
 use crate::plan_cache::{self, CompiledPlan, PipelineCache};
+use crate::plan_store::PlanStore;
 use crate::pool::{GpuBuffer, GpuStorage};
 use crate::readback::map_and_copy;
 use kiln_core::op::Op;
@@ -18,12 +19,15 @@ use std::sync::{Arc, Mutex};
 /// A wgpu device as a kiln backend.
 pub struct WgpuBackend {
     ctx: Context,
-    plans: Mutex<HashMap<String, Arc<CompiledPlan>>>,
+    plans: Mutex<PlanStore>,
     pipelines: PipelineCache,
     log: Option<bool>,
     profiling: AtomicBool,
     last_profile: Mutex<Vec<KernelTiming>>,
     recorder: Mutex<ProfileRecorder>,
+    /// Held from a replay's first write of its plan's shared buffers to its submission (see
+    /// [`Backend::realize`]): threads realizing on clones of one device stay apart.
+    replay: Mutex<()>,
 }
 
 /// The GPU time of one kernel of the last profiled realize.
@@ -54,12 +58,13 @@ impl WgpuBackend {
         };
         Ok(WgpuBackend {
             ctx: Context::open(adapter, opts)?,
-            plans: Mutex::new(HashMap::new()),
+            plans: Mutex::new(PlanStore::new(opts.plan_cache_budget())),
             pipelines: PipelineCache::default(),
             log,
             profiling: AtomicBool::new(false),
             last_profile: Mutex::new(vec![]),
             recorder: Mutex::new(ProfileRecorder::default()),
+            replay: Mutex::new(()),
         })
     }
 
@@ -85,18 +90,33 @@ impl WgpuBackend {
     fn compiled(&self, p: &Pending) -> Result<Arc<CompiledPlan>> {
         if let Some(c) = self.plans.lock().unwrap().get(&p.signature) {
             self.ctx.counters.plan_cache_hits.fetch_add(1, Relaxed);
-            return Ok(c.clone());
+            return Ok(c);
         }
         let c = Arc::new(plan_cache::compile(&self.ctx, &self.pipelines, p)?);
         self.ctx.counters.plans_compiled.fetch_add(1, Relaxed);
         if let Some(with_source) = self.log {
             plan_cache::log(&c, with_source);
         }
-        self.plans
+        let evicted = self
+            .plans
             .lock()
             .unwrap()
             .insert(p.signature.clone(), c.clone());
+        self.ctx.counters.plans_evicted.fetch_add(evicted, Relaxed);
         Ok(c)
+    }
+}
+
+/// Bind groups one kernel keeps. A replay binds the plan's own buffers and the run's inputs and
+/// outputs, which come from the pool and repeat in a steady loop; new buffers (new shapes, a
+/// pool that released some) bring new ids, and a cache that only grew would keep every buffer
+/// it ever bound alive on the device.
+const MAX_BIND_GROUPS_PER_KERNEL: usize = 64;
+
+/// Empties a kernel's bind-group cache when `key` is new and the cache is full.
+fn forget_stale_bind_groups(groups: &mut HashMap<Vec<u64>, wgpu::BindGroup>, key: &[u64]) {
+    if groups.len() >= MAX_BIND_GROUPS_PER_KERNEL && !groups.contains_key(key) {
+        groups.clear();
     }
 }
 
@@ -180,6 +200,12 @@ impl Backend for WgpuBackend {
                 BufferRole::Slot(_) | BufferRole::None => {}
             }
         }
+        // A cached plan's runtime scalars (its uniform buffers) and intermediate slots are
+        // shared by every replay of it. `queue.write_buffer` only stages a write for the next
+        // submission, whichever thread makes it, so two threads replaying one plan could each
+        // run with the other's scalars. From the first scalar write to the submission, one
+        // replay at a time; the GPU runs submissions in order, so the slots are safe after it.
+        let replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
         let buffer_of = |i: usize| -> &GpuBuffer {
             match plan.buffers[i] {
                 BufferRole::Slot(s) => &compiled.slots[s],
@@ -230,6 +256,7 @@ impl Backend for WgpuBackend {
             bound.extend(kernel.extra.iter().map(|&e| buffer_of(e)));
             let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
             let mut groups = ck.bind_groups.lock().unwrap();
+            forget_stale_bind_groups(&mut groups, &key);
             let group = groups.entry(key).or_insert_with(|| {
                 let mut entries: Vec<wgpu::BindGroupEntry> = bound
                     .iter()
@@ -281,6 +308,7 @@ impl Backend for WgpuBackend {
             if let (Some(pk), Some(scratch)) = (&ck.pack, &compiled.scratch) {
                 let target = buffer_of(kernel.root);
                 let mut groups = pk.bind_groups.lock().unwrap();
+                forget_stale_bind_groups(&mut groups, &[target.id, scratch.id]);
                 let group = groups
                     .entry(vec![target.id, scratch.id])
                     .or_insert_with(|| {
@@ -334,6 +362,7 @@ impl Backend for WgpuBackend {
             staging.push((st, bytes));
         }
         self.ctx.queue.submit([encoder.finish()]);
+        drop(replay);
         self.ctx.counters.submissions.fetch_add(1, Relaxed);
         self.ctx
             .counters

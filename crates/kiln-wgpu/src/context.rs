@@ -65,7 +65,7 @@ impl Context {
             *lost_cb.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
         });
         let counters = Arc::new(Counters::default());
-        let pool = BufferPool::new(device.clone(), counters.clone());
+        let pool = BufferPool::new(device.clone(), counters.clone(), opts.plan_cache_budget());
         Ok(Context {
             device,
             queue,

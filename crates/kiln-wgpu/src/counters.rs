@@ -22,6 +22,8 @@ pub struct Counters {
     pub plans_compiled: AtomicU64,
     /// Plan-cache hits.
     pub plan_cache_hits: AtomicU64,
+    /// Plans evicted from the plan cache.
+    pub plans_evicted: AtomicU64,
 }
 
 impl Counters {
@@ -46,6 +48,7 @@ impl Counters {
             peak_bytes: self.peak_bytes.load(Relaxed),
             plans_compiled: self.plans_compiled.load(Relaxed),
             plan_cache_hits: self.plan_cache_hits.load(Relaxed),
+            plans_evicted: self.plans_evicted.load(Relaxed),
         }
     }
 }

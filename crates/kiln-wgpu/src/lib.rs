@@ -12,6 +12,7 @@ pub mod context;
 pub mod counters;
 pub mod options;
 pub mod plan_cache;
+pub mod plan_store;
 pub mod pool;
 pub mod readback;
 

@@ -24,6 +24,11 @@ pub struct WgpuOptions {
     /// makes small problems split their dispatches over two or three dimensions, for tests.
     /// `None`: the adapter's limit.
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Device bytes the plan cache's intermediate buffers may keep, and the buffer pool's free
+    /// buffers too (each), before the least recently used are released. `None`:
+    /// `KILN_PLAN_CACHE_MB` from the environment when set by [`WgpuOptions::from_env`], else
+    /// [`crate::plan_store::DEFAULT_PLAN_CACHE_BYTES`] (1 GiB).
+    pub plan_cache_bytes: Option<u64>,
 }
 
 impl Default for WgpuOptions {
@@ -33,18 +38,35 @@ impl Default for WgpuOptions {
             backend: None,
             shader_f16: true,
             max_workgroups_per_dimension: None,
+            plan_cache_bytes: None,
         }
     }
 }
 
 impl WgpuOptions {
-    /// The defaults with the environment's overrides: `KILN_ADAPTER` (an adapter name) and
-    /// `KILN_NO_F16=1` (no native f16). `WGPU_BACKEND` is honoured by the wgpu instance itself.
+    /// The defaults with the environment's overrides: `KILN_ADAPTER` (an adapter name),
+    /// `KILN_NO_F16=1` (no native f16) and `KILN_PLAN_CACHE_MB` (the plan cache's bound in MiB;
+    /// a value that is not a whole number is ignored with a warning). `WGPU_BACKEND` is honoured
+    /// by the wgpu instance itself.
     pub fn from_env() -> WgpuOptions {
+        let plan_cache_bytes = std::env::var("KILN_PLAN_CACHE_MB").ok().and_then(|v| {
+            let mb = v.trim().parse::<u64>().ok();
+            if mb.is_none() {
+                eprintln!("kiln: KILN_PLAN_CACHE_MB={v:?} is not a whole number of MiB; using the default");
+            }
+            mb.map(|mb| mb << 20)
+        });
         WgpuOptions {
             adapter_name: std::env::var("KILN_ADAPTER").ok().filter(|s| !s.is_empty()),
             shader_f16: !std::env::var("KILN_NO_F16").is_ok_and(|v| v == "1"),
+            plan_cache_bytes,
             ..WgpuOptions::default()
         }
+    }
+
+    /// The plan cache's bound in bytes (the option, else the default).
+    pub fn plan_cache_budget(&self) -> u64 {
+        self.plan_cache_bytes
+            .unwrap_or(crate::plan_store::DEFAULT_PLAN_CACHE_BYTES)
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::codegen::{self, CodegenOptions, KernelSource, Workgroups};
 use crate::context::Context;
-use crate::pool::GpuBuffer;
+use crate::pool::{BufferPool, GpuBuffer};
 use kiln_core::schedule::{self, BufferRole, Plan, ScheduleLimits};
 use kiln_core::{KilnError, Pending, Result};
 use std::collections::HashMap;
@@ -54,15 +54,36 @@ pub struct CompiledPlan {
     pub slots: Vec<GpuBuffer>,
     /// The f32 scratch buffer of the kernels with a [`PackStep`] (one after the other), if any.
     pub scratch: Option<GpuBuffer>,
+    /// Where the slots and scratch buffer go back when the plan is dropped (evicted).
+    pub pool: Arc<BufferPool>,
 }
 
 impl CompiledPlan {
+    /// Device bytes the plan keeps while cached: its slots, scratch and uniform buffers.
+    pub fn footprint(&self) -> u64 {
+        let params: u64 = self
+            .kernels
+            .iter()
+            .filter_map(|(_, k)| k.params.as_ref().map(|(b, _)| b.size))
+            .sum();
+        let scratch = self.scratch.as_ref().map_or(0, |b| b.size);
+        self.slots.iter().map(|b| b.size).sum::<u64>() + scratch + params
+    }
     /// Dispatches one run records: one per kernel, plus one per pack step.
     pub fn dispatches(&self) -> u64 {
         self.kernels
             .iter()
             .map(|(_, k)| 1 + k.pack.is_some() as u64)
             .sum()
+    }
+}
+
+impl Drop for CompiledPlan {
+    /// Returns the intermediate buffers to the pool for the next plan to take.
+    fn drop(&mut self) {
+        for b in self.slots.drain(..).chain(self.scratch.take()) {
+            self.pool.give(b);
+        }
     }
 }
 
@@ -233,6 +254,7 @@ pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<
         kernels,
         slots,
         scratch,
+        pool: ctx.pool.clone(),
     })
 }
 

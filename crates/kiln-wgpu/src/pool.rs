@@ -28,11 +28,23 @@ impl Drop for GpuBuffer {
 }
 
 /// Storage buffers reusable by size. Sizes are rounded up to 256 bytes; a request takes a free
-/// buffer of exactly that rounded size or creates one.
+/// buffer of exactly that rounded size or creates one. The free buffers take at most a budget of
+/// bytes: past it, the longest-unused free buffers are destroyed (inference over many shapes
+/// would otherwise keep a buffer of every size it ever saw).
 pub struct BufferPool {
     device: wgpu::Device,
-    free: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<GpuBuffer>>>,
+    free: Mutex<FreeLists>,
     counters: Arc<Counters>,
+    budget: u64,
+}
+
+/// Free buffers by (usage, size), and the order they were given back in.
+#[derive(Default)]
+struct FreeLists {
+    lists: HashMap<(wgpu::BufferUsages, u64), Vec<GpuBuffer>>,
+    /// (usage, size, id) of each free buffer, oldest first (may hold ids already taken again).
+    order: std::collections::VecDeque<(wgpu::BufferUsages, u64, u64)>,
+    bytes: u64,
 }
 
 /// Usage of every pooled storage buffer.
@@ -41,12 +53,13 @@ const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl BufferPool {
-    /// An empty pool for `device`.
-    pub fn new(device: wgpu::Device, counters: Arc<Counters>) -> Arc<BufferPool> {
+    /// An empty pool for `device` whose free buffers take at most `budget` bytes.
+    pub fn new(device: wgpu::Device, counters: Arc<Counters>, budget: u64) -> Arc<BufferPool> {
         Arc::new(BufferPool {
             device,
-            free: Mutex::new(HashMap::new()),
+            free: Mutex::new(FreeLists::default()),
             counters,
+            budget,
         })
     }
 
@@ -67,12 +80,14 @@ impl BufferPool {
     /// A free buffer of `usage` and at least `bytes` bytes, or a new one.
     fn take_with(&self, bytes: u64, usage: wgpu::BufferUsages, label: &str) -> GpuBuffer {
         let size = bytes.max(4).div_ceil(256) * 256;
-        let reused = self
-            .free
-            .lock()
-            .unwrap()
-            .get_mut(&(usage, size))
-            .and_then(|v| v.pop());
+        let reused = {
+            let mut free = self.free.lock().unwrap();
+            let b = free.lists.get_mut(&(usage, size)).and_then(|v| v.pop());
+            if b.is_some() {
+                free.bytes -= size;
+            }
+            b
+        };
         reused.unwrap_or_else(|| self.create(size, usage, label))
     }
 
@@ -94,23 +109,52 @@ impl BufferPool {
         }
     }
 
-    /// Returns a buffer for reuse.
+    /// Returns a buffer for reuse; destroys the longest-unused free buffers while the free ones
+    /// take more than the budget. (A destroyed buffer's id is never bound again: bind groups
+    /// cached for it are never looked up.)
     pub fn give(&self, b: GpuBuffer) {
-        self.free
-            .lock()
-            .unwrap()
-            .entry((b.usage, b.size))
-            .or_default()
-            .push(b);
+        let mut free = self.free.lock().unwrap();
+        let free = &mut *free;
+        free.bytes += b.size;
+        free.order.push_back((b.usage, b.size, b.id));
+        free.lists.entry((b.usage, b.size)).or_default().push(b);
+        while free.bytes > self.budget {
+            let Some((usage, size, id)) = free.order.pop_front() else {
+                break;
+            };
+            let Some(list) = free.lists.get_mut(&(usage, size)) else {
+                continue;
+            };
+            // Ids taken again since they were given back are stale entries of `order`.
+            if let Some(pos) = list.iter().position(|x| x.id == id) {
+                let old = list.remove(pos);
+                free.bytes -= old.size;
+                old.buffer.destroy();
+            }
+        }
+        if free.order.len() > 4 * free.lists.values().map(Vec::len).sum::<usize>() + 64 {
+            // Drop stale entries now and then so `order` stays proportional to the free buffers.
+            let live: std::collections::HashSet<u64> =
+                free.lists.values().flatten().map(|x| x.id).collect();
+            free.order.retain(|(_, _, id)| live.contains(id));
+        }
+    }
+
+    /// Bytes held by free buffers.
+    pub fn free_bytes(&self) -> u64 {
+        self.free.lock().unwrap().bytes
     }
 
     /// Destroys every free buffer (memory held by live tensors stays).
     pub fn trim(&self) {
-        for (_, list) in self.free.lock().unwrap().drain() {
+        let mut free = self.free.lock().unwrap();
+        for (_, list) in free.lists.drain() {
             for b in list {
                 b.buffer.destroy();
             }
         }
+        free.order.clear();
+        free.bytes = 0;
     }
 }
 

@@ -26,7 +26,7 @@
 //! Candidates are tried nearest first within `WINDOW` (64) kernels, so the result depends only on
 //! the graph's structure (plans stay deterministic and cacheable).
 
-use super::{Kernel, KernelKind};
+use super::{Kernel, KernelKind, MAX_INLINE_OPS};
 use crate::dtype::DType;
 use crate::graph::Pending;
 
@@ -34,7 +34,17 @@ use crate::graph::Pending;
 const WINDOW: usize = 64;
 
 /// Joins kernels into multi-output kernels where the rules of this module allow it.
-pub fn merge(p: &Pending, mat: &[bool], kernels: Vec<Kernel>, max_bindings: usize) -> Vec<Kernel> {
+///
+/// `ops` gives each materialized node's expression cost (see `schedule::bound_inline_ops`): a
+/// joined kernel computes at most [`super::MAX_INLINE_OPS`] ops per element, so that cutting a
+/// long chain into kernels is not undone here.
+pub fn merge(
+    p: &Pending,
+    mat: &[bool],
+    ops: &[usize],
+    kernels: Vec<Kernel>,
+    max_bindings: usize,
+) -> Vec<Kernel> {
     let mut slots: Vec<Option<Kernel>> = kernels.into_iter().map(Some).collect();
     for j in 0..slots.len() {
         let b = match &slots[j] {
@@ -48,7 +58,7 @@ pub fn merge(p: &Pending, mat: &[bool], kernels: Vec<Kernel>, max_bindings: usiz
         // Same-shape partners first (shared index arithmetic and registers), then segments.
         let chosen = [false, true]
             .into_iter()
-            .find_map(|horizontal| partner(p, &slots, j, &far, horizontal, max_bindings));
+            .find_map(|horizontal| partner(p, &slots, j, &far, horizontal, max_bindings, ops));
         let Some((i, at_b, seg)) = chosen else {
             continue;
         };
@@ -70,8 +80,10 @@ fn partner(
     far: &[usize],
     horizontal: bool,
     max_bindings: usize,
+    ops: &[usize],
 ) -> Option<(usize, bool, Option<usize>)> {
     let b = slots[j].as_ref().unwrap();
+    let cost = |k: &Kernel| k.outputs().map(|o| ops[o]).sum::<usize>();
     let shape = p.nodes[b.root].shape();
     for i in (j.saturating_sub(WINDOW)..j).rev() {
         let Some(a) = &slots[i] else { continue };
@@ -92,7 +104,11 @@ fn partner(
             }
             _ => false,
         };
-        if !fits || a.outputs().any(|o| far.contains(&o)) {
+        if !fits || a.outputs().any(|o| far.contains(&o)) 
+            // Segments run side by side: only a kernel one element computes more of is bounded
+            // (its source is bounded by the bindings anyway).
+            || (!horizontal && cost(a) + cost(b) > MAX_INLINE_OPS)
+        {
             continue;
         }
         if a.extra.len() + 2 + joined_reads(a, b).len() > max_bindings {

@@ -148,7 +148,7 @@ fn generate_vec4(env: &mut KernelEnv, kernel: &Kernel) -> KernelSource {
     }
     let preload: Vec<String> = used
         .iter()
-        .map(|i| format!("let d{i} = {}[w];", env.bindings[i]))
+        .map(|i| format!("let d_{b} = {b}[w];", b = env.bindings[i]))
         .collect();
     let wgsl = format!(
         "

@@ -16,7 +16,7 @@ pub struct KernelEnv<'a> {
     /// The pending graph.
     pub p: &'a Pending,
     /// Whether each node has its own buffer (stop emitting there and read it).
-    pub materialized: Vec<bool>,
+    pub materialized: &'a [bool],
     /// The node the kernel writes (computed, never read, even though it has a buffer).
     pub root: usize,
     /// Native f16 (`enable f16;`); without it f16 values are f32 in the kernel and packed
@@ -51,7 +51,7 @@ pub struct DirectReads {
     pub lane: usize,
     /// The root's shape (the vec4 inputs have it too).
     pub shape: kiln_core::Shape,
-    /// Inputs read directly so far; `d{i}` holds input `i`'s 4 values.
+    /// Inputs read directly so far; `d_inK` holds the 4 values of the input bound as `inK`.
     pub used: std::collections::BTreeSet<usize>,
 }
 
@@ -187,7 +187,8 @@ impl<'e, 'a> Emitter<'e, 'a> {
             if let Some(d) = self.env.direct.as_mut().filter(|_| vec4) {
                 if coords == d.coords.as_slice() && node.shape() == &d.shape {
                     d.used.insert(i);
-                    return format!("d{i}[{}u]", d.lane);
+                    // Named by binding, not node: equal kernels of a long chain share a pipeline.
+                    return format!("d_{b}[{}u]", d.lane);
                 }
             }
             let idx = ravel(coords, node.shape());

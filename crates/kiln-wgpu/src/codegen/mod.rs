@@ -59,9 +59,7 @@ pub struct CodegenOptions {
 pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions) -> KernelSource {
     let mut env = KernelEnv {
         p,
-        materialized: (0..p.nodes.len())
-            .map(|i| plan.is_materialized(i))
-            .collect(),
+        materialized: &plan.materialized,
         root: kernel.root,
         f16: opts.f16,
         bindings: HashMap::new(),
