@@ -104,7 +104,7 @@ fn partner(
             }
             _ => false,
         };
-        if !fits || a.outputs().any(|o| far.contains(&o)) 
+        if !fits || a.outputs().any(|o| far.contains(&o))
             // Segments run side by side: only a kernel one element computes more of is bounded
             // (its source is bounded by the bindings anyway).
             || (!horizontal && cost(a) + cost(b) > MAX_INLINE_OPS)
