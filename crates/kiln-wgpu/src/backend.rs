@@ -92,16 +92,39 @@ impl WgpuBackend {
             self.ctx.counters.plan_cache_hits.fetch_add(1, Relaxed);
             return Ok(c);
         }
-        let c = Arc::new(plan_cache::compile(&self.ctx, &self.pipelines, p)?);
+        let plan = kiln_core::schedule::schedule(p, plan_cache::schedule_limits(&self.ctx));
+        // Make room first: the plans evicted for this one give their buffers back before it
+        // takes its own, so the peak is one budget, not one budget plus the new plan.
+        let need: u64 = plan
+            .slot_bytes
+            .iter()
+            .map(|b| b.max(&4).div_ceil(256) * 256)
+            .sum();
+        {
+            let mut plans = self.plans.lock().unwrap();
+            let evicted = plans.make_room(need);
+            self.ctx.counters.plans_evicted.fetch_add(evicted, Relaxed);
+            let budget = plans.budget().saturating_sub(plans.bytes() + need);
+            self.ctx.pool.set_budget(budget);
+        }
+        let c = Arc::new(plan_cache::compile_plan(
+            &self.ctx,
+            &self.pipelines,
+            p,
+            plan,
+        )?);
         self.ctx.counters.plans_compiled.fetch_add(1, Relaxed);
         if let Some(with_source) = self.log {
             plan_cache::log(&c, with_source);
         }
-        let evicted = self
-            .plans
-            .lock()
-            .unwrap()
-            .insert(p.signature.clone(), c.clone());
+        let evicted = {
+            let mut plans = self.plans.lock().unwrap();
+            let evicted = plans.insert(p.signature.clone(), c.clone());
+            // One budget for plans and free buffers together.
+            let budget = plans.budget().saturating_sub(plans.bytes());
+            self.ctx.pool.set_budget(budget);
+            evicted
+        };
         self.ctx.counters.plans_evicted.fetch_add(evicted, Relaxed);
         Ok(c)
     }

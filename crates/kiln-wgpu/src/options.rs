@@ -24,8 +24,8 @@ pub struct WgpuOptions {
     /// makes small problems split their dispatches over two or three dimensions, for tests.
     /// `None`: the adapter's limit.
     pub max_workgroups_per_dimension: Option<u32>,
-    /// Device bytes the plan cache's intermediate buffers may keep, and the buffer pool's free
-    /// buffers too (each), before the least recently used are released. `None`:
+    /// Device bytes the plan cache's intermediate buffers and the buffer pool's free buffers may
+    /// keep together before the least recently used are released. `None`:
     /// `KILN_PLAN_CACHE_MB` from the environment when set by [`WgpuOptions::from_env`], else
     /// [`crate::plan_store::DEFAULT_PLAN_CACHE_BYTES`] (1 GiB).
     pub plan_cache_bytes: Option<u64>,

@@ -167,8 +167,21 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
 
 /// Schedules and compiles `p`.
 pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
-    let limits = schedule_limits(ctx);
-    let plan = schedule::schedule(p, limits);
+    compile_plan(
+        ctx,
+        pipelines,
+        p,
+        schedule::schedule(p, schedule_limits(ctx)),
+    )
+}
+
+/// Compiles `plan`, the schedule of `p`: code generation, pipelines and intermediate buffers.
+pub fn compile_plan(
+    ctx: &Context,
+    pipelines: &PipelineCache,
+    p: &Pending,
+    plan: Plan,
+) -> Result<CompiledPlan> {
     let max_binding = ctx.limits.max_storage_buffer_binding_size;
     for (i, role) in plan.buffers.iter().enumerate() {
         let bytes = schedule::node_bytes(p, i);

@@ -5,7 +5,8 @@
 //! many batch sizes and image sizes compiles a plan for each, and every plan keeps its
 //! intermediate buffers (its liveness slots) for as long as it is cached. Without a bound, device
 //! memory grows with every new shape. An evicted plan's buffers go back to the buffer pool, whose
-//! free lists are bounded too (see [`crate::pool::BufferPool`]).
+//! free buffers share the budget: the backend lets the pool keep what the plans leave of it
+//! (see [`crate::pool::BufferPool::set_budget`]).
 
 use crate::plan_cache::CompiledPlan;
 use std::collections::HashMap;
@@ -48,6 +49,25 @@ impl PlanStore {
         Some(e.plan.clone())
     }
 
+    /// Evicts the least recently used plans until `bytes` more fit in the budget (or none is
+    /// left); returns how many were evicted. Called before a new plan takes its buffers, so that
+    /// the plans it replaces give theirs back first.
+    pub fn make_room(&mut self, bytes: u64) -> u64 {
+        let mut evicted = 0;
+        while self.bytes + bytes > self.budget && !self.plans.is_empty() {
+            let oldest = self
+                .plans
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(s, _)| s.clone())
+                .expect("not empty");
+            let e = self.plans.remove(&oldest).expect("present");
+            self.bytes -= e.plan.footprint();
+            evicted += 1;
+        }
+        evicted
+    }
+
     /// Adds a plan (replacing one of the same signature) and evicts the least recently used
     /// others until the store is within its budget; returns how many were evicted. An evicted
     /// plan that another thread is still replaying lives until that replay ends.
@@ -85,6 +105,11 @@ impl PlanStore {
     /// True when no plan is held.
     pub fn is_empty(&self) -> bool {
         self.plans.is_empty()
+    }
+
+    /// The bound on the bytes of the plans held.
+    pub fn budget(&self) -> u64 {
+        self.budget
     }
 
     /// Device bytes the held plans keep (see [`CompiledPlan::footprint`]).

@@ -35,7 +35,7 @@ pub struct BufferPool {
     device: wgpu::Device,
     free: Mutex<FreeLists>,
     counters: Arc<Counters>,
-    budget: u64,
+    budget: AtomicU64,
 }
 
 /// Free buffers by (usage, size), and the order they were given back in.
@@ -59,7 +59,7 @@ impl BufferPool {
             device,
             free: Mutex::new(FreeLists::default()),
             counters,
-            budget,
+            budget: AtomicU64::new(budget),
         })
     }
 
@@ -114,11 +114,23 @@ impl BufferPool {
     /// cached for it are never looked up.)
     pub fn give(&self, b: GpuBuffer) {
         let mut free = self.free.lock().unwrap();
-        let free = &mut *free;
         free.bytes += b.size;
         free.order.push_back((b.usage, b.size, b.id));
         free.lists.entry((b.usage, b.size)).or_default().push(b);
-        while free.bytes > self.budget {
+        self.shrink(&mut free);
+    }
+
+    /// Sets the bytes the free buffers may take, destroying the longest-unused ones now if they
+    /// take more.
+    pub fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+        self.shrink(&mut self.free.lock().unwrap());
+    }
+
+    /// Destroys the longest-unused free buffers while they take more than the budget.
+    fn shrink(&self, free: &mut FreeLists) {
+        let budget = self.budget.load(Ordering::Relaxed);
+        while free.bytes > budget {
             let Some((usage, size, id)) = free.order.pop_front() else {
                 break;
             };
