@@ -2,7 +2,7 @@
 //!
 //! For elementwise chains of 1k, 10k and 100k ops (`x + 1`, `* 1`, alternating) on a fresh
 //! device it reports the time to build the graph, the first realize (scheduling, code generation,
-//! pipeline compiles: the scheduler cuts the chain every `MAX_INLINE_OPS` ops, so this grows
+//! pipeline compiles: the scheduler cuts the chain every `MAX_INLINE_DEPTH` ops, so this grows
 //! linearly), the kernels and pipelines that took, and a second realize of the same graph shape
 //! (a plan-cache hit). Writes `target/kiln-bench/deep_graphs.json`. `KILN_BENCH_QUICK=1` stops at
 //! 10k ops.

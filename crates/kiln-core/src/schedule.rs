@@ -220,8 +220,8 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             }
         }
     }
-    // Rule 1d: no kernel inlines more than MAX_INLINE_OPS ops.
-    let inline = bound_inline_ops(p, &mut mat);
+    // Rule 1d: no kernel's expression is deeper than MAX_INLINE_DEPTH.
+    let depth = bound_inline_depth(p, &mut mat);
     // Rule 3: absorb cores into the epilogue chain above them. A node belongs to at most one
     // chain: in `(x.sum_axes(..) + x.max_axes(..)) * 2` the sum's chain takes the add and the
     // mul, and the max's chain stops below the add (its reshape becomes the max kernel's root),
@@ -307,7 +307,7 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         i += 1;
     }
     // Rule 5.
-    let kernels = multi_output::merge(p, &mat, &inline, kernels, limits.max_storage_buffers);
+    let kernels = multi_output::merge(p, &mat, &depth, kernels, limits.max_storage_buffers);
     // Rule 6: roles and liveness slots.
     let mut buffers = vec![BufferRole::None; n];
     let mut last_use = vec![0usize; n];
@@ -365,58 +365,62 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
     }
 }
 
-/// Most ops one kernel computes inline (rule 1d). An unrolled loop or a long iterative program
-/// records chains of thousands of elementwise ops; fused into one kernel, such a chain makes WGSL
-/// whose driver compile time grows faster than its length (4,000 ops took 33 s on lavapipe) and
-/// whose code generation recurses once per op. Cut every `MAX_INLINE_OPS` ops, compile time
-/// grows linearly with the chain and code generation's recursion stays bounded. Real models'
-/// fused chains (an Adam update, batch norm and its epilogue) are far shorter.
-pub const MAX_INLINE_OPS: usize = 128;
+/// Longest chain of ops one kernel computes inline (rule 1d). An unrolled loop or a long
+/// iterative program records chains of thousands of elementwise ops; fused into one kernel, such a
+/// chain makes WGSL whose driver compile time grows faster than its length (4,000 ops took 33 s on
+/// lavapipe) and whose code generation recurses once per op. Cut every `MAX_INLINE_DEPTH` ops,
+/// compile time grows linearly with the chain and code generation's recursion stays bounded.
+/// Real models' fused chains (an Adam update, batch norm and its epilogue, an augmentation's
+/// matrices) are far shorter. (Depth, not the number of ops: an expression is a DAG whose shared
+/// inline parts, like `g` in `g * g`, are emitted once, and counting them per path would grow
+/// exponentially.)
+pub const MAX_INLINE_DEPTH: usize = 128;
 
-/// Rule 1d: materializes nodes until no kernel's expression holds more than
-/// [`MAX_INLINE_OPS`] inline ops; returns each node's inline op count (0 for materialized
-/// nodes), an upper bound on what its expression costs the kernel that reads it.
-fn bound_inline_ops(p: &Pending, mat: &mut [bool]) -> Vec<usize> {
+/// Rule 1d: materializes nodes until no kernel's expression is deeper than
+/// [`MAX_INLINE_DEPTH`]; returns for each node the depth of its inline expression, and for a
+/// materialized node the depth of its own kernel's expression.
+fn bound_inline_depth(p: &Pending, mat: &mut [bool]) -> Vec<usize> {
     let n = p.nodes.len();
-    let mut ops = vec![0usize; n];
+    // Depth of each node's inline expression; 0 for materialized nodes (a buffer read).
+    let mut depth = vec![0usize; n];
     for i in 0..n {
         if p.is_leaf(i) {
             // Generators (`Full`, `Arange`, `Rand`) are computed inline: one op each.
-            ops[i] = usize::from(!mat[i]);
+            depth[i] = usize::from(!mat[i]);
             continue;
         }
-        let mut ins = p.inputs[i].clone();
-        ins.sort_unstable();
-        ins.dedup();
-        let mut size = 1 + ins.iter().map(|&x| ops[x]).sum::<usize>();
-        while size > MAX_INLINE_OPS {
-            // Cut the largest inline input: it becomes a kernel of its own.
-            let Some(&x) = ins
-                .iter()
-                .filter(|&&x| !p.is_leaf(x) && !mat[x])
-                .max_by_key(|&&x| ops[x])
-            else {
-                break;
-            };
-            mat[x] = true;
-            size -= ops[x];
-            ops[x] = 0;
+        let ins = &p.inputs[i];
+        loop {
+            let deepest = ins.iter().copied().max_by_key(|&x| depth[x]);
+            let d = 1 + deepest.map_or(0, |x| depth[x]);
+            match deepest {
+                // Cut the deepest inline input: it becomes a kernel of its own.
+                Some(x) if d > MAX_INLINE_DEPTH && !p.is_leaf(x) && !mat[x] => {
+                    mat[x] = true;
+                    depth[x] = 0;
+                }
+                _ => {
+                    depth[i] = d;
+                    break;
+                }
+            }
         }
-        ops[i] = if mat[i] { 0 } else { size };
     }
-    // A materialized node's kernel costs its own expression: recompute it for the roots.
+    // Users of a materialized node read its buffer: it costs them nothing. Its own kernel costs
+    // its expression's depth.
     for i in 0..n {
         if mat[i] && !p.is_leaf(i) {
-            let mut ins = p.inputs[i].clone();
-            ins.sort_unstable();
-            ins.dedup();
-            ops[i] = 1 + ins
+            let ins = &p.inputs[i];
+            depth[i] = 1 + ins
                 .iter()
-                .map(|&x| if mat[x] { 0 } else { ops[x] })
-                .sum::<usize>();
+                .map(|&x| if mat[x] { 0 } else { depth[x] })
+                .max()
+                .unwrap_or(0);
+        } else if mat[i] {
+            depth[i] = 0;
         }
     }
-    ops
+    depth
 }
 
 /// Walks the expression of the kernel rooted at `root`: the materialized nodes it reads and the

@@ -54,15 +54,7 @@ impl PlanStore {
     /// the plans it replaces give theirs back first.
     pub fn make_room(&mut self, bytes: u64) -> u64 {
         let mut evicted = 0;
-        while self.bytes + bytes > self.budget && !self.plans.is_empty() {
-            let oldest = self
-                .plans
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(s, _)| s.clone())
-                .expect("not empty");
-            let e = self.plans.remove(&oldest).expect("present");
-            self.bytes -= e.plan.footprint();
+        while self.bytes + bytes > self.budget && self.evict_oldest(None) {
             evicted += 1;
         }
         evicted
@@ -82,19 +74,26 @@ impl PlanStore {
             self.bytes -= old.plan.footprint();
         }
         let mut evicted = 0;
-        while self.bytes > self.budget && self.plans.len() > 1 {
-            let oldest = self
-                .plans
-                .iter()
-                .filter(|(s, _)| **s != signature)
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(s, _)| s.clone())
-                .expect("more than one plan");
-            let e = self.plans.remove(&oldest).expect("present");
-            self.bytes -= e.plan.footprint();
+        while self.bytes > self.budget && self.evict_oldest(Some(&signature)) {
             evicted += 1;
         }
         evicted
+    }
+
+    /// Evicts the least recently used plan other than `keep`; false when there is none.
+    fn evict_oldest(&mut self, keep: Option<&str>) -> bool {
+        let oldest = self
+            .plans
+            .iter()
+            .filter(|(s, _)| Some(s.as_str()) != keep)
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(s, _)| s.clone());
+        let Some(oldest) = oldest else {
+            return false;
+        };
+        let e = self.plans.remove(&oldest).expect("present");
+        self.bytes -= e.plan.footprint();
+        true
     }
 
     /// Number of plans held.

@@ -26,22 +26,27 @@
 //! Candidates are tried nearest first within `WINDOW` (64) kernels, so the result depends only on
 //! the graph's structure (plans stay deterministic and cacheable).
 
-use super::{Kernel, KernelKind, MAX_INLINE_OPS};
+use super::{Kernel, KernelKind, MAX_INLINE_DEPTH};
 use crate::dtype::DType;
 use crate::graph::Pending;
 
 /// How many kernels back a kernel looks for a partner: scheduling stays linear in big graphs.
 const WINDOW: usize = 64;
 
+/// Most total expression depth of a joined kernel's outputs: 8 pieces of a chain cut at
+/// [`MAX_INLINE_DEPTH`].
+pub const MAX_JOINED_DEPTH: usize = 8 * MAX_INLINE_DEPTH;
+
 /// Joins kernels into multi-output kernels where the rules of this module allow it.
 ///
-/// `ops` gives each materialized node's expression cost (see `schedule::bound_inline_ops`): a
-/// joined kernel computes at most [`super::MAX_INLINE_OPS`] ops per element, so that cutting a
-/// long chain into kernels is not undone here.
+/// `depth` gives each materialized node's expression depth (see `schedule::bound_inline_depth`):
+/// the depths of a joined kernel's outputs add up to at most [`MAX_JOINED_DEPTH`], so that a long
+/// chain cut into kernels is not joined back into one (each output reads the ones before it from
+/// registers, so code generation's recursion stays one output deep).
 pub fn merge(
     p: &Pending,
     mat: &[bool],
-    ops: &[usize],
+    depth: &[usize],
     kernels: Vec<Kernel>,
     max_bindings: usize,
 ) -> Vec<Kernel> {
@@ -58,7 +63,7 @@ pub fn merge(
         // Same-shape partners first (shared index arithmetic and registers), then segments.
         let chosen = [false, true]
             .into_iter()
-            .find_map(|horizontal| partner(p, &slots, j, &far, horizontal, max_bindings, ops));
+            .find_map(|horizontal| partner(p, &slots, j, &far, horizontal, max_bindings, depth));
         let Some((i, at_b, seg)) = chosen else {
             continue;
         };
@@ -80,10 +85,10 @@ fn partner(
     far: &[usize],
     horizontal: bool,
     max_bindings: usize,
-    ops: &[usize],
+    depth: &[usize],
 ) -> Option<(usize, bool, Option<usize>)> {
     let b = slots[j].as_ref().unwrap();
-    let cost = |k: &Kernel| k.outputs().map(|o| ops[o]).sum::<usize>();
+    let cost = |k: &Kernel| k.outputs().map(|o| depth[o]).sum::<usize>();
     let shape = p.nodes[b.root].shape();
     for i in (j.saturating_sub(WINDOW)..j).rev() {
         let Some(a) = &slots[i] else { continue };
@@ -107,7 +112,7 @@ fn partner(
         if !fits || a.outputs().any(|o| far.contains(&o))
             // Segments run side by side: only a kernel one element computes more of is bounded
             // (its source is bounded by the bindings anyway).
-            || (!horizontal && cost(a) + cost(b) > MAX_INLINE_OPS)
+            || (!horizontal && cost(a) + cost(b) > MAX_JOINED_DEPTH)
         {
             continue;
         }
