@@ -40,7 +40,7 @@ use kiln::preflight;
 use kiln::prelude::*;
 use kiln::viz::{self, Metrics};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 // Parts of this example, in examples/mnist/ (paths, so that cargo does not take them for
@@ -216,8 +216,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
     );
     let model = kiln::models::by_name(&args.model, 1, classes, &dev, args.seed)?;
     let model = model.as_ref();
-    preflight::check_input_size(model, 1, [rows, cols])
-        .map_err(|e| KilnError::InvalidArgument(format!("{}: {e}", args.model)))?;
+    preflight::check_input_size(model, &args.model, 1, [rows, cols])?;
     println!(
         "{}:\n{}",
         args.model,

@@ -82,7 +82,12 @@ fn install_quiet_hook() {
 
 /// Records `model.forward` on zeros `[1, channels, rows, cols]` (nothing is computed) in
 /// evaluation mode; `Err` with the panic's message when the model cannot take that shape.
-fn probe(model: &dyn Module, channels: usize, rows: usize, cols: usize) -> std::result::Result<(), String> {
+fn probe(
+    model: &dyn Module,
+    channels: usize,
+    rows: usize,
+    cols: usize,
+) -> std::result::Result<(), String> {
     let device = match model.parameters().first() {
         Some(p) => p.device().clone(),
         None => kiln_core::Device::cpu(),
@@ -120,14 +125,19 @@ pub fn input_sizes(model: &dyn Module, channels: usize) -> Option<(usize, usize)
     Some((smallest, largest))
 }
 
-/// Checks that `model` takes images of `[rows, cols]` pixels with `channels` channels (records
-/// one forward pass on zeros, computes nothing). The error names the sizes the model takes
-/// (the smallest first: "too small for this model, which takes 28x28 to 31x31") and the shape
-/// error the model's forward reported.
-pub fn check_input_size(model: &dyn Module, channels: usize, [rows, cols]: [usize; 2]) -> Result<()> {
+/// Checks that `model` (called `name` in the error) takes images of `[rows, cols]` pixels with
+/// `channels` channels (records one forward pass on zeros, computes nothing). The error names
+/// the sizes the model takes ("too small: the smallest images the model takes are 28x28; it
+/// takes 28x28 to 31x31 pixels") and the shape error the model's forward reported.
+pub fn check_input_size(
+    model: &dyn Module,
+    name: &str,
+    channels: usize,
+    [rows, cols]: [usize; 2],
+) -> Result<()> {
     if rows == 0 || cols == 0 || channels == 0 {
         return Err(KilnError::InvalidArgument(format!(
-            "images of {channels} channels and {rows}x{cols} pixels hold nothing"
+            "{name}: images of {channels} channels and {rows}x{cols} pixels hold nothing"
         )));
     }
     let Err(why) = probe(model, channels, rows, cols) else {
@@ -147,7 +157,7 @@ pub fn check_input_size(model: &dyn Module, channels: usize, [rows, cols]: [usiz
         _ => "not a size the model takes".to_string(),
     };
     Err(KilnError::InvalidArgument(format!(
-        "images of {rows}x{cols} pixels are {verdict}; it takes {takes} ({why}); resize the \
-         images or choose another model"
+        "{name}: images of {rows}x{cols} pixels are {verdict}; it takes {takes} ({why}); \
+         resize the images or choose another model"
     )))
 }

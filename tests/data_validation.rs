@@ -98,6 +98,9 @@ fn pixel_statistics_of_the_shipped_digits() {
     let m = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
     let (mean, std) = m.train().pixel_mean_std();
     // MNIST's full training set: 0.1307 and 0.3081; the 8,000-image sample is close.
-    assert!((mean - 0.1307).abs() < 0.005 && (std - 0.3081).abs() < 0.005, "{mean} {std}");
+    assert!(
+        (mean - 0.1307).abs() < 0.005 && (std - 0.3081).abs() < 0.005,
+        "{mean} {std}"
+    );
     assert_eq!(m.classes(), 10);
 }

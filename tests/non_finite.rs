@@ -31,7 +31,13 @@ fn param(values: &[f32], shape: &[usize], dev: &Device) -> Tensor {
 fn bits(tensors: &[Tensor]) -> Vec<Vec<u32>> {
     tensors
         .iter()
-        .map(|t| t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect())
+        .map(|t| {
+            t.to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
         .collect()
 }
 
@@ -42,7 +48,10 @@ fn linear_loss(w: &Tensor, b: &Tensor, x: &Tensor) -> Tensor {
 
 fn optimisers(params: Vec<Tensor>) -> Vec<(&'static str, Box<dyn Optimizer>)> {
     vec![
-        ("sgd", Box::new(Sgd::new(params.clone(), 0.1).with_momentum(0.9, false))),
+        (
+            "sgd",
+            Box::new(Sgd::new(params.clone(), 0.1).with_momentum(0.9, false)),
+        ),
         ("adam", Box::new(Adam::new(params.clone(), 0.1))),
         ("adamw", Box::new(Adam::adamw(params, 0.1, 0.01))),
     ]
@@ -74,14 +83,21 @@ fn a_nan_weight_is_reported_and_applied_by_default_and_skipped_bit_for_bit_on_re
                 let loss = linear_loss(&w, &b, &x);
                 let report = opt.step(&loss.backward()).unwrap();
                 assert!(loss.item::<f32>().unwrap().is_nan());
-                assert!(!report.is_finite().unwrap(), "{name} {policy:?} on {}", dev.name());
+                assert!(
+                    !report.is_finite().unwrap(),
+                    "{name} {policy:?} on {}",
+                    dev.name()
+                );
                 let after = bits(&[w.clone(), b.clone()]);
                 let state: Vec<Tensor> = opt.state().into_iter().map(|(_, t)| t).collect();
                 let state_after = bits(&state);
                 match policy {
                     NonFinitePolicy::Skip => {
                         assert!(report.skipped().unwrap());
-                        assert_eq!(after, before, "{name}: parameters changed on a skipped step");
+                        assert_eq!(
+                            after, before,
+                            "{name}: parameters changed on a skipped step"
+                        );
                         // The last entry is the step count, which advances.
                         let n = state_after.len() - 1;
                         assert_eq!(state_after[..n], state_before[..n], "{name}: state changed");
@@ -134,7 +150,10 @@ fn a_learning_rate_of_1e9_is_caught_at_the_step_it_diverges_and_skipping_keeps_l
         }
         println!("{policy:?}: finite flags {flags:?}");
         assert!(flags[0], "the first step starts from finite weights");
-        assert!(flags.contains(&false), "{policy:?}: lr 1e9 never diverged: {flags:?}");
+        assert!(
+            flags.contains(&false),
+            "{policy:?}: lr 1e9 never diverged: {flags:?}"
+        );
         let weights = model.parameters();
         let finite = check_finite(&model.named_parameters()).is_ok();
         match policy {
@@ -184,7 +203,10 @@ fn first_non_finite_names_the_op_that_made_the_first_nan() {
         let x = Tensor::from_slice(&[1.0f32, 2.0, -3.0, 4.0], [4], &dev).unwrap();
         let y = x.mul_scalar(2.0).log().exp().sum();
         let r = first_non_finite(&y).unwrap().expect("a NaN");
-        assert_eq!((r.op.as_str(), r.shape.as_slice(), r.index), ("log", &[4][..], 2));
+        assert_eq!(
+            (r.op.as_str(), r.shape.as_slice(), r.index),
+            ("log", &[4][..], 2)
+        );
         assert!(r.value.is_nan());
         assert!(r.inputs.iter().all(|i| !i.non_finite), "{r}");
 
@@ -206,11 +228,16 @@ fn first_non_finite_names_the_op_that_made_the_first_nan() {
 
         // exp overflows to infinity.
         let big = Tensor::from_slice(&[100.0f32], [1], &dev).unwrap();
-        let r = first_non_finite(&big.exp().mul_scalar(0.0)).unwrap().expect("inf");
+        let r = first_non_finite(&big.exp().mul_scalar(0.0))
+            .unwrap()
+            .expect("inf");
         assert_eq!((r.op.as_str(), r.value), ("exp", f64::INFINITY), "{r}");
 
         // Every value finite.
-        let fine = Tensor::from_slice(&[1.0f32, 2.0], [2], &dev).unwrap().log().sum();
+        let fine = Tensor::from_slice(&[1.0f32, 2.0], [2], &dev)
+            .unwrap()
+            .log()
+            .sum();
         assert!(first_non_finite(&fine).unwrap().is_none());
     }
 }

@@ -14,7 +14,11 @@ pub(crate) struct SkippedStep {
 }
 
 /// Writes `metrics` as CSV ([`Metrics::to_csv`]) with one `skipped_step` row per skipped step.
-pub(crate) fn save_metrics(path: &Path, metrics: &Metrics, skipped: &[SkippedStep]) -> kiln::Result<()> {
+pub(crate) fn save_metrics(
+    path: &Path,
+    metrics: &Metrics,
+    skipped: &[SkippedStep],
+) -> kiln::Result<()> {
     let mut csv = metrics.to_csv();
     for s in skipped {
         csv += &format!("{},{},skipped_step,{},,\n", s.step, s.epoch, s.loss);
@@ -35,16 +39,27 @@ impl Divergence<'_> {
     /// The error for step `global` of the run (from 0), step `in_epoch` of `epoch` (both from
     /// 1), whose loss or gradient was not finite; `saved` is the epoch count of the checkpoint
     /// this run wrote last.
-    pub(crate) fn error(&self, (global, in_epoch, epoch): (usize, usize, usize), loss: f64, saved: Option<usize>) -> KilnError {
+    pub(crate) fn error(
+        &self,
+        (global, in_epoch, epoch): (usize, usize, usize),
+        loss: f64,
+        saved: Option<usize>,
+    ) -> KilnError {
         let kept = match saved {
-            Some(e) => format!("{} keeps the weights after epoch {e}", self.checkpoint.display()),
-            None => format!("no checkpoint was written ({} is unchanged)", self.checkpoint.display()),
+            Some(e) => format!(
+                "The checkpoint {} keeps the weights after epoch {e}",
+                self.checkpoint.display()
+            ),
+            None => format!(
+                "No checkpoint was written ({} is unchanged)",
+                self.checkpoint.display()
+            ),
         };
         KilnError::InvalidInput {
             op: "training diverged",
             msg: format!(
                 "the loss or a gradient of step {} (step {in_epoch} of epoch {epoch}) is not \
-                 finite (loss {loss}). Likely causes: the learning rate {} is too high (try 10x \
+                 finite (loss {loss}). Likely causes: the learning rate {:e} is too high (try 10x \
                  smaller: --lr); the normalisation divides by a tiny std ({}; the pixels' own is \
                  {:.4}: --std); or the data holds a NaN. {kept}. --on-nan skip skips such steps \
                  instead.",

@@ -210,7 +210,11 @@ impl Mnist {
     }
     /// The number of classes: one more than the largest training label (10 for MNIST).
     pub fn classes(&self) -> usize {
-        self.train.labels.iter().max().map_or(0, |&l| l as usize + 1)
+        self.train
+            .labels
+            .iter()
+            .max()
+            .map_or(0, |&l| l as usize + 1)
     }
     /// Checks that every label of both splits is below `classes` (a model's output count); the
     /// error names the label file, the index of the first label outside the range, and the

@@ -69,13 +69,35 @@ pub(crate) fn is_finite(x: &Tensor) -> Tensor {
     x.abs().le(&x.scalar_like(f32::MAX as f64))
 }
 
+/// How many gradients one reduction of the flag reads on a device that states no binding
+/// limit (each gradient is a storage binding; every wgpu device offers at least 8 per kernel).
+const GRADIENTS_PER_REDUCTION: usize = 6;
+
 /// The step's flag (bool `[]`): the loss behind `grads` is finite and so is the sum of the
 /// squares of every gradient in `used` (an overflow of that sum counts as non-finite, as a
 /// non-finite gradient norm does in `clip_grad_norm_`). `None` with no loss and no gradient.
 pub(crate) fn finite_flag(grads: &Gradients, used: &[&Tensor]) -> Option<Tensor> {
+    // Gradients are summed in groups read by one reduction each (a concatenation is a view),
+    // as many as the device binds in one kernel besides the output and a spare: LeNet-5's ten
+    // gradients cost one reduction, not ten.
+    let per_reduction = used.first().map_or(GRADIENTS_PER_REDUCTION, |g| {
+        g.device()
+            .backend()
+            .schedule_limits()
+            .map_or(GRADIENTS_PER_REDUCTION, |l| {
+                l.max_storage_buffers.saturating_sub(2).max(1)
+            })
+    });
     let squares = used
-        .iter()
-        .map(|g| g.cast(DType::F32).square().sum())
+        .chunks(per_reduction)
+        .map(|group| {
+            let flat: Vec<Tensor> = group
+                .iter()
+                .map(|g| g.cast(DType::F32).reshape([g.numel()]))
+                .collect();
+            let refs: Vec<&Tensor> = flat.iter().collect();
+            Tensor::cat(&refs, 0).square().sum()
+        })
         .reduce(|a, b| a.add(&b));
     let loss = grads.loss().map(|l| is_finite(&l.reshape([])));
     let norm = squares.map(|s| is_finite(&s));

@@ -19,8 +19,6 @@ pub use guard::{NonFinitePolicy, StepReport};
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 
-pub(crate) use guard::is_finite;
-
 use crate::autodiff::Gradients;
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
