@@ -260,3 +260,29 @@ fn check_finite_names_the_first_non_finite_tensor() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_skipped_step_leaves_batch_norm_statistics_alone() {
+    use kiln::nn::BatchNorm2d;
+    let dev = gpu();
+    let bn = BatchNorm2d::new(2, &dev);
+    let (mean, var) = (
+        bn.0.running_mean.clone().unwrap(),
+        bn.0.running_var.clone().unwrap(),
+    );
+    let x = Tensor::from_slice(&values(2 * 2 * 3 * 3, 5), [2, 2, 3, 3], &dev).unwrap();
+    let mut opt = Sgd::new(bn.parameters(), 0.1);
+    opt.set_non_finite_policy(NonFinitePolicy::Skip);
+    // A finite step moves the statistics; a step with a NaN input must not.
+    let report = opt.step(&bn.forward(&x).square().sum().backward()).unwrap();
+    assert!(report.is_finite().unwrap());
+    let before = bits(&[mean.clone(), var.clone()]);
+    let before_params = bits(&bn.parameters());
+    let mut bad = values(2 * 2 * 3 * 3, 6);
+    bad[3] = f32::NAN;
+    let x = Tensor::from_slice(&bad, [2, 2, 3, 3], &dev).unwrap();
+    let report = opt.step(&bn.forward(&x).square().sum().backward()).unwrap();
+    assert!(report.skipped().unwrap());
+    assert_eq!(bits(&[mean, var]), before, "running statistics changed");
+    assert_eq!(bits(&bn.parameters()), before_params);
+}
