@@ -35,7 +35,8 @@ pub struct StepReport {
 }
 
 impl StepReport {
-    /// The report of a step that updated nothing (no parameter had a gradient): always finite.
+    /// The report of a step with flag `finite` (none when the step had no loss and no
+    /// gradient: then it counts as finite) that ran under `policy`.
     pub(crate) fn new(finite: Option<Tensor>, policy: NonFinitePolicy) -> StepReport {
         StepReport { finite, policy }
     }
