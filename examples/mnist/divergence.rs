@@ -55,18 +55,34 @@ impl Divergence<'_> {
                 self.checkpoint.display()
             ),
         };
+        let lr = format!(
+            "the learning rate {:e} is too high (try 10x smaller: --lr)",
+            self.lr
+        );
+        let std = format!(
+            "the normalisation divides by a tiny std ({:e}; the pixels' own is {:.4}: --std)",
+            self.std, self.data_std
+        );
+        // A std far below the pixels' own is the likelier cause: name it first.
+        let causes = if self.std < self.data_std * 1e-3 {
+            [std, lr]
+        } else {
+            [lr, std]
+        };
+        let loss = if loss.is_finite() && loss.abs() >= 1e6 {
+            format!("{loss:e}")
+        } else {
+            format!("{loss}")
+        };
         KilnError::InvalidInput {
             op: "training diverged",
             msg: format!(
                 "the loss or a gradient of step {} (step {in_epoch} of epoch {epoch}) is not \
-                 finite (loss {loss}). Likely causes: the learning rate {:e} is too high (try 10x \
-                 smaller: --lr); the normalisation divides by a tiny std ({}; the pixels' own is \
-                 {:.4}: --std); or the data holds a NaN. {kept}. --on-nan skip skips such steps \
-                 instead.",
+                 finite (loss {loss}). Likely causes: {}; {}; or the data holds a NaN. {kept}. \
+                 --on-nan skip skips such steps instead.",
                 global + 1,
-                self.lr,
-                self.std,
-                self.data_std
+                causes[0],
+                causes[1]
             ),
         }
     }
