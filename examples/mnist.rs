@@ -23,21 +23,38 @@
 //! `plan.dot` (the training step's kernels; `plan.svg` too where Graphviz is installed). With
 //! `KILN_PROFILE=1` it prints a table of the GPU kernels at the end and writes it as
 //! `profile.json`.
+//!
+//! Everything that can be checked is checked before the first step (the directories it writes,
+//! the data, the image size against the model). A step whose loss or gradient is not finite
+//! stops the run with an error naming the step and the likely causes (`--on-nan skip` skips
+//! such steps instead and counts them); a checkpoint is never written from non-finite values.
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln::checkpoint;
-use kiln::classify::{META_INPUT_SIZE, META_MEAN, META_MODEL, META_STD};
 use kiln::data::Split;
 use kiln::data::{Augment, Mnist};
 use kiln::models::MODEL_NAMES;
-use kiln::nn::{load_state_dict, realize_pending_updates, Module};
-use kiln::optim::{Adam, Optimizer, Schedule, Sgd};
+use kiln::nn::Module;
+use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Schedule, Sgd, StepReport};
+use kiln::preflight;
 use kiln::prelude::*;
-use kiln::viz::{self, LayerKind, Metrics};
+use kiln::viz::{self, Metrics};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
+
+// Parts of this example, in examples/mnist/ (paths, so that cargo does not take them for
+// examples of their own).
+#[path = "mnist/checkpoint.rs"]
+mod checkpoint;
+#[path = "mnist/divergence.rs"]
+mod divergence;
+#[path = "mnist/pictures.rs"]
+mod pictures;
+
+use checkpoint::{resume, save, CheckpointInfo};
+use divergence::{save_metrics, Divergence, SkippedStep};
+use pictures::pictures;
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum OptimizerKind {
@@ -55,6 +72,14 @@ enum ScheduleKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum OnNan {
+    /// Stop with an error naming the step (the last good checkpoint is kept).
+    Stop,
+    /// Skip the step's update (parameters and optimiser state stay as they were) and go on.
+    Skip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum DeviceKind {
     /// The best wgpu adapter (a GPU, else the software Vulkan driver).
     Gpu,
@@ -65,7 +90,7 @@ enum DeviceKind {
 /// Train a model of the zoo on MNIST-format images.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {
+pub(crate) struct Args {
     /// The model: LeNet-5, the small AlexNet, or the CIFAR ResNet-20 (for 1-channel images).
     #[arg(long, default_value = "lenet5", value_parser = clap::builder::PossibleValuesParser::new(MODEL_NAMES))]
     model: String,
@@ -124,17 +149,27 @@ struct Args {
     /// Standard deviation of the normalisation (default: the training pixels').
     #[arg(long)]
     std: Option<f32>,
+    /// What a step whose loss or gradient is NaN or infinite does.
+    #[arg(long, value_enum, default_value = "stop")]
+    on_nan: OnNan,
 }
 
 fn main() {
-    let args = Args::parse();
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    std::process::exit(run_and_report(Args::parse()));
+}
+
+/// Runs the example; prints an error and returns the exit status (0 or 1).
+pub(crate) fn run_and_report(args: Args) -> i32 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
     }
 }
 
-fn run(args: Args) -> kiln::Result<()> {
+pub(crate) fn run(args: Args) -> kiln::Result<()> {
     let dev = match args.device {
         DeviceKind::Gpu => Device::default()?,
         DeviceKind::Cpu => Device::cpu(),
@@ -146,12 +181,15 @@ fn run(args: Args) -> kiln::Result<()> {
             run_dir.display()
         ))
     })?;
+    preflight::check_writable_dir(&run_dir, "the run directory")?;
     let checkpoint = args
         .checkpoint
         .clone()
         .unwrap_or_else(|| run_dir.join(format!("{}.safetensors", args.model)));
+    preflight::check_checkpoint_path(&checkpoint)?;
     // KILN_PROFILE=1: kernel times from here on, reported when `profile` is dropped.
     let profile = kiln::profile::from_env(&dev, &run_dir);
+    // Checks that both splits hold images of one non-empty size and test labels in range.
     let data = Mnist::from_dir(&args.data)?;
     println!(
         "{} training and {} test images from {}",
@@ -160,13 +198,8 @@ fn run(args: Args) -> kiln::Result<()> {
         args.data.display()
     );
     let [rows, cols] = data.train().image_dims();
-    let classes = data
-        .train()
-        .labels()
-        .iter()
-        .max()
-        .map_or(0, |&l| l as usize + 1);
-    let (data_mean, data_std) = pixel_stats(data.train());
+    let classes = data.classes();
+    let (data_mean, data_std) = data.train().pixel_mean_std();
     let norm = Norm {
         mean: args.mean.unwrap_or(data_mean),
         std: args.std.unwrap_or(data_std),
@@ -183,6 +216,7 @@ fn run(args: Args) -> kiln::Result<()> {
     );
     let model = kiln::models::by_name(&args.model, 1, classes, &dev, args.seed)?;
     let model = model.as_ref();
+    preflight::check_input_size(model, &args.model, 1, [rows, cols])?;
     println!(
         "{}:\n{}",
         args.model,
@@ -199,11 +233,32 @@ fn run(args: Args) -> kiln::Result<()> {
             Sgd::new(model.parameters(), args.lr.unwrap_or(0.05)).with_momentum(0.9, false),
         ),
     };
+    opt.set_non_finite_policy(match args.on_nan {
+        OnNan::Stop => NonFinitePolicy::Apply,
+        OnNan::Skip => NonFinitePolicy::Skip,
+    });
     let mut first_epoch = 0;
     if let Some(path) = &args.resume {
         first_epoch = resume(path, &args.model, model, opt.as_mut(), &dev)?;
         println!("resumed from {} after epoch {first_epoch}", path.display());
     }
+    if first_epoch >= args.epochs {
+        println!(
+            "nothing to train: {} epochs asked for (--epochs) and {first_epoch} done; no step \
+             runs and no checkpoint is written",
+            args.epochs
+        );
+        return Ok(());
+    }
+    let divergence = Divergence {
+        lr: opt.learning_rate(),
+        std: norm.std,
+        data_std,
+        checkpoint: &checkpoint,
+    };
+    // Epochs in the checkpoint this run last wrote, and the steps it skipped (--on-nan skip).
+    let mut saved_epochs: Option<usize> = None;
+    let mut skipped: Vec<SkippedStep> = vec![];
 
     let batch = args.batch_size as usize;
     let steps_per_epoch = data.train().len().div_ceil(batch);
@@ -243,7 +298,7 @@ fn run(args: Args) -> kiln::Result<()> {
         let mut seen = 0;
         // Losses and accuracies of the steps not read yet: reading waits for the GPU, so they
         // are read every 10 steps.
-        let mut unread: Vec<(Tensor, Tensor)> = vec![];
+        let mut unread: Vec<(Tensor, Tensor, StepReport)> = vec![];
         let train = data.train();
         let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64));
         let mut batches = shuffled.batches(batch).normalize(norm.mean, norm.std);
@@ -273,21 +328,37 @@ fn run(args: Args) -> kiln::Result<()> {
             }
             // The optimiser's step count survives --resume, so the schedule does too.
             opt.set_learning_rate(schedule.at(base_lr, opt.steps() as usize));
-            opt.step(&grads)?;
+            let report = opt.step(&grads)?;
             seen += n;
             steps_done += 1;
-            unread.push((loss, accuracy));
+            unread.push((loss, accuracy, report));
             if step % 10 == 0 || step + 1 == steps {
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
-                for (l, a) in unread.drain(..) {
-                    metrics.push_step(
-                        epoch + 1,
-                        l.item::<f32>()? as f64,
-                        a.item::<f32>()? as f64,
-                        rate,
-                    );
+                let first = step + 1 - unread.len();
+                for (k, (l, a, report)) in unread.drain(..).enumerate() {
+                    // The run's step number (from 0) and the step of this epoch (from 1).
+                    let (global, in_epoch) = (steps_done - (step - first - k) - 1, first + k + 1);
+                    let loss = l.item::<f32>()? as f64;
+                    if !report.is_finite()? {
+                        if args.on_nan == OnNan::Stop {
+                            bar.finish_and_clear();
+                            let at = (global, in_epoch, epoch + 1);
+                            return Err(divergence.error(at, loss, saved_epochs));
+                        }
+                        skipped.push(SkippedStep {
+                            step: global,
+                            epoch: epoch + 1,
+                            loss,
+                        });
+                        continue;
+                    }
+                    metrics.push_step(epoch + 1, loss, a.item::<f32>()? as f64, rate);
+                    metrics.steps.last_mut().expect("pushed").step = global;
                 }
-                let last = metrics.steps.last().expect("a step was recorded");
+                let Some(last) = metrics.steps.last() else {
+                    bar.inc(1);
+                    continue;
+                };
                 let message = format!(
                     "loss {:.4} acc {:5.1}% {rate:.0} img/s",
                     last.loss,
@@ -329,10 +400,17 @@ fn run(args: Args) -> kiln::Result<()> {
             size: [rows, cols],
         };
         save(&checkpoint, model, opt.as_ref(), &info)?;
-        metrics.save_csv(run_dir.join("metrics.csv"))?;
+        saved_epochs = Some(epoch + 1);
+        save_metrics(&run_dir.join("metrics.csv"), &metrics, &skipped)?;
     }
     if steps_done >= max_steps {
         println!("stopped after {steps_done} steps (--max-steps)");
+    }
+    if args.on_nan == OnNan::Skip {
+        println!(
+            "skipped {} of {steps_done} steps whose loss or gradient was not finite (--on-nan skip)",
+            skipped.len()
+        );
     }
     println!("checkpoint: {}", checkpoint.display());
     if !args.no_pictures {
@@ -356,27 +434,6 @@ fn run(args: Args) -> kiln::Result<()> {
 struct Norm {
     mean: f32,
     std: f32,
-}
-
-/// The mean and standard deviation of every pixel of `split`, scaled to [0, 1].
-fn pixel_stats(split: Split<'_>) -> (f32, f32) {
-    let mut counts = [0u64; 256];
-    for i in 0..split.len() {
-        for &p in split.image(i) {
-            counts[p as usize] += 1;
-        }
-    }
-    let n: u64 = counts.iter().sum();
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let value = |p: usize| p as f64 / 255.0;
-    let mean = (0..256).map(|p| counts[p] as f64 * value(p)).sum::<f64>() / n as f64;
-    let var = (0..256)
-        .map(|p| counts[p] as f64 * (value(p) - mean).powi(2))
-        .sum::<f64>()
-        / n as f64;
-    (mean as f32, (var.sqrt() as f32).max(1e-6))
 }
 
 /// The test set's loss, accuracy and every prediction.
@@ -412,188 +469,4 @@ fn test_pass(model: &dyn Module, split: Split<'_>, norm: Norm) -> kiln::Result<T
     });
     model.set_training(true);
     result
-}
-
-/// How many convolutions the pictures show (filters and feature maps).
-const CONVS_SHOWN: usize = 2;
-
-/// The largest training plan (in kernels) rendered to SVG with Graphviz: LeNet-5's has about
-/// 50, ResNet-20's about 380, which `dot` takes many minutes to lay out.
-const MAX_KERNELS_RENDERED: usize = 150;
-
-/// Writes the run's pictures and prints where they are.
-fn pictures(
-    dir: &Path,
-    model: &dyn Module,
-    data: &Mnist,
-    norm: Norm,
-    metrics: &Metrics,
-    test: Option<&TestPass>,
-    plan_dot: Option<&str>,
-) -> kiln::Result<()> {
-    let mut written: Vec<PathBuf> = vec![];
-    if !metrics.steps.is_empty() {
-        viz::save_curves(metrics, dir.join("curves.png"))?;
-        written.push(dir.join("curves.png"));
-    }
-    // The filters of the first convolutions: the first 4-D weights in the model's order.
-    let conv_weights = model
-        .named_parameters()
-        .into_iter()
-        .filter(|(name, w)| w.rank() == 4 && name.ends_with(".weight"))
-        .take(CONVS_SHOWN);
-    for (name, weight) in conv_weights {
-        let layer = name.trim_end_matches(".weight").replace('.', "_");
-        let path = dir.join(format!("{layer}_filters.png"));
-        viz::save_filters(&weight, &path)?;
-        written.push(path);
-    }
-    // One test digit through the network: the outputs of its first convolutions, found in the
-    // graph.
-    let (digit, label) = data
-        .test()
-        .take(1)
-        .batches(1)
-        .normalize(norm.mean, norm.std)
-        .next()
-        .expect("a test image");
-    let (layers, _) = viz::layer_outputs(model, &digit)?;
-    let convs: Vec<(String, Tensor)> = layers
-        .into_iter()
-        .filter(|l| l.kind == LayerKind::Conv2d)
-        .filter_map(|l| l.output.map(|t| (l.name, t)))
-        .take(CONVS_SHOWN)
-        .collect();
-    Tensor::realize_all(&convs.iter().map(|(_, t)| t).collect::<Vec<_>>())?;
-    let input_caption = format!("test digit 0 (label {})", label.to_vec::<i32>()?[0]);
-    let captions: Vec<String> = convs
-        .iter()
-        .map(|(name, t)| format!("{name} output {}: one tile per channel", t.shape()))
-        .collect();
-    let mut sections: Vec<(&str, &Tensor)> = vec![(&input_caption, &digit)];
-    sections.extend(
-        captions
-            .iter()
-            .zip(&convs)
-            .map(|(c, (_, t))| (c.as_str(), t)),
-    );
-    viz::feature_maps(&sections)?.save(dir.join("feature_maps.png"))?;
-    written.push(dir.join("feature_maps.png"));
-    if let Some(test) = test {
-        let classes = test
-            .labels
-            .iter()
-            .chain(&test.preds)
-            .max()
-            .map_or(0, |m| m + 1);
-        let names: Vec<String> = (0..classes.max(10)).map(|d| d.to_string()).collect();
-        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        viz::save_confusion_matrix(&test.preds, &test.labels, &names, dir.join("confusion.png"))?;
-        written.push(dir.join("confusion.png"));
-    }
-    if let Some(dot) = plan_dot {
-        let path = dir.join("plan.dot");
-        let kernels = dot
-            .lines()
-            .filter(|l| l.starts_with("  k") && l.contains("[shape=box"))
-            .count();
-        if kernels <= MAX_KERNELS_RENDERED {
-            let rendered = viz::save_dot(dot, &path, "svg")?;
-            written.extend(rendered);
-        } else {
-            // Graphviz takes many minutes to lay out a plan this large: write the DOT only.
-            std::fs::write(&path, dot)
-                .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))?;
-            println!(
-                "plan.dot: {kernels} kernels, too many to render here; `dot -Tsvg {} -o plan.svg` \
-                 renders it",
-                path.display()
-            );
-        }
-        written.push(path);
-    }
-    for p in written {
-        println!("wrote {}", p.display());
-    }
-    Ok(())
-}
-
-/// What a checkpoint records beside the tensors.
-struct CheckpointInfo<'a> {
-    model: &'a str,
-    epochs: usize,
-    norm: Norm,
-    size: [usize; 2],
-}
-
-/// Writes the model's `state_dict` (PyTorch names; parameters and buffers such as batch-norm
-/// statistics) and the optimiser's state (`optimizer.` names), with the model name, the epochs
-/// done, the input size and the normalisation as metadata (read by `examples/classify.rs`).
-fn save(
-    path: &Path,
-    model: &dyn Module,
-    opt: &dyn Optimizer,
-    info: &CheckpointInfo<'_>,
-) -> kiln::Result<()> {
-    // Buffer updates of the last forward pass not yet applied (none after an optimiser step).
-    realize_pending_updates()?;
-    let mut tensors = model.state_dict();
-    for (name, t) in opt.state() {
-        tensors.push((format!("optimizer.{name}"), t));
-    }
-    let metadata = vec![
-        (META_MODEL.to_string(), info.model.to_string()),
-        ("epochs".to_string(), info.epochs.to_string()),
-        (META_MEAN.to_string(), info.norm.mean.to_string()),
-        (META_STD.to_string(), info.norm.std.to_string()),
-        (
-            META_INPUT_SIZE.to_string(),
-            format!("{}x{}", info.size[0], info.size[1]),
-        ),
-    ];
-    checkpoint::save(path, &tensors, &metadata)
-}
-
-/// Loads a checkpoint written by [`save`] for model `name`; returns the number of epochs it had
-/// done.
-fn resume(
-    path: &PathBuf,
-    name: &str,
-    model: &dyn Module,
-    opt: &mut dyn Optimizer,
-    dev: &Device,
-) -> kiln::Result<usize> {
-    let ckpt = checkpoint::load(path, dev)?;
-    // Checkpoints of older versions of this example name LeNet-5 "LeNet5".
-    if let Some(saved) = ckpt.meta(META_MODEL).map(str::to_lowercase) {
-        if saved != name {
-            return Err(KilnError::Data(format!(
-                "{}: a checkpoint of {saved}, not of {name}; pass --model {saved}",
-                path.display()
-            )));
-        }
-    }
-    let (optim, params): (Vec<_>, Vec<_>) = ckpt
-        .tensors
-        .into_iter()
-        .partition(|(n, _)| n.starts_with("optimizer."));
-    load_state_dict(model, &params)
-        .map_err(|e| KilnError::Data(format!("{}: {e}", path.display())))?;
-    let optim: Vec<(String, Tensor)> = optim
-        .into_iter()
-        .map(|(n, t)| (n["optimizer.".len()..].to_string(), t))
-        .collect();
-    opt.load_state(&optim)?;
-    let epochs = ckpt
-        .metadata
-        .iter()
-        .find(|(k, _)| k == "epochs")
-        .and_then(|(_, v)| v.parse().ok())
-        .ok_or_else(|| {
-            KilnError::Data(format!(
-                "{}: no epoch count in the metadata",
-                path.display()
-            ))
-        })?;
-    Ok(epochs)
 }

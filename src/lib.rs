@@ -26,6 +26,7 @@ pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
 
 pub mod classify;
+pub mod preflight;
 pub mod profile;
 
 /// The lazy compute graph (everything of `kiln_core::graph`) and its pictures as Graphviz DOT:
@@ -44,6 +45,9 @@ pub trait DeviceExt: Sized {
     /// backend named by `WGPU_BACKEND`; else a discrete GPU, an integrated GPU, a software Vulkan
     /// adapter, in that order; else the CPU reference executor, with one warning line saying how
     /// to install a Vulkan driver. Prints which one it chose on stderr (`KILN_LOG=quiet` silences it).
+    /// An adapter or backend named in the environment must exist: an unknown `WGPU_BACKEND`
+    /// value is an error listing the accepted names, and a named adapter or backend that is
+    /// not there is an error, not a fallback to the CPU.
     fn default() -> Result<Self>;
     /// The best wgpu adapter, or an error saying how to install a driver when there is none.
     fn wgpu() -> Result<Self>;
@@ -54,7 +58,8 @@ pub trait DeviceExt: Sized {
 impl DeviceExt for Device {
     fn default() -> Result<Device> {
         let quiet = std::env::var("KILN_LOG").is_ok_and(|v| v == "quiet");
-        let named = std::env::var("KILN_ADAPTER").is_ok_and(|v| !v.is_empty());
+        let named = std::env::var("KILN_ADAPTER").is_ok_and(|v| !v.is_empty())
+            || std::env::var_os("WGPU_BACKEND").is_some();
         match kiln_wgpu::wgpu_device() {
             Ok(dev) => {
                 if !quiet {

@@ -15,6 +15,7 @@ pub mod autodiff;
 pub mod backend;
 pub mod checkpoint;
 pub mod data;
+pub mod debug;
 pub mod device;
 pub mod dtype;
 pub mod error;

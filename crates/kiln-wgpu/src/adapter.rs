@@ -43,6 +43,63 @@ pub fn device_kind(t: wgpu::DeviceType) -> DeviceKind {
     }
 }
 
+/// The names `WGPU_BACKEND` accepts (wgpu 30's `Backends::from_comma_list`), case-insensitive,
+/// several separated by commas: each name with the graphics API it selects.
+pub const BACKEND_NAMES: [(&str, &str); 11] = [
+    ("vulkan", "Vulkan"),
+    ("vk", "Vulkan"),
+    ("metal", "Metal"),
+    ("mtl", "Metal"),
+    ("dx12", "DX12"),
+    ("d3d12", "DX12"),
+    ("gl", "OpenGL"),
+    ("gles", "OpenGL"),
+    ("opengl", "OpenGL"),
+    ("webgpu", "WebGPU"),
+    ("noop", "no-op"),
+];
+
+/// Parses a `WGPU_BACKEND` value as wgpu does (a comma-separated list of the names in
+/// [`BACKEND_NAMES`], case-insensitive, blanks around names ignored), but an unknown or empty
+/// name is an error that lists the accepted ones, where wgpu would only log a warning and then
+/// find no adapter.
+pub fn parse_backends(value: &str) -> Result<wgpu::Backends> {
+    let accepted = || {
+        let names: Vec<&str> = BACKEND_NAMES.iter().map(|(n, _)| *n).collect();
+        names.join(", ")
+    };
+    let mut backends = wgpu::Backends::empty();
+    for name in value.split(',') {
+        let name = name.trim().to_lowercase();
+        if !BACKEND_NAMES.iter().any(|(n, _)| *n == name) {
+            let what = if name.is_empty() {
+                "an empty backend name".to_string()
+            } else {
+                format!("unknown backend {name:?}")
+            };
+            return Err(KilnError::InvalidArgument(format!(
+                "WGPU_BACKEND={value:?}: {what}; the accepted names are {} (several separated \
+                 by commas), or unset WGPU_BACKEND to let kiln choose",
+                accepted()
+            )));
+        }
+        backends |= wgpu::Backends::from_comma_list(&name);
+    }
+    Ok(backends)
+}
+
+/// The backends `WGPU_BACKEND` restricts the adapters to, `None` when it is not set, or an
+/// error for a value wgpu would not understand (see [`parse_backends`]).
+pub fn backends_from_env() -> Result<Option<wgpu::Backends>> {
+    match std::env::var("WGPU_BACKEND") {
+        Ok(v) => parse_backends(&v).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(KilnError::InvalidArgument(format!(
+            "WGPU_BACKEND={v:?} is not valid UTF-8"
+        ))),
+    }
+}
+
 /// A new wgpu instance honouring `WGPU_BACKEND` (e.g. `vulkan`, `metal`, `dx12`, `gl`).
 pub fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
@@ -96,13 +153,35 @@ pub fn pick(instance: &wgpu::Instance, name: Option<&str>) -> Result<Option<wgpu
     pick_with(instance, name, None)
 }
 
-/// [`pick`] among the adapters of graphics API `backend` only (all if `None`).
+/// [`pick`] among the adapters of graphics API `backend` only (all if `None`). Checks
+/// `WGPU_BACKEND` first ([`backends_from_env`]): an unknown name is an error, and when it names
+/// backends with no adapter, that is an error too (not "no adapter at all"), naming the
+/// adapters of the other backends.
 pub fn pick_with(
     instance: &wgpu::Instance,
     name: Option<&str>,
     backend: Option<wgpu::Backend>,
 ) -> Result<Option<wgpu::Adapter>> {
+    let from_env = backends_from_env()?;
     let mut adapters = all_adapters(instance);
+    if let (Some(env), true) = (from_env, adapters.is_empty()) {
+        let others: Vec<String> = all_adapters(&wgpu::Instance::new(
+            wgpu::InstanceDescriptor::new_without_display_handle(),
+        ))
+        .iter()
+        .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend))
+        .collect();
+        return Err(KilnError::NoDevice(format!(
+            "WGPU_BACKEND={:?} ({env:?}) leaves no adapter; adapters of other backends: {}; \
+             unset WGPU_BACKEND or name one of theirs",
+            std::env::var("WGPU_BACKEND").unwrap_or_default(),
+            if others.is_empty() {
+                "none".to_string()
+            } else {
+                others.join(", ")
+            }
+        )));
+    }
     if let Some(b) = backend {
         adapters.retain(|a| a.get_info().backend == b);
     }

@@ -33,6 +33,8 @@ pub(crate) struct SplitData {
     pub(crate) labels: Vec<u8>,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
+    /// The label file, for errors.
+    pub(crate) label_path: PathBuf,
 }
 
 impl std::fmt::Debug for SplitData {
@@ -114,6 +116,19 @@ fn read_split(dir: &Path, stem: &str) -> Result<SplitData> {
             label_path.file_name().unwrap_or_default().to_string_lossy(),
         )));
     }
+    if n == 0 {
+        return Err(KilnError::Data(format!(
+            "{}: holds no images; a data set needs at least one training and one test image",
+            image_path.display()
+        )));
+    }
+    if rows == 0 || cols == 0 {
+        return Err(KilnError::Data(format!(
+            "{}: images of {rows}x{cols} pixels hold nothing; every image needs at least one \
+             row and one column",
+            image_path.display()
+        )));
+    }
     if n > u32::MAX as usize {
         return Err(KilnError::Data(format!(
             "{}: {n} images are more than this loader indexes (2^32 - 1)",
@@ -125,7 +140,27 @@ fn read_split(dir: &Path, stem: &str) -> Result<SplitData> {
         labels: labels.data,
         rows,
         cols,
+        label_path,
     })
+}
+
+/// The first label of `split` that is `classes` or more, with its index.
+fn first_label_outside(split: &SplitData, classes: usize) -> Option<(usize, u8)> {
+    split
+        .labels
+        .iter()
+        .position(|&l| l as usize >= classes)
+        .map(|i| (i, split.labels[i]))
+}
+
+/// The error for label `label` at `index` of `split`, outside `0..classes`.
+fn label_error(split: &SplitData, index: usize, label: u8, classes: usize, why: &str) -> KilnError {
+    KilnError::Data(format!(
+        "{}: label {label} at index {index} is outside the class range 0..={} ({why}); \
+         fix the label file or pass the right number of classes",
+        split.label_path.display(),
+        classes.saturating_sub(1)
+    ))
 }
 
 impl Mnist {
@@ -134,8 +169,10 @@ impl Mnist {
     /// the dotted names of some mirrors (`train-images.idx3-ubyte`) and torchvision's `raw/`
     /// subdirectory are found too. Works for MNIST, Fashion-MNIST and any other dataset in the
     /// same format. Errors name the directory and the missing or broken file, and say when an
-    /// image file and its label file disagree on the count. Label values are not checked against
-    /// a number of classes (MNIST and Fashion-MNIST have 0..=9).
+    /// image file and its label file disagree on the count, when a split holds no images or
+    /// images of no pixels, when the test images have another size than the training images,
+    /// and when a test label is outside the training labels' range `0..classes()` (naming its
+    /// index). With a class count of your own, check both splits with [`Mnist::check_labels`].
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Mnist> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -146,11 +183,50 @@ impl Mnist {
                 dir.display()
             )));
         }
-        Ok(Mnist {
+        let train = read_split(dir, "train")?;
+        let test = read_split(dir, "t10k")?;
+        if (train.rows, train.cols) != (test.rows, test.cols) {
+            return Err(KilnError::Data(format!(
+                "{}: the test images are {}x{} pixels but the training images {}x{}; both \
+                 splits must hold images of one size",
+                dir.display(),
+                test.rows,
+                test.cols,
+                train.rows,
+                train.cols
+            )));
+        }
+        let mnist = Mnist {
             dir: dir.to_path_buf(),
-            train: read_split(dir, "train")?,
-            test: read_split(dir, "t10k")?,
-        })
+            train,
+            test,
+        };
+        let classes = mnist.classes();
+        if let Some((i, label)) = first_label_outside(&mnist.test, classes) {
+            let why = format!("the training labels are 0..={}", classes - 1);
+            return Err(label_error(&mnist.test, i, label, classes, &why));
+        }
+        Ok(mnist)
+    }
+    /// The number of classes: one more than the largest training label (10 for MNIST).
+    pub fn classes(&self) -> usize {
+        self.train
+            .labels
+            .iter()
+            .max()
+            .map_or(0, |&l| l as usize + 1)
+    }
+    /// Checks that every label of both splits is below `classes` (a model's output count); the
+    /// error names the label file, the index of the first label outside the range, and the
+    /// label.
+    pub fn check_labels(&self, classes: usize) -> Result<()> {
+        for split in [&self.train, &self.test] {
+            if let Some((i, label)) = first_label_outside(split, classes) {
+                let why = format!("{classes} classes");
+                return Err(label_error(split, i, label, classes, &why));
+            }
+        }
+        Ok(())
     }
     /// The directory the files were read from.
     pub fn dir(&self) -> &Path {
@@ -218,6 +294,28 @@ impl<'a> Split<'a> {
             .iter()
             .map(|&k| self.data.labels[k as usize])
             .collect()
+    }
+    /// The mean and standard deviation of every pixel of this view, scaled to [0, 1] (for
+    /// [`Batches::normalize`]; MNIST's training set gives about 0.1307 and 0.3081). `(0, 1)`
+    /// for an empty view; the std is at least 1e-6 (an image set of one colour).
+    pub fn pixel_mean_std(&self) -> (f32, f32) {
+        let mut counts = [0u64; 256];
+        for i in 0..self.len() {
+            for &p in self.image(i) {
+                counts[p as usize] += 1;
+            }
+        }
+        let n: u64 = counts.iter().sum();
+        if n == 0 {
+            return (0.0, 1.0);
+        }
+        let value = |p: usize| p as f64 / 255.0;
+        let mean = (0..256).map(|p| counts[p] as f64 * value(p)).sum::<f64>() / n as f64;
+        let var = (0..256)
+            .map(|p| counts[p] as f64 * (value(p) - mean).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        (mean as f32, (var.sqrt() as f32).max(1e-6))
     }
     /// This view in a random order that depends only on `seed` (and the view's order): the same
     /// seed gives the same order on every machine and every run. The permutation is a

@@ -1,6 +1,8 @@
 //! Adam and AdamW.
 
-use super::{commit, find_state, step_from_state, zeros_state, Optimizer};
+use super::{
+    commit, find_state, step_from_state, zeros_state, NonFinitePolicy, Optimizer, StepReport,
+};
 use crate::autodiff::Gradients;
 use crate::error::Result;
 use crate::tensor::{no_grad, Tensor};
@@ -24,6 +26,7 @@ pub struct Adam {
     /// True for AdamW's decoupled weight decay.
     pub decoupled: bool,
     steps: u64,
+    policy: NonFinitePolicy,
 }
 
 impl Adam {
@@ -40,6 +43,7 @@ impl Adam {
             weight_decay: 0.0,
             decoupled: false,
             steps: 0,
+            policy: NonFinitePolicy::Apply,
         }
     }
     /// AdamW with learning rate `lr` and weight decay `wd` (PyTorch's default is 0.01).
@@ -57,15 +61,17 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, grads: &Gradients) -> Result<()> {
+    fn step(&mut self, grads: &Gradients) -> Result<StepReport> {
         let t = (self.steps + 1) as i32;
         let (b1, b2) = self.betas;
         let step_size = self.lr / (1.0 - b1.powi(t));
         let v_scale = 1.0 / (1.0 - b2.powi(t));
         let mut updates = vec![];
+        let mut used = vec![];
         no_grad(|| -> Result<()> {
             for (i, p) in self.params.iter().enumerate() {
                 let Some(g) = grads.get(p) else { continue };
+                used.push(g);
                 let mut g = g.clone();
                 let mut p_new = p.clone();
                 if self.weight_decay != 0.0 {
@@ -91,9 +97,9 @@ impl Optimizer for Adam {
             }
             Ok(())
         })?;
-        commit(updates, grads)?;
+        let report = commit(updates, grads, &used, self.policy)?;
         self.steps += 1;
-        Ok(())
+        Ok(report)
     }
     fn learning_rate(&self) -> f64 {
         self.lr
@@ -103,6 +109,12 @@ impl Optimizer for Adam {
     }
     fn steps(&self) -> u64 {
         self.steps
+    }
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.policy
+    }
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) {
+        self.policy = policy;
     }
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![];

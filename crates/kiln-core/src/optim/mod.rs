@@ -4,12 +4,18 @@
 //! corrections — is a runtime scalar), and then gives each parameter its new values, in place:
 //! the parameter tensors the model holds see the new values, and the old buffers go back to the
 //! pool for the next step.
+//!
+//! Every step also computes, in the same plan, whether the loss and the gradients were finite
+//! ([`StepReport`]); under [`NonFinitePolicy::Skip`] a non-finite step leaves everything as it
+//! was.
 
 mod adam;
+mod guard;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use guard::{NonFinitePolicy, StepReport};
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 
@@ -21,14 +27,21 @@ use crate::tensor::Tensor;
 pub trait Optimizer {
     /// Updates the parameters from `grads` (from [`Tensor::backward`]); parameters without a
     /// gradient are left alone. Realizes the loss `grads` came from in the same submission, so
-    /// reading it afterwards costs only a copy.
-    fn step(&mut self, grads: &Gradients) -> Result<()>;
+    /// reading it afterwards costs only a copy, and with it a flag saying whether the loss and
+    /// the gradients were finite (the returned [`StepReport`]); what a non-finite step does is
+    /// the optimiser's [`NonFinitePolicy`].
+    fn step(&mut self, grads: &Gradients) -> Result<StepReport>;
     /// The learning rate of the next step.
     fn learning_rate(&self) -> f64;
     /// Changes the learning rate (schedules call this); no recompilation follows.
     fn set_learning_rate(&mut self, lr: f64);
     /// Steps taken so far.
     fn steps(&self) -> u64;
+    /// What a step does when the loss or a gradient is not finite (default
+    /// [`NonFinitePolicy::Apply`]).
+    fn non_finite_policy(&self) -> NonFinitePolicy;
+    /// Sets what a step does when the loss or a gradient is not finite.
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy);
     /// The optimiser's state as named tensors, for checkpoints (`{i}.exp_avg`, `step`, ...;
     /// `i` is the parameter's position).
     fn state(&self) -> Vec<(String, Tensor)>;
@@ -36,11 +49,18 @@ pub trait Optimizer {
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
 }
 
-/// Realizes every new value (and the loss behind `grads`, and the buffer updates that training
-/// forward passes left pending on this device: BatchNorm's running statistics) in one plan, then
-/// moves each value into its destination tensor: `dest` keeps its identity (the model's handle),
-/// its values change. If realizing fails nothing changes and the buffer updates stay pending.
-pub(crate) fn commit(mut updates: Vec<(Tensor, Tensor)>, grads: &Gradients) -> Result<()> {
+/// Realizes every new value (and the loss behind `grads`, the step's finite flag over the
+/// gradients `used`, and the buffer updates that training forward passes left pending on this
+/// device: BatchNorm's running statistics) in one plan, then moves each value into its
+/// destination tensor: `dest` keeps its identity (the model's handle), its values change. Under
+/// [`NonFinitePolicy::Skip`] every new value (buffers included) is `where(flag, new, old)`. If
+/// realizing fails nothing changes and the buffer updates stay pending.
+pub(crate) fn commit(
+    updates: Vec<(Tensor, Tensor)>,
+    grads: &Gradients,
+    used: &[&Tensor],
+    policy: NonFinitePolicy,
+) -> Result<StepReport> {
     let device = updates
         .first()
         .map(|(dest, _)| dest.device())
@@ -50,8 +70,10 @@ pub(crate) fn commit(mut updates: Vec<(Tensor, Tensor)>, grads: &Gradients) -> R
         Some(d) => crate::nn::take_pending(d),
         None => vec![],
     };
-    let first_buffer = updates.len();
-    updates.extend(buffers);
+    let flag = crate::tensor::no_grad(|| guard::finite_flag(grads, used));
+    let mut updates = updates;
+    updates.extend(buffers.iter().cloned());
+    let updates = crate::tensor::no_grad(|| guard::guard(updates, flag.as_ref(), policy));
     let mut targets: Vec<&Tensor> = updates
         .iter()
         .map(|(_, v)| v)
@@ -63,15 +85,16 @@ pub(crate) fn commit(mut updates: Vec<(Tensor, Tensor)>, grads: &Gradients) -> R
             .into_iter()
             .filter(|t| !t.is_realized()),
     );
+    targets.extend(flag.iter());
     if let Err(e) = Tensor::realize_all(&targets) {
-        crate::nn::restore_pending(updates.split_off(first_buffer));
+        crate::nn::restore_pending(buffers);
         return Err(e);
     }
     for (dest, value) in &updates {
         let storage = value.storage().expect("realized");
         dest.set_storage(storage);
     }
-    Ok(())
+    Ok(StepReport::new(flag, policy))
 }
 
 /// A zero state tensor shaped like parameter `p`, realized.

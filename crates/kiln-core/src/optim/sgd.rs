@@ -1,6 +1,8 @@
 //! Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
 
-use super::{commit, find_state, step_from_state, zeros_state, Optimizer};
+use super::{
+    commit, find_state, step_from_state, zeros_state, NonFinitePolicy, Optimizer, StepReport,
+};
 use crate::autodiff::Gradients;
 use crate::error::Result;
 use crate::tensor::{no_grad, Tensor};
@@ -18,6 +20,7 @@ pub struct Sgd {
     /// L2 penalty added to the gradient.
     pub weight_decay: f64,
     steps: u64,
+    policy: NonFinitePolicy,
 }
 
 impl Sgd {
@@ -32,6 +35,7 @@ impl Sgd {
             nesterov: false,
             weight_decay: 0.0,
             steps: 0,
+            policy: NonFinitePolicy::Apply,
         }
     }
     /// With momentum `mu` (and Nesterov's variant if `nesterov`).
@@ -48,11 +52,13 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, grads: &Gradients) -> Result<()> {
+    fn step(&mut self, grads: &Gradients) -> Result<StepReport> {
         let mut updates = vec![];
+        let mut used = vec![];
         no_grad(|| -> Result<()> {
             for (i, p) in self.params.iter().enumerate() {
                 let Some(g) = grads.get(p) else { continue };
+                used.push(g);
                 let mut g = g.clone();
                 if self.weight_decay != 0.0 {
                     g = g.add(&p.mul_scalar(self.weight_decay));
@@ -78,9 +84,9 @@ impl Optimizer for Sgd {
             }
             Ok(())
         })?;
-        commit(updates, grads)?;
+        let report = commit(updates, grads, &used, self.policy)?;
         self.steps += 1;
-        Ok(())
+        Ok(report)
     }
     fn learning_rate(&self) -> f64 {
         self.lr
@@ -90,6 +96,12 @@ impl Optimizer for Sgd {
     }
     fn steps(&self) -> u64 {
         self.steps
+    }
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.policy
+    }
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) {
+        self.policy = policy;
     }
     fn state(&self) -> Vec<(String, Tensor)> {
         let dev = self.params.first().map(|p| p.device().clone());
