@@ -22,7 +22,7 @@ fn no_f16() -> Device {
         common::gpu();
         wgpu_device_with(&WgpuOptions {
             shader_f16: false,
-            ..WgpuOptions::default()
+            ..common::env_options()
         })
         .expect("a wgpu adapter")
     })
@@ -35,7 +35,7 @@ fn fresh_no_f16() -> Device {
     common::gpu();
     wgpu_device_with(&WgpuOptions {
         shader_f16: false,
-        ..WgpuOptions::default()
+        ..common::env_options()
     })
     .expect("a wgpu adapter")
 }
@@ -359,7 +359,7 @@ fn repeated_runs_are_bit_identical() {
 fn the_opengl_adapter_without_shader_f16_runs_f16_graphs() {
     let Ok(gl) = wgpu_device_with(&WgpuOptions {
         backend: Some(kiln::wgpu_backend::wgpu::Backend::Gl),
-        ..WgpuOptions::default()
+        ..common::env_options()
     }) else {
         eprintln!("no OpenGL adapter here: the test of its f16 is skipped");
         return;

@@ -1,4 +1,7 @@
-//! How to open a wgpu device: which adapter, and which of its features and limits to use.
+//! How to open a wgpu device: which adapter, which of its features and limits to use, and which
+//! kernel family to generate.
+
+use kiln_core::{KernelFamily, Result};
 
 /// Options of [`crate::wgpu_device_with`]. `WgpuOptions::default()` picks the best adapter and
 /// uses everything it offers; [`WgpuOptions::from_env`] is what [`crate::wgpu_device`] uses.
@@ -24,6 +27,10 @@ pub struct WgpuOptions {
     /// makes small problems split their dispatches over two or three dimensions, for tests.
     /// `None`: the adapter's limit.
     pub max_workgroups_per_dimension: Option<u32>,
+    /// The kernel family to generate (see [`KernelFamily`]); `None`: follow the adapter's type
+    /// (`Software` on a software adapter such as lavapipe, `Gpu` elsewhere). Forcing `Gpu` on
+    /// lavapipe runs the kernels a real GPU gets, slowly, on the CPU (how CI tests them).
+    pub kernels: Option<KernelFamily>,
 }
 
 impl Default for WgpuOptions {
@@ -33,18 +40,27 @@ impl Default for WgpuOptions {
             backend: None,
             shader_f16: true,
             max_workgroups_per_dimension: None,
+            kernels: None,
         }
     }
 }
 
 impl WgpuOptions {
-    /// The defaults with the environment's overrides: `KILN_ADAPTER` (an adapter name) and
-    /// `KILN_NO_F16=1` (no native f16). `WGPU_BACKEND` is honoured by the wgpu instance itself.
-    pub fn from_env() -> WgpuOptions {
-        WgpuOptions {
+    /// The defaults with the environment's overrides: `KILN_ADAPTER` (an adapter name),
+    /// `KILN_NO_F16=1` (no native f16) and `KILN_KERNELS=gpu|software` (the kernel family).
+    /// `WGPU_BACKEND` is honoured by the wgpu instance itself. Errors
+    /// ([`kiln_core::KilnError::InvalidArgument`]) on a `KILN_KERNELS` value that names no
+    /// family, listing the accepted ones.
+    pub fn from_env() -> Result<WgpuOptions> {
+        let kernels = match std::env::var("KILN_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => Some(KernelFamily::from_name(&v)?),
+            _ => None,
+        };
+        Ok(WgpuOptions {
             adapter_name: std::env::var("KILN_ADAPTER").ok().filter(|s| !s.is_empty()),
             shader_f16: !std::env::var("KILN_NO_F16").is_ok_and(|v| v == "1"),
+            kernels,
             ..WgpuOptions::default()
-        }
+        })
     }
 }
