@@ -1,8 +1,9 @@
-//! Matmul kernels: the hand-written tiled kernel of `shaders/matmul.wgsl` (or, on software
-//! adapters, `shaders/matmul_cpu.wgsl` when present), with the region between
-//! `// @kiln:generated-begin` and `// @kiln:generated-end` replaced by generated constants and
-//! load/store functions. The loads fold views (a transposed operand is read in place, a broadcast
-//! batch is not copied) and elementwise prologues; the store folds the epilogue (bias,
+//! Matmul kernels: the hand-written register-blocked tiled kernel of `shaders/matmul.wgsl` (the
+//! GPU kernel family) or `shaders/matmul_cpu.wgsl` (the software family), with the region
+//! between `// @kiln:generated-begin` and `// @kiln:generated-end` replaced by generated
+//! constants and load/store functions. The loads fold views (a transposed operand is read in
+//! place, a broadcast batch is not copied), convolution windows and elementwise prologues; plain
+//! operands also get vec4 loads (`A_MODE`/`B_MODE`); the store folds the epilogue (bias,
 //! activation).
 
 use super::expr::{store_conv, unravel, Emitter, KernelEnv};
