@@ -48,7 +48,11 @@ fn check(what: &str, x: &[&(Tensor, Tensor)], tol: (f64, f64), f: impl Fn(&[&Ten
 #[test]
 fn the_options_choose_the_family_and_the_device_reports_it() {
     assert_eq!(gpu_family().kernel_family(), Some(KernelFamily::Gpu));
-    assert!(gpu_family().name().contains("gpu kernels"), "{}", gpu_family().name());
+    assert!(
+        gpu_family().name().contains("gpu kernels"),
+        "{}",
+        gpu_family().name()
+    );
     let software = wgpu_device_with(&WgpuOptions {
         kernels: Some(KernelFamily::Software),
         ..WgpuOptions::default()
@@ -110,7 +114,9 @@ fn matmul_of_transposed_and_broadcast_operands() {
     // A^T (stride 1 along rows: staged 4 rows at a time) and B^T (4 k-steps of a column).
     let a = pair(&[40, 68], 31);
     let b = pair(&[72, 40], 32);
-    check("a^T b^T", &[&a, &b], dot_tol(40), |x| x[0].t().matmul(&x[1].t()));
+    check("a^T b^T", &[&a, &b], dot_tol(40), |x| {
+        x[0].t().matmul(&x[1].t())
+    });
     // Odd sizes: the same views, staged one value at a time.
     let a = pair(&[37, 65], 33);
     let b = pair(&[66, 37], 34);
@@ -120,10 +126,14 @@ fn matmul_of_transposed_and_broadcast_operands() {
     // A batch of 3 against one broadcast B, and a broadcast A against a batch of B.
     let a = pair(&[3, 70, 24], 35);
     let b = pair(&[24, 68], 36);
-    check("batch x broadcast", &[&a, &b], dot_tol(24), |x| x[0].matmul(x[1]));
+    check("batch x broadcast", &[&a, &b], dot_tol(24), |x| {
+        x[0].matmul(x[1])
+    });
     let a = pair(&[1, 70, 24], 37);
     let b = pair(&[2, 3, 24, 20], 38);
-    check("broadcast x batch", &[&a, &b], dot_tol(24), |x| x[0].matmul(x[1]));
+    check("broadcast x batch", &[&a, &b], dot_tol(24), |x| {
+        x[0].matmul(x[1])
+    });
 }
 
 #[test]
@@ -153,8 +163,12 @@ fn convolutions_read_their_windows_inside_the_matmul() {
     let w = pair(&[5, 3, 3, 3], 52);
     let bias = pair(&[5], 53);
     check("conv2d", &[&x, &w, &bias], (1e-4, 1e-4), |t| {
-        t[0].conv2d(t[1], Some(t[2]), &Conv2dOptions::default().padding(1).stride(2))
-            .relu()
+        t[0].conv2d(
+            t[1],
+            Some(t[2]),
+            &Conv2dOptions::default().padding(1).stride(2),
+        )
+        .relu()
     });
     // And its gradients (the input gradient and the weight gradient are matmuls too).
     let run = |dev: &Device| {

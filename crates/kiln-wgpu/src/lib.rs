@@ -16,8 +16,8 @@ pub mod pool;
 pub mod readback;
 
 pub use adapter::{AdapterSummary, INSTALL_HINT};
-pub use kiln_core::KernelFamily;
 pub use backend::WgpuBackend;
+pub use kiln_core::KernelFamily;
 pub use options::WgpuOptions;
 /// The wgpu crate kiln-wgpu is built on (for [`WgpuOptions::backend`] and tools).
 pub use wgpu;

@@ -204,7 +204,8 @@ pub fn generate(
     // unrolled store loop even a bias + ReLU epilogue, compiled RM x RN times with a gather per
     // copy, cost LLVM ~2 s per kernel: a LeNet-5 step's first run took 14.5 s instead of 5.5 s,
     // for ~5% faster steps afterwards.
-    let epilogue_pass = opts.software() && kernel.root != c && root.dtype() == kiln_core::DType::F32;
+    let epilogue_pass =
+        opts.software() && kernel.root != c && root.dtype() == kiln_core::DType::F32;
     let store_fns = if epilogue_pass {
         format!(
             "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
