@@ -64,3 +64,37 @@ impl WgpuOptions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WgpuOptions;
+    use kiln_core::{KernelFamily, KilnError};
+
+    // The only test of this binary that touches KILN_KERNELS (the environment is per process).
+    #[test]
+    fn kiln_kernels_chooses_the_family_and_rejects_other_values() {
+        let saved = std::env::var("KILN_KERNELS").ok();
+        std::env::set_var("KILN_KERNELS", "GPU");
+        let gpu = WgpuOptions::from_env().map(|o| o.kernels);
+        std::env::set_var("KILN_KERNELS", "software");
+        let software = WgpuOptions::from_env().map(|o| o.kernels);
+        std::env::set_var("KILN_KERNELS", "");
+        let unset = WgpuOptions::from_env().map(|o| o.kernels);
+        std::env::set_var("KILN_KERNELS", "cuda");
+        let wrong = WgpuOptions::from_env();
+        match saved {
+            Some(v) => std::env::set_var("KILN_KERNELS", v),
+            None => std::env::remove_var("KILN_KERNELS"),
+        }
+        assert_eq!(gpu.unwrap(), Some(KernelFamily::Gpu));
+        assert_eq!(software.unwrap(), Some(KernelFamily::Software));
+        assert_eq!(unset.unwrap(), None);
+        let Err(KilnError::InvalidArgument(msg)) = wrong else {
+            panic!("KILN_KERNELS=cuda accepted: {wrong:?}");
+        };
+        assert!(
+            msg.contains("\"cuda\"") && msg.contains("gpu, software"),
+            "{msg}"
+        );
+    }
+}
