@@ -5,7 +5,10 @@
 //! measured in the same run.
 //!
 //! `cargo bench --bench kernels` prints a table and writes it to
-//! `target/kiln-bench/kernels.json`. `KILN_BENCH_QUICK=1` runs fewer, smaller shapes.
+//! `target/kiln-bench/kernels.json`. `KILN_BENCH_QUICK=1` runs fewer, smaller shapes. A last
+//! matmul row runs the GPU kernel family's 1024^3 product on the same adapter (on lavapipe a
+//! correctness-and-cost row: the kernels a real GPU runs, checked against the host GEMM), and
+//! on adapters that are not software a 4096^3 square product is timed too.
 
 mod common;
 
@@ -61,6 +64,31 @@ impl Bench {
     }
 }
 
+/// `a (m x k) * b (k x n)` on the host (`matrixmultiply`, one thread), row-major.
+fn host_sgemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    // SAFETY: the pointers and strides describe row-major m x k, k x n and m x n buffers, whose
+    // lengths the slices guarantee.
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
 fn host_sgemm_gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
     let a = vec![0.5f32; m * k];
     let b = vec![0.25f32; k * n];
@@ -68,28 +96,59 @@ fn host_sgemm_gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
     let mut times = vec![];
     for _ in 0..reps.max(3) {
         let t = Instant::now();
-        // SAFETY: the pointers and strides describe the row-major buffers above.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                k as isize,
-                1,
-                b.as_ptr(),
-                n as isize,
-                1,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
+        host_sgemm(&a, &b, &mut c, m, n, k);
         times.push(t.elapsed().as_secs_f64());
     }
     2.0 * (m * n * k) as f64 / median(&mut times) / 1e9
+}
+
+/// The GPU kernel family's `size`^3 matmul on the adapter the bench runs on (a device of its
+/// own with `kernels: Some(Gpu)`): its row, and the largest difference from the host GEMM of the
+/// same values relative to the largest magnitude of the result.
+fn gpu_family_matmul(size: usize, reps: usize) -> (Row, f64) {
+    let instance = kiln::wgpu_backend::adapter::instance();
+    let name = std::env::var("KILN_ADAPTER").ok();
+    let adapter = kiln::wgpu_backend::adapter::pick(&instance, name.as_deref())
+        .expect("adapter")
+        .expect("an adapter (the main rows found one)");
+    let opts = kiln::wgpu_backend::WgpuOptions {
+        kernels: Some(kiln::KernelFamily::Gpu),
+        ..kiln::wgpu_backend::WgpuOptions::from_env().expect("KILN_KERNELS")
+    };
+    let backend = Arc::new(WgpuBackend::with_options(&adapter, &opts).expect("open adapter"));
+    let dev = Device::from_backend(backend.clone());
+    let timestamps = backend.set_profiling(true);
+    let bench = Bench {
+        backend,
+        timestamps,
+        reps,
+    };
+    let a = Tensor::randn([size, size], 11, &dev);
+    let b = Tensor::randn([size, size], 12, &dev);
+    Tensor::realize_all(&[&a, &b]).unwrap();
+    let (s, _, _, _) = bench.time(&|| a.matmul(&b));
+    let got = a.matmul(&b).to_vec::<f32>().unwrap();
+    let (av, bv) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    let mut want = vec![0.0f32; size * size];
+    let t = Instant::now();
+    host_sgemm(&av, &bv, &mut want, size, size, size);
+    let host = 2.0 * (size as f64).powi(3) / t.elapsed().as_secs_f64() / 1e9;
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs() as f64))
+        / scale;
+    let flops = 2.0 * (size as f64).powi(3);
+    let row = Row {
+        kernel: "matmul gpu family".into(),
+        shape: format!("{size}x{size}x{size}"),
+        ms: s * 1e3,
+        gflops: flops / s / 1e9,
+        gbps: 12.0 * (size * size) as f64 / s / 1e9,
+        host_gemm_gflops: Some(host),
+    };
+    (row, err)
 }
 
 fn main() {
@@ -126,6 +185,9 @@ fn main() {
             ("skinny", 4096, 4096, 16),
         ]);
     }
+    if !quick && dev.kind() != kiln::DeviceKind::SoftwareGpu {
+        shapes.push(("square", 4096, 4096, 4096));
+    }
     shapes.extend([
         ("lenet5 conv1 fwd", 64 * 28 * 28, 6, 25),
         ("lenet5 conv2 fwd", 64 * 10 * 10, 16, 150),
@@ -160,6 +222,19 @@ fn main() {
             host_gemm_gflops: Some(host),
         });
     }
+
+    // The GPU family's 1024^3 product, checked: on a GPU the same kernel as the square row above,
+    // on lavapipe the kernels a GPU would run.
+    let (row, err) = gpu_family_matmul(1024, bench.reps);
+    println!(
+        "matmul gpu family 1024^3: {:.2} GFLOP/s, largest difference from the host GEMM {err:.2e} of the largest output",
+        row.gflops
+    );
+    assert!(
+        err < 1e-4,
+        "the GPU family's 1024^3 matmul differs from the host GEMM by {err:.2e}"
+    );
+    rows.push(row);
 
     // Reductions.
     let n_big = if quick { 4 << 20 } else { 16 << 20 };

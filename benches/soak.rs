@@ -15,7 +15,6 @@ use kiln::data::Mnist;
 use kiln::models::LeNet5;
 use kiln::nn::{evaluate, Module};
 use kiln::optim::{Adam, Optimizer};
-use kiln::prelude::*;
 use std::time::Instant;
 
 /// Epochs after which memory is expected to be flat (every batch size's plans compiled).

@@ -1,5 +1,5 @@
-//! Lists every adapter wgpu sees, with its backend, type and the limits kiln uses, and says which
-//! one `Device::default()` picks.
+//! Lists every adapter wgpu sees, with its backend, type, the limits kiln uses and the kernel
+//! family it gets, and says which one `Device::default()` picks.
 //!
 //! `cargo run --example devices`
 
@@ -32,9 +32,19 @@ fn main() {
             "    shader f16: {}, timestamps: {}, subgroups: {}",
             a.shader_f16, a.timestamps, a.subgroups
         );
+        println!(
+            "    kernel family: {} by default (KILN_KERNELS=gpu|software overrides it)",
+            kiln::KernelFamily::for_kind(a.kind)
+        );
     }
     match Device::default() {
-        Ok(dev) => println!("Device::default() -> {}", dev.name()),
+        Ok(dev) => match dev.kernel_family() {
+            Some(family) => println!(
+                "Device::default() -> {} with the {family} kernel family",
+                dev.name()
+            ),
+            None => println!("Device::default() -> {}", dev.name()),
+        },
         Err(e) => println!("Device::default() failed: {e}"),
     }
 }

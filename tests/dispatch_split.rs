@@ -28,7 +28,7 @@ fn capped(shader_f16: bool) -> Device {
             wgpu_device_with(&WgpuOptions {
                 shader_f16,
                 max_workgroups_per_dimension: Some(CAP),
-                ..WgpuOptions::default()
+                ..common::env_options()
             })
             .expect("a wgpu adapter")
         })

@@ -17,7 +17,7 @@ fn device_with_budget(bytes: u64) -> Device {
     gpu();
     wgpu_device_with(&WgpuOptions {
         plan_cache_bytes: Some(bytes),
-        ..WgpuOptions::from_env()
+        ..WgpuOptions::from_env().unwrap()
     })
     .unwrap()
 }

@@ -6,7 +6,16 @@
 use kiln::prelude::*;
 use kiln::schedule::{schedule, ScheduleLimits};
 use kiln::wgpu_backend::codegen::{f16::pack_kernel, generate, writes_f32_scratch, CodegenOptions};
-use kiln::Pending;
+use kiln::{KernelFamily, Pending};
+
+/// The software family if `software`, else the GPU family.
+fn family_of(software: bool) -> KernelFamily {
+    if software {
+        KernelFamily::Software
+    } else {
+        KernelFamily::Gpu
+    }
+}
 
 fn validate(name: &str, src: &str) {
     validate_with(name, src, true);
@@ -165,7 +174,10 @@ fn every_generated_kernel_of_representative_graphs_validates() {
         for f16 in [true, false] {
             for software in [true, false] {
                 for k in &plan.kernels {
-                    let opts = CodegenOptions { f16, software };
+                    let opts = CodegenOptions {
+                        f16,
+                        family: family_of(software),
+                    };
                     let src = generate(&p, &plan, k, opts);
                     let what = format!("{name} / {} (f16 {f16}, software {software})", src.name);
                     validate_with(&what, &src.wgsl, f16);
@@ -277,7 +289,7 @@ fn software_adapters_write_a_convolutions_window_out_before_its_matmul() {
         for k in &plan.kernels {
             let opts = CodegenOptions {
                 f16: false,
-                software: name == "software",
+                family: family_of(name == "software"),
             };
             validate(name, &generate(&p, plan, k, opts).wgsl);
         }
@@ -366,7 +378,7 @@ fn last_kernel_source(t: &Tensor, software: bool) -> String {
     let k = plan.kernels.last().expect("a kernel");
     let opts = CodegenOptions {
         f16: false,
-        software,
+        family: family_of(software),
     };
     let src = generate(&p, &plan, k, opts);
     validate(&src.name, &src.wgsl);
@@ -442,4 +454,32 @@ fn software_elementwise_kernels_compute_four_elements_per_invocation() {
     // 6 elements are not a whole number of vec4s: one element per invocation.
     let odd = Tensor::from_vec(vec![1.0f32; 6], [6], &dev).unwrap();
     assert!(last_kernel_source(&(&odd + 1.0).exp(), true).contains("out_buf: array<f32>"));
+}
+
+#[test]
+fn gpu_matmul_stages_plain_operands_as_vec4_and_folds_its_epilogue_into_the_store() {
+    let dev = Device::cpu();
+    let a = Tensor::from_vec(vec![0.5f32; 70 * 24], [70, 24], &dev).unwrap();
+    let b = Tensor::from_vec(vec![0.25f32; 24 * 68], [24, 68], &dev).unwrap();
+    let bias = Tensor::from_vec(vec![1.0f32; 68], [68], &dev).unwrap();
+    let plain = last_kernel_source(&(a.matmul(&b) + &bias).relu(), false);
+    assert!(
+        plain.contains("const A_MODE: u32 = 1u;") && plain.contains("const B_MODE: u32 = 1u;"),
+        "{plain}"
+    );
+    assert!(plain.contains("var<workgroup> smem") && !plain.contains("EPILOGUE_PASS"));
+    // Transposed operands: 4 rows of A at one k, 4 k-steps of a column of B.
+    let transposed = last_kernel_source(&b.t().matmul(&a.t()), false);
+    assert!(
+        transposed.contains("const A_MODE: u32 = 2u;")
+            && transposed.contains("const B_MODE: u32 = 2u;"),
+        "{transposed}"
+    );
+    // Sizes that are not multiples of 4 stage one value at a time.
+    let odd = Tensor::from_vec(vec![0.5f32; 7 * 5], [7, 5], &dev).unwrap();
+    let scalar = last_kernel_source(&odd.matmul(&odd.t()), false);
+    assert!(
+        scalar.contains("const A_MODE: u32 = 0u;") && scalar.contains("const B_MODE: u32 = 0u;"),
+        "{scalar}"
+    );
 }

@@ -24,6 +24,13 @@ pub fn fresh_gpu() -> Device {
     Device::wgpu().expect("a wgpu adapter")
 }
 
+/// The environment's device options (`KILN_KERNELS`, `KILN_ADAPTER`, ...), for tests that open
+/// devices of their own with [`kiln::wgpu_backend::wgpu_device_with`]: CI's second pass
+/// (`KILN_KERNELS=gpu`) then runs them on the GPU kernel family as well.
+pub fn env_options() -> kiln::wgpu_backend::WgpuOptions {
+    kiln::wgpu_backend::WgpuOptions::from_env().expect("KILN_KERNELS names a kernel family")
+}
+
 /// Deterministic pseudo-random values in [-1, 1) for test inputs.
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);

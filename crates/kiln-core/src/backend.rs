@@ -35,6 +35,62 @@ pub enum DeviceKind {
     OtherGpu,
 }
 
+/// Which family of kernels a GPU backend generates. Each kernel kind (matmul, elementwise, the
+/// scheduler's treatment of convolution windows) has one form per family: `Gpu` for discrete and
+/// integrated GPUs (shared-memory tiled matmul with windows folded into its loads), `Software`
+/// for CPU Vulkan drivers such as lavapipe (no shared memory, windows written out, vec4
+/// elementwise kernels). The adapter's type chooses it unless `KILN_KERNELS=gpu|software` or
+/// `WgpuOptions::kernels` says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelFamily {
+    /// Kernels for GPUs: `shaders/matmul.wgsl`, implicit-GEMM convolutions.
+    Gpu,
+    /// Kernels for CPU drivers: `shaders/matmul_cpu.wgsl`, windows written out.
+    Software,
+}
+
+impl KernelFamily {
+    /// The names `KILN_KERNELS` accepts, in the order error messages list them.
+    pub const NAMES: [&'static str; 2] = ["gpu", "software"];
+
+    /// The family named `name` (`gpu` or `software`, case-insensitive), or an error that lists
+    /// the accepted names.
+    pub fn from_name(name: &str) -> crate::error::Result<KernelFamily> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "gpu" => Ok(KernelFamily::Gpu),
+            "software" => Ok(KernelFamily::Software),
+            _ => Err(crate::error::KilnError::InvalidArgument(format!(
+                "KILN_KERNELS={name:?} is not a kernel family; accepted values: {} (or unset, to follow the adapter's type)",
+                KernelFamily::NAMES.join(", ")
+            ))),
+        }
+    }
+
+    /// The family's name as `KILN_KERNELS` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFamily::Gpu => "gpu",
+            KernelFamily::Software => "software",
+        }
+    }
+
+    /// The family an adapter of `kind` gets by default: `Software` on software adapters,
+    /// `Gpu` on every other GPU.
+    pub fn for_kind(kind: DeviceKind) -> KernelFamily {
+        if kind == DeviceKind::SoftwareGpu {
+            KernelFamily::Software
+        } else {
+            KernelFamily::Gpu
+        }
+    }
+}
+
+impl std::fmt::Display for KernelFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A compute backend: realizes pending graphs and reads results back.
 pub trait Backend: Send + Sync {
     /// Human-readable name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, software)".
@@ -52,6 +108,11 @@ pub trait Backend: Send + Sync {
     /// Largest storage binding in bytes (`u64::MAX` where there is no limit).
     fn max_binding_bytes(&self) -> u64 {
         u64::MAX
+    }
+    /// The kernel family the backend generates (`None` for backends without generated kernels,
+    /// like the reference executor).
+    fn kernel_family(&self) -> Option<KernelFamily> {
+        None
     }
     /// The limits the backend schedules plans with (`None` for backends that run graphs op by
     /// op, like the reference executor).

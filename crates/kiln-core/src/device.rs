@@ -1,6 +1,6 @@
 //! A device: where tensors live and graphs run. A cheap, clonable handle to a backend.
 
-use crate::backend::{Backend, DeviceKind, Stats};
+use crate::backend::{Backend, DeviceKind, KernelFamily, Stats};
 use std::sync::Arc;
 
 /// Where tensors live and computation runs. Clone it freely: clones are the same device.
@@ -50,6 +50,11 @@ impl Device {
     /// What kind of machine it is.
     pub fn kind(&self) -> DeviceKind {
         self.backend.kind()
+    }
+    /// The kernel family a GPU device generates (`Gpu` or `Software`, see [`KernelFamily`]);
+    /// `None` for the reference executor.
+    pub fn kernel_family(&self) -> Option<KernelFamily> {
+        self.backend.kernel_family()
     }
     /// The device's counters.
     pub fn stats(&self) -> Stats {

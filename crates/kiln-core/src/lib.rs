@@ -32,7 +32,7 @@ pub mod shape;
 pub mod tensor;
 
 pub use autodiff::Gradients;
-pub use backend::{Backend, DeviceKind, Stats, Storage, StorageHandle};
+pub use backend::{Backend, DeviceKind, KernelFamily, Stats, Storage, StorageHandle};
 pub use checkpoint::Checkpoint;
 pub use device::Device;
 pub use dtype::{DType, Element};

@@ -46,7 +46,7 @@ pub struct KernelTiming {
 impl WgpuBackend {
     /// Opens `adapter` with the environment's options ([`WgpuOptions::from_env`]).
     pub fn new(adapter: &wgpu::Adapter) -> Result<WgpuBackend> {
-        WgpuBackend::with_options(adapter, &WgpuOptions::from_env())
+        WgpuBackend::with_options(adapter, &WgpuOptions::from_env()?)
     }
 
     /// Opens `adapter` with `opts` (its adapter choice is not looked at here).
@@ -152,7 +152,17 @@ fn gpu_storage(s: &Storage) -> &GpuStorage {
 impl Backend for WgpuBackend {
     fn name(&self) -> String {
         let s = &self.ctx.summary;
-        format!("{} ({}, {:?})", s.name, s.backend, s.kind)
+        format!(
+            "{} ({}, {:?}, {} kernels)",
+            s.name,
+            s.backend,
+            s.kind,
+            self.ctx.kernel_family()
+        )
+    }
+
+    fn kernel_family(&self) -> Option<kiln_core::KernelFamily> {
+        Some(self.ctx.kernel_family())
     }
 
     fn kind(&self) -> DeviceKind {

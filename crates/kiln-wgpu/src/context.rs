@@ -4,7 +4,7 @@ use crate::adapter::{summarize, AdapterSummary};
 use crate::counters::Counters;
 use crate::options::WgpuOptions;
 use crate::pool::BufferPool;
-use kiln_core::{KilnError, Result};
+use kiln_core::{KernelFamily, KilnError, Result};
 use std::sync::{Arc, Mutex};
 
 /// One opened wgpu device.
@@ -21,6 +21,9 @@ pub struct Context {
     pub f16: bool,
     /// Timestamp queries enabled.
     pub timestamps: bool,
+    /// The kernel family this device generates: the options' choice, else the adapter type's.
+    /// Everything that differs between the families asks [`Context::kernel_family`].
+    pub kernels: KernelFamily,
     /// Counters.
     pub counters: Arc<Counters>,
     /// Storage buffers.
@@ -59,6 +62,9 @@ impl Context {
             ..Default::default()
         }))
         .map_err(|e| KilnError::NoDevice(format!("could not open {}: {e}", summary.name)))?;
+        let kernels = opts
+            .kernels
+            .unwrap_or_else(|| KernelFamily::for_kind(summary.kind));
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -73,10 +79,22 @@ impl Context {
             limits,
             f16,
             timestamps: summary_timestamps(&features),
+            kernels,
             counters,
             pool,
             lost,
         })
+    }
+
+    /// The kernel family this device generates (see [`KernelFamily`]).
+    pub fn kernel_family(&self) -> KernelFamily {
+        self.kernels
+    }
+
+    /// True when this device generates the software family (`shaders/matmul_cpu.wgsl`, windows
+    /// written out, vec4 elementwise kernels).
+    pub fn software_kernels(&self) -> bool {
+        self.kernels == KernelFamily::Software
     }
 
     /// Errors if the device was lost.

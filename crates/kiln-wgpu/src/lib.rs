@@ -18,6 +18,7 @@ pub mod readback;
 
 pub use adapter::{AdapterSummary, INSTALL_HINT};
 pub use backend::WgpuBackend;
+pub use kiln_core::KernelFamily;
 pub use options::WgpuOptions;
 /// The wgpu crate kiln-wgpu is built on (for [`WgpuOptions::backend`] and tools).
 pub use wgpu;
@@ -25,22 +26,23 @@ pub use wgpu;
 use kiln_core::{Device, KilnError, Result};
 use std::sync::Arc;
 
-/// The best wgpu adapter (honouring `KILN_ADAPTER`, `KILN_NO_F16` and `WGPU_BACKEND`) as a
-/// device, or an error that says how to install a driver when there is none.
+/// The best wgpu adapter (honouring `KILN_ADAPTER`, `KILN_NO_F16`, `KILN_KERNELS` and
+/// `WGPU_BACKEND`) as a device, or an error that says how to install a driver when there is
+/// none, or which values `KILN_KERNELS` accepts when it names no kernel family.
 pub fn wgpu_device() -> Result<Device> {
-    wgpu_device_with(&WgpuOptions::from_env())
+    wgpu_device_with(&WgpuOptions::from_env()?)
 }
 
 /// The first adapter whose name contains `name` (case-insensitive).
 pub fn wgpu_device_by_name(name: &str) -> Result<Device> {
     wgpu_device_with(&WgpuOptions {
         adapter_name: Some(name.to_string()),
-        ..WgpuOptions::from_env()
+        ..WgpuOptions::from_env()?
     })
 }
 
 /// A device opened with explicit options (which adapter, native f16 or not, a lower dispatch
-/// limit); unlike the environment variables they apply to this device only.
+/// limit, the kernel family); unlike the environment variables they apply to this device only.
 pub fn wgpu_device_with(opts: &WgpuOptions) -> Result<Device> {
     let instance = adapter::instance();
     let adapter = adapter::pick_with(&instance, opts.adapter_name.as_deref(), opts.backend)?

@@ -1,4 +1,7 @@
-//! How to open a wgpu device: which adapter, and which of its features and limits to use.
+//! How to open a wgpu device: which adapter, which of its features and limits to use, and which
+//! kernel family to generate.
+
+use kiln_core::{KernelFamily, KilnError, Result};
 
 /// Options of [`crate::wgpu_device_with`]. `WgpuOptions::default()` picks the best adapter and
 /// uses everything it offers; [`WgpuOptions::from_env`] is what [`crate::wgpu_device`] uses.
@@ -29,6 +32,10 @@ pub struct WgpuOptions {
     /// `KILN_PLAN_CACHE_MB` from the environment when set by [`WgpuOptions::from_env`], else
     /// [`crate::plan_store::DEFAULT_PLAN_CACHE_BYTES`] (1 GiB).
     pub plan_cache_bytes: Option<u64>,
+    /// The kernel family to generate (see [`KernelFamily`]); `None`: follow the adapter's type
+    /// (`Software` on a software adapter such as lavapipe, `Gpu` elsewhere). Forcing `Gpu` on
+    /// lavapipe runs the kernels a real GPU gets, slowly, on the CPU (how CI tests them).
+    pub kernels: Option<KernelFamily>,
 }
 
 impl Default for WgpuOptions {
@@ -39,34 +46,82 @@ impl Default for WgpuOptions {
             shader_f16: true,
             max_workgroups_per_dimension: None,
             plan_cache_bytes: None,
+            kernels: None,
         }
     }
 }
 
 impl WgpuOptions {
     /// The defaults with the environment's overrides: `KILN_ADAPTER` (an adapter name),
-    /// `KILN_NO_F16=1` (no native f16) and `KILN_PLAN_CACHE_MB` (the plan cache's bound in MiB;
-    /// a value that is not a whole number is ignored with a warning). `WGPU_BACKEND` is honoured
-    /// by the wgpu instance itself.
-    pub fn from_env() -> WgpuOptions {
-        let plan_cache_bytes = std::env::var("KILN_PLAN_CACHE_MB").ok().and_then(|v| {
-            let mb = v.trim().parse::<u64>().ok();
-            if mb.is_none() {
-                eprintln!("kiln: KILN_PLAN_CACHE_MB={v:?} is not a whole number of MiB; using the default");
-            }
-            mb.map(|mb| mb << 20)
-        });
-        WgpuOptions {
+    /// `KILN_NO_F16=1` (no native f16), `KILN_KERNELS=gpu|software` (the kernel family) and
+    /// `KILN_PLAN_CACHE_MB` (the plan cache's bound in MiB). `WGPU_BACKEND` is honoured by the
+    /// wgpu instance itself. Errors ([`kiln_core::KilnError::InvalidArgument`]) on a
+    /// `KILN_KERNELS` value that names no family, listing the accepted ones, and on a
+    /// `KILN_PLAN_CACHE_MB` that is not a whole number.
+    pub fn from_env() -> Result<WgpuOptions> {
+        let kernels = match std::env::var("KILN_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => Some(KernelFamily::from_name(&v)?),
+            _ => None,
+        };
+        let plan_cache_bytes = match std::env::var("KILN_PLAN_CACHE_MB") {
+            Ok(v) if !v.trim().is_empty() => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| {
+                        KilnError::InvalidArgument(format!(
+                            "KILN_PLAN_CACHE_MB={v:?} is not a whole number of MiB"
+                        ))
+                    })?
+                    .saturating_mul(1 << 20),
+            ),
+            _ => None,
+        };
+        Ok(WgpuOptions {
             adapter_name: std::env::var("KILN_ADAPTER").ok().filter(|s| !s.is_empty()),
             shader_f16: !std::env::var("KILN_NO_F16").is_ok_and(|v| v == "1"),
+            kernels,
             plan_cache_bytes,
             ..WgpuOptions::default()
-        }
+        })
     }
 
     /// The plan cache's bound in bytes (the option, else the default).
     pub fn plan_cache_budget(&self) -> u64 {
         self.plan_cache_bytes
             .unwrap_or(crate::plan_store::DEFAULT_PLAN_CACHE_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WgpuOptions;
+    use kiln_core::{KernelFamily, KilnError};
+
+    // The only test of this binary that touches KILN_KERNELS (the environment is per process).
+    #[test]
+    fn kiln_kernels_chooses_the_family_and_rejects_other_values() {
+        let saved = std::env::var("KILN_KERNELS").ok();
+        std::env::set_var("KILN_KERNELS", "GPU");
+        let gpu = WgpuOptions::from_env().map(|o| o.kernels);
+        std::env::set_var("KILN_KERNELS", "software");
+        let software = WgpuOptions::from_env().map(|o| o.kernels);
+        std::env::set_var("KILN_KERNELS", "");
+        let unset = WgpuOptions::from_env().map(|o| o.kernels);
+        std::env::set_var("KILN_KERNELS", "cuda");
+        let wrong = WgpuOptions::from_env();
+        match saved {
+            Some(v) => std::env::set_var("KILN_KERNELS", v),
+            None => std::env::remove_var("KILN_KERNELS"),
+        }
+        assert_eq!(gpu.unwrap(), Some(KernelFamily::Gpu));
+        assert_eq!(software.unwrap(), Some(KernelFamily::Software));
+        assert_eq!(unset.unwrap(), None);
+        let Err(KilnError::InvalidArgument(msg)) = wrong else {
+            panic!("KILN_KERNELS=cuda accepted: {wrong:?}");
+        };
+        assert!(
+            msg.contains("\"cuda\"") && msg.contains("gpu, software"),
+            "{msg}"
+        );
     }
 }

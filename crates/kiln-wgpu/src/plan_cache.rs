@@ -157,7 +157,7 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
         max_storage_buffers: ctx.limits.max_storage_buffers_per_shader_stage as usize,
         // Any window that fits a binding: ResNet-20's 16-channel im2col at batch 128 (58 MB) is
         // written out too, which made its step ~4% faster (peak memory 1,024 -> 1,142 MiB).
-        window_operand_bytes: if ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu {
+        window_operand_bytes: if ctx.software_kernels() {
             ctx.limits.max_storage_buffer_binding_size
         } else {
             0
@@ -197,7 +197,7 @@ pub fn compile_plan(
     }
     let opts = CodegenOptions {
         f16: ctx.f16,
-        software: ctx.summary.kind == kiln_core::DeviceKind::SoftwareGpu,
+        family: ctx.kernel_family(),
     };
     let mut kernels = vec![];
     let mut scratch_bytes = 0;

@@ -17,7 +17,7 @@ const WORKGROUP: u32 = 256;
 pub fn generate(env: &mut KernelEnv, kernel: &Kernel, opts: CodegenOptions) -> KernelSource {
     let root = env.p.nodes[kernel.root].clone();
     let single = kernel.extra.is_empty() && kernel.segments.is_empty();
-    if opts.software
+    if opts.software()
         && single
         && root.dtype() == DType::F32
         && root.numel() >= 4

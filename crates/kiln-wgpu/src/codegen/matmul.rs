@@ -1,8 +1,9 @@
-//! Matmul kernels: the hand-written tiled kernel of `shaders/matmul.wgsl` (or, on software
-//! adapters, `shaders/matmul_cpu.wgsl` when present), with the region between
-//! `// @kiln:generated-begin` and `// @kiln:generated-end` replaced by generated constants and
-//! load/store functions. The loads fold views (a transposed operand is read in place, a broadcast
-//! batch is not copied) and elementwise prologues; the store folds the epilogue (bias,
+//! Matmul kernels: the hand-written register-blocked tiled kernel of `shaders/matmul.wgsl` (the
+//! GPU kernel family) or `shaders/matmul_cpu.wgsl` (the software family), with the region
+//! between `// @kiln:generated-begin` and `// @kiln:generated-end` replaced by generated
+//! constants and load/store functions. The loads fold views (a transposed operand is read in
+//! place, a broadcast batch is not copied), convolution windows and elementwise prologues; plain
+//! operands also get vec4 loads (`A_MODE`/`B_MODE`); the store folds the epilogue (bias,
 //! activation).
 
 use super::expr::{store_conv, unravel, Emitter, KernelEnv};
@@ -84,12 +85,18 @@ pub fn generate(
     let epi_ops = em.arith_ops;
     let store = store_conv(root.dtype(), &v);
 
-    // vec4 operands of the software kernel: f32 buffers read through views only (no broadcast
-    // of the row/column, no prologue), not read by the epilogue, with stride 1 along one of the
-    // two matrix dimensions (row-major or transposed) and 4-aligned otherwise.
-    let mut vec4 = String::new();
-    if opts.software {
-        let CpuBlock { rm, rn, .. } = cpu_block(m, n);
+    // vec4 operands (both families): f32 buffers read through views only (no broadcast of the
+    // row/column, no prologue), not read by the epilogue, with stride 1 along one of the two
+    // matrix dimensions (row-major or transposed) and 4-aligned otherwise. The software kernel
+    // reads 4 rows (A) or 4 columns (B) at a time only where its block has at least 4 of them;
+    // the GPU kernel's 64 x 64 tile always has.
+    let vec4 = {
+        let (rows4, cols4) = if opts.software() {
+            let CpuBlock { rm, rn, .. } = cpu_block(m, n);
+            (rm >= 4, rn >= 4)
+        } else {
+            (true, true)
+        };
         let root = kernel.root;
         // The buffer's binding is declared `array<vec4<f32>>`, so nothing else in the kernel may
         // read it as scalars: not the epilogue, not the other operand (`x.matmul(x.narrow(..))`).
@@ -113,12 +120,12 @@ pub fn generate(
         // A: 1 = 4 k-steps of a row (stride 1 along k), 2 = 4 rows at one k (stride 1 along rows).
         let a_mode = match &va {
             Some(s) if k.is_multiple_of(4) && aligned(s, 1) => 1,
-            Some(s) if m.is_multiple_of(4) && rm >= 4 && aligned(s, 0) => 2,
+            Some(s) if m.is_multiple_of(4) && rows4 && aligned(s, 0) => 2,
             _ => 0,
         };
         // B: 1 = 4 columns at one k (stride 1 along columns), 2 = 4 k-steps of a column.
         let b_mode = match &vb {
-            Some(s) if n.is_multiple_of(4) && rn >= 4 && aligned(s, 1) => 1,
+            Some(s) if n.is_multiple_of(4) && cols4 && aligned(s, 1) => 1,
             Some(s) if k.is_multiple_of(4) && aligned(s, 0) => 2,
             _ => 0,
         };
@@ -175,16 +182,16 @@ pub fn generate(
              fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {b4}\n\
              fn load_b4k(batch: u32, col: u32, k4: u32) -> vec4<f32> {b4k}\n"
         ));
-        vec4 = fns;
-    }
-    let template = if opts.software {
+        fns
+    };
+    let template = if opts.software() {
         MATMUL_CPU_WGSL
     } else {
         MATMUL_WGSL
     };
     // The software template takes its per-invocation block from the shape; the GPU one has
     // fixed tiles.
-    let block = if opts.software {
+    let block = if opts.software() {
         let CpuBlock { rm, rn, wg_x, wg_y } = cpu_block(m, n);
         format!(
             "const RM: u32 = {rm}u;\nconst RN: u32 = {rn}u;\nconst WG_X: u32 = {wg_x}u;\nconst WG_Y: u32 = {wg_y}u;\n"
@@ -197,7 +204,8 @@ pub fn generate(
     // unrolled store loop even a bias + ReLU epilogue, compiled RM x RN times with a gather per
     // copy, cost LLVM ~2 s per kernel: a LeNet-5 step's first run took 14.5 s instead of 5.5 s,
     // for ~5% faster steps afterwards.
-    let epilogue_pass = opts.software && kernel.root != c && root.dtype() == kiln_core::DType::F32;
+    let epilogue_pass =
+        opts.software() && kernel.root != c && root.dtype() == kiln_core::DType::F32;
     let store_fns = if epilogue_pass {
         format!(
             "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
@@ -215,7 +223,7 @@ fn finish_out(batch: u32, row: u32, col: u32) {{
 "
         )
     } else {
-        let finish = if opts.software {
+        let finish = if opts.software() {
             "const EPILOGUE_PASS: bool = false;\nfn finish_out(batch: u32, row: u32, col: u32) {}\n"
         } else {
             ""
@@ -231,7 +239,7 @@ fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
 {finish}"
         )
     };
-    let (tm, tn) = if opts.software {
+    let (tm, tn) = if opts.software() {
         let b = cpu_block(m, n);
         (b.wg_y * b.rm, b.wg_x * b.rn)
     } else {

@@ -18,7 +18,7 @@ pub mod types;
 
 use expr::{storage_type, KernelEnv};
 use kiln_core::schedule::{Kernel, KernelKind, Plan};
-use kiln_core::Pending;
+use kiln_core::{KernelFamily, Pending};
 use std::collections::HashMap;
 
 /// How many workgroups a kernel needs.
@@ -51,8 +51,16 @@ pub struct KernelSource {
 pub struct CodegenOptions {
     /// Native f16.
     pub f16: bool,
-    /// Software adapter (lavapipe): pick the CPU-friendly matmul.
-    pub software: bool,
+    /// The kernel family to generate: `Software` picks the CPU-friendly matmul
+    /// (`shaders/matmul_cpu.wgsl`) and vec4 elementwise kernels, `Gpu` the tiled GPU matmul.
+    pub family: KernelFamily,
+}
+
+impl CodegenOptions {
+    /// True for the software family.
+    pub fn software(&self) -> bool {
+        self.family == KernelFamily::Software
+    }
 }
 
 /// Generates the WGSL of `kernel`.
