@@ -166,6 +166,11 @@ pub fn save(
 /// directory is then synced (unix), so the rename itself survives a crash. If `write`, the sync or
 /// the rename fails, the temporary file is removed and `path` is untouched. A file that already
 /// exists keeps its permissions.
+///
+/// The temporary file is named `.NAME.PID-N.tmp` (PID: this process's id). A process killed
+/// while writing (`kill -9`, a power cut) leaves its file behind; every call first removes the
+/// temporary files in the directory whose process is gone (see [`is_stale_temporary`]), so they
+/// do not pile up. Another live process's temporary file is never touched.
 pub fn write_atomic(
     path: impl AsRef<Path>,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
@@ -179,6 +184,7 @@ pub fn write_atomic(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    remove_stale_temporaries(&dir);
     let tmp = dir.join(format!(
         ".{}.{}-{}.tmp",
         name.to_string_lossy(),
@@ -233,6 +239,61 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// How old a temporary file must be to count as stale where a process's liveness cannot be
+/// checked (no `/proc`): one hour.
+const STALE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The process id in the name of a temporary file [`write_atomic`] makes (`.NAME.PID-N.tmp`),
+/// or `None` if `file_name` is not one.
+fn temporary_owner(file_name: &str) -> Option<u32> {
+    let stem = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = stem.rsplit_once('.')?;
+    let (pid, counter) = tail.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// True if `path` is a temporary file of [`write_atomic`] (`.NAME.PID-N.tmp`) left by a
+/// process that no longer runs: on Linux, one whose `/proc/PID` does not exist; where there is
+/// no `/proc`, one not modified for an hour. This process's own files are never stale.
+pub fn is_stale_temporary(path: &Path) -> bool {
+    let Some(pid) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(temporary_owner)
+    else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        return !Path::new("/proc").join(pid.to_string()).exists();
+    }
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_AGE)
+}
+
+/// Removes the stale temporary files of [`write_atomic`] in `dir` ([`is_stale_temporary`]).
+/// Best effort: a directory or file that cannot be read or removed is left as it is.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_file()) && is_stale_temporary(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// What a parse error of the safetensors crate means for a file of `bytes`.
 fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
     use SafeTensorError as E;
@@ -253,6 +314,14 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
     format!("not a valid safetensors file: {why}; the file is truncated or corrupt, or not a checkpoint")
 }
 
+/// The largest rank of a tensor [`load`] accepts: 16.
+pub const MAX_RANK: usize = 16;
+
+/// The largest product of a tensor's dimensions, zeros counted as ones, that [`load`] accepts:
+/// 2^32 - 1. A tensor with data is bounded by the file already; this bounds the shape of an
+/// empty one, which the file does not.
+pub const MAX_DIMENSION_PRODUCT: usize = u32::MAX as usize;
+
 /// Reads a safetensors file into tensors on `device` (as host data, uploaded when first used).
 ///
 /// Stored dtypes: F32, F16, I32, U32 and BOOL load as themselves; three common PyTorch dtypes are
@@ -260,12 +329,32 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
 /// a value does not fit; PyTorch stores counters such as BatchNorm's `num_batches_tracked` as
 /// I64). Any other dtype is an error
 /// naming the tensor. Errors name the file and say what is wrong (unreadable, truncated,
-/// corrupt header, unsupported dtype).
+/// corrupt header, unsupported dtype, a shape past [`MAX_RANK`] or [`MAX_DIMENSION_PRODUCT`]).
+///
+/// Limit: every length in the file is checked against the file's size before it is used (the
+/// header's length, each tensor's offsets, which must tile the data exactly, and its shape,
+/// which must match its bytes), so it allocates at most about 5 bytes per byte of the file: the
+/// file itself, plus each tensor converted (BOOL grows to 4 bytes an element, BF16 to 2 per
+/// byte), plus the parsed header (at most 100 MB, the safetensors crate's limit).
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, explain(&e, &bytes)))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).expect("parsed above");
+    decode(&bytes, path, device)
+}
+
+/// Reads a checkpoint from the bytes of a safetensors file (for example one built into the
+/// program with `include_bytes!`), as [`load`] reads a file, with the same checks and limits.
+/// Errors begin with `checkpoint bytes:` where [`load`]'s name the file.
+pub fn load_bytes(bytes: &[u8], device: &Device) -> Result<Checkpoint> {
+    decode(bytes, Path::new("checkpoint bytes"), device)
+}
+
+/// Parses the safetensors file `bytes`; errors are named after `path`.
+fn decode(bytes: &[u8], path: &Path, device: &Device) -> Result<Checkpoint> {
+    let (header_len, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| bad(path, explain(&e, bytes)))?;
+    // read_metadata checked that the offsets tile the data exactly, to the file's end.
+    let data = &bytes[8 + header_len..];
     let mut metadata: Vec<(String, String)> = header
         .metadata()
         .iter()
@@ -273,20 +362,38 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     metadata.sort();
-    let mut tensors = Vec::with_capacity(st.len());
-    for (name, view) in st.tensors() {
-        let data = view.data();
+    let infos = header.tensors();
+    for (name, info) in &infos {
+        let dims = &info.shape;
+        let product = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
+            .filter(|&n| n <= MAX_DIMENSION_PRODUCT);
+        if dims.len() > MAX_RANK || product.is_none() {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {name:?} has shape {dims:?}; kiln takes tensors of at most \
+                     {MAX_RANK} dimensions whose product (zeros counted as ones) is at most \
+                     {MAX_DIMENSION_PRODUCT}; the file is corrupt"
+                ),
+            ));
+        }
+    }
+    let mut tensors = Vec::with_capacity(infos.len());
+    for (name, info) in infos {
+        let data = &data[info.data_offsets.0..info.data_offsets.1];
         let unsupported = |what: &str| {
             bad(
                 path,
                 format!(
                     "tensor {name:?} has dtype {:?}{what}; kiln loads F32, F16, I32, U32, BOOL, \
                      BF16 and F64 (as F32) and I64 (as I32); convert it before saving (in PyTorch: t.float())",
-                    view.dtype()
+                    info.dtype
                 ),
             )
         };
-        let (dtype, bytes) = match view.dtype() {
+        let (dtype, bytes) = match info.dtype {
             Dtype::F32 => (DType::F32, data.to_vec()),
             Dtype::F16 => (DType::F16, data.to_vec()),
             Dtype::I32 => (DType::I32, data.to_vec()),
@@ -325,7 +432,7 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         let t = Tensor::from_op(
             Op::Data(Arc::new(HostData { bytes })),
             vec![],
-            Shape(view.shape().to_vec()),
+            Shape(info.shape.clone()),
             dtype,
             device,
         );
