@@ -11,7 +11,6 @@ use image::GrayImage;
 use kiln::checkpoint;
 use kiln::classify::{load_classifier, ImageInput, MAX_INPUT_SIDE};
 use kiln::data::idx::{read_idx, MAX_IDX_BYTES};
-use kiln::nn::Module;
 use kiln::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,7 +74,10 @@ fn idx_headers_declaring_more_than_the_file_holds_are_refused_before_reading() {
     file.extend((1u32 << 15).to_be_bytes());
     std::fs::write(&path, &file).unwrap();
     let msg = read_idx(&path).unwrap_err().to_string();
-    assert!(msg.contains(&format!("more than the {MAX_IDX_BYTES}")), "{msg}");
+    assert!(
+        msg.contains(&format!("more than the {MAX_IDX_BYTES}")),
+        "{msg}"
+    );
 }
 
 /// A LeNet-5 checkpoint with `examples/mnist.rs`'s metadata, its input size replaced by `size`.
@@ -177,7 +179,11 @@ fn png_declaring(width: u32, height: u32, color: u8, depth: u8) -> Vec<u8> {
 fn image_files_declaring_huge_sizes_are_refused_by_the_decoders_limits() {
     let input = ImageInput::new(1, [28, 28]);
     // Past the side limit (gray), and past the allocation limit (2 GiB of 16-bit RGBA).
-    for (w, h, color, depth) in [(100_000, 100_000, 0, 8), (16_385, 1, 0, 8), (16_384, 16_384, 6, 16)] {
+    for (w, h, color, depth) in [
+        (100_000, 100_000, 0, 8),
+        (16_385, 1, 0, 8),
+        (16_384, 16_384, 6, 16),
+    ] {
         let path = temp(&format!("huge-{w}x{h}.png"));
         std::fs::write(&path, png_declaring(w, h, color, depth)).unwrap();
         let (result, peak) = metered(|| input.read(&path));
@@ -189,7 +195,10 @@ fn image_files_declaring_huge_sizes_are_refused_by_the_decoders_limits() {
         assert!(peak < 1 << 20, "{w}x{h}: allocated {peak} bytes");
     }
     // A small declared size that the data does not fill is an ordinary decode error.
-    let msg = input.decode(&png_declaring(64, 64, 0, 8)).unwrap_err().to_string();
+    let msg = input
+        .decode(&png_declaring(64, 64, 0, 8))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("image bytes: cannot decode"), "{msg}");
 }
 
@@ -213,4 +222,22 @@ fn checkpoint_shapes_the_file_does_not_bound_are_bounded() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("header of 1099511627776 bytes"), "{msg}");
+}
+
+#[cfg(unix)]
+#[test]
+fn endless_devices_are_refused_from_their_first_bytes() {
+    // Read whole, /dev/zero never ends: both readers look at the header first.
+    let msg = checkpoint::load("/dev/zero", &Device::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("/dev/zero") && msg.contains("header of 0 bytes"),
+        "{msg}"
+    );
+    let msg = read_idx("/dev/zero").unwrap_err().to_string();
+    assert!(
+        msg.contains("/dev/zero") && msg.contains("magic number 00000000"),
+        "{msg}"
+    );
 }

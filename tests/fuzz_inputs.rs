@@ -20,6 +20,28 @@ use std::time::{Duration, Instant};
 /// speed test: the limit is two orders of magnitude above the slowest case.)
 const HANG_LIMIT: Duration = Duration::from_secs(20);
 
+/// Generated IDX inputs per run (half of them mutated).
+const IDX_CASES: usize = 2000;
+
+/// `KILN_FUZZ_SCALE=N` runs N times as many cases, `KILN_FUZZ_SEED=S` other ones (for a longer
+/// search by hand; CI runs the defaults, 1 and 0).
+fn from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The RNG of a test: its own seed, moved by `KILN_FUZZ_SEED`.
+fn rng(seed: u64) -> Rng {
+    Rng(seed ^ from_env("KILN_FUZZ_SEED", 0).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// `n` cases, times `KILN_FUZZ_SCALE`.
+fn cases(n: usize) -> usize {
+    n * from_env("KILN_FUZZ_SCALE", 1) as usize
+}
+
 /// Runs `target` on `input` as case `case` of `name`: it must return (not panic), within
 /// [`HANG_LIMIT`], allocating at most `bound` bytes. A failure keeps the input in a file.
 fn check_case(
@@ -50,7 +72,9 @@ fn check_case(
 
 /// Every file of `tests/fixtures/fuzz/<dir>`, sorted by name.
 fn corpus(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz").join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -81,7 +105,11 @@ fn idx_case(rng: &mut Rng) -> Vec<u8> {
     if rng.below(6) == 0 {
         dims[rng.below(rank)] = *rng.pick(&[u32::MAX, 1 << 24, 1 << 31]);
     }
-    let declared = dims.iter().map(|&d| d as usize).product::<usize>().min(1 << 16);
+    let declared = dims
+        .iter()
+        .map(|&d| d as usize)
+        .product::<usize>()
+        .min(1 << 16);
     let len = match rng.below(4) {
         0 => declared.saturating_sub(1 + rng.below(8)),
         1 => declared + 1 + rng.below(8),
@@ -114,9 +142,9 @@ fn idx_bound(input: &[u8]) -> usize {
 
 #[test]
 fn idx_inputs_generated_and_mutated_never_panic_hang_or_overallocate() {
-    let mut rng = Rng(0x1d_2026);
+    let mut rng = rng(0x1d_2026);
     let mut ok = 0;
-    for case in 0..300 {
+    for case in 0..cases(IDX_CASES) {
         let mut input = idx_case(&mut rng);
         if case % 2 == 1 {
             mutate(&mut rng, &mut input, 32);
@@ -125,7 +153,10 @@ fn idx_inputs_generated_and_mutated_never_panic_hang_or_overallocate() {
         ok += check_case("idx", &case.to_string(), &input, bound, fuzz_harness::idx) as usize;
     }
     // The generator makes valid files too: the reader is exercised past its header checks.
-    assert!(ok >= 30, "only {ok} of 300 cases were valid files");
+    assert!(
+        ok >= cases(IDX_CASES) / 10,
+        "only {ok} cases were valid files"
+    );
 }
 
 #[test]
@@ -167,28 +198,53 @@ fn safetensors_file(
     file
 }
 
-/// A small checkpoint of every dtype the loader reads, with kiln's metadata (a LeNet-5 on
-/// 28x28 MNIST) and optimiser state that fits a LeNet-5's first parameter.
+/// A small checkpoint of every dtype the loader reads, with kiln's metadata and optimiser state
+/// that fits a LeNet-5's first parameter.
 fn small_checkpoint() -> Vec<u8> {
-    let f32s = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect() };
+    let f32s = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
+            .collect()
+    };
     safetensors_file(
         &[
             ("a.f32", "F32", vec![2, 3], f32s(6)),
-            ("b.f16", "F16", vec![4], vec![0, 60, 0, 64, 0, 0x7c, 0, 0xfc]),
+            (
+                "b.f16",
+                "F16",
+                vec![4],
+                vec![0, 60, 0, 64, 0, 0x7c, 0, 0xfc],
+            ),
             ("c.bf16", "BF16", vec![2], vec![0x80, 0x3f, 0, 0x40]),
             ("d.f64", "F64", vec![1], 1.5f64.to_le_bytes().to_vec()),
-            ("e.i64", "I64", vec![2], [7i64, -3].iter().flat_map(|v| v.to_le_bytes()).collect()),
+            (
+                "e.i64",
+                "I64",
+                vec![2],
+                [7i64, -3].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
             ("f.i32", "I32", vec![1], 9i32.to_le_bytes().to_vec()),
             ("g.u32", "U32", vec![1], 9u32.to_le_bytes().to_vec()),
             ("h.bool", "BOOL", vec![3], vec![0, 1, 2]),
             ("i.empty", "F32", vec![0, 7], vec![]),
             ("optimizer.0.exp_avg", "F32", vec![6, 1, 5, 5], f32s(150)),
             ("optimizer.0.exp_avg_sq", "F32", vec![6, 1, 5, 5], f32s(150)),
-            ("optimizer.0.momentum_buffer", "F32", vec![6, 1, 5, 5], f32s(150)),
-            ("optimizer.step", "F32", vec![1], 3f32.to_le_bytes().to_vec()),
+            (
+                "optimizer.0.momentum_buffer",
+                "F32",
+                vec![6, 1, 5, 5],
+                f32s(150),
+            ),
+            (
+                "optimizer.step",
+                "F32",
+                vec![1],
+                3f32.to_le_bytes().to_vec(),
+            ),
         ],
+        // kiln's metadata but the model's name (it holds no model's weights): parsed, and
+        // the optimiser state goes into a LeNet-5's optimisers.
         &[
-            ("model", "lenet5"),
             ("mean", "0.1307"),
             ("std", "0.3081"),
             ("input_size", "28x28"),
@@ -199,7 +255,6 @@ fn small_checkpoint() -> Vec<u8> {
 
 /// A LeNet-5 checkpoint as `examples/mnist.rs` writes it: weights, Adam's state, metadata.
 fn lenet5_checkpoint() -> Vec<u8> {
-    use kiln::nn::Module;
     use kiln::optim::Optimizer;
     let dev = kiln::Device::cpu();
     let model = kiln::models::by_name("lenet5", 1, 10, &dev, 3).unwrap();
@@ -242,13 +297,13 @@ fn header_span(file: &[u8]) -> usize {
 
 #[test]
 fn checkpoints_mutated_never_panic_hang_or_overallocate() {
-    let mut rng = Rng(0xc4e_2026);
-    let seeds = [(small_checkpoint(), 300), (lenet5_checkpoint(), 30)];
+    let mut rng = rng(0xc4e_2026);
+    let seeds = [(small_checkpoint(), 1500), (lenet5_checkpoint(), 100)];
     let mut ok = 0;
-    for (s, (seed, cases)) in seeds.iter().enumerate() {
+    for (s, (seed, count)) in seeds.iter().enumerate() {
         assert!(fuzz_harness::checkpoint(seed).is_ok(), "seed {s} must load");
         let hot = header_span(seed);
-        for case in 0..*cases {
+        for case in 0..cases(*count) {
             let mut input = seed.clone();
             mutate(&mut rng, &mut input, hot);
             let name = format!("{s}-{case}");
@@ -302,10 +357,10 @@ fn image_bound(_: &[u8]) -> usize {
 
 #[test]
 fn images_mutated_never_panic_hang_or_overallocate() {
-    let mut rng = Rng(0x1_3a6e);
+    let mut rng = rng(0x1_3a6e);
     let seeds = image_seeds();
     let mut ok = 0;
-    for case in 0..300 {
+    for case in 0..cases(1500) {
         let seed = rng.pick(&seeds);
         // The first byte picks the input size (see the harness); the rest is the file.
         let mut input = vec![rng.below(5) as u8];
@@ -314,8 +369,13 @@ fn images_mutated_never_panic_hang_or_overallocate() {
             mutate(&mut rng, &mut input, 64);
         }
         let bound = image_bound(&input);
-        ok += check_case("image", &case.to_string(), &input, bound, fuzz_harness::image_input)
-            as usize;
+        ok += check_case(
+            "image",
+            &case.to_string(),
+            &input,
+            bound,
+            fuzz_harness::image_input,
+        ) as usize;
     }
     assert!(ok >= 20, "only {ok} images decoded");
 }
@@ -323,7 +383,13 @@ fn images_mutated_never_panic_hang_or_overallocate() {
 #[test]
 fn the_image_corpus_decodes_or_fails_as_recorded() {
     for (name, input) in corpus("image") {
-        let ok = check_case("image", &name, &input, image_bound(&input), fuzz_harness::image_input);
+        let ok = check_case(
+            "image",
+            &name,
+            &input,
+            image_bound(&input),
+            fuzz_harness::image_input,
+        );
         assert_eq!(ok, name.starts_with("ok-"), "{name}");
     }
 }

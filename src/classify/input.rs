@@ -164,9 +164,9 @@ impl ImageInput {
         reader: ImageReader<R>,
         source: &str,
     ) -> Result<Vec<u8>> {
-        let mut reader = reader.with_guessed_format().map_err(|e| {
-            KilnError::Data(format!("{source}: cannot read the image: {e}"))
-        })?;
+        let mut reader = reader
+            .with_guessed_format()
+            .map_err(|e| KilnError::Data(format!("{source}: cannot read the image: {e}")))?;
         let mut limits = Limits::default();
         limits.max_image_width = Some(MAX_IMAGE_SIDE);
         limits.max_image_height = Some(MAX_IMAGE_SIDE);

@@ -1,9 +1,9 @@
 //! A model chosen by name, shaped and filled from a checkpoint file.
 
+use super::MAX_INPUT_SIDE;
 use crate::checkpoint;
 use crate::models::{by_name, MODEL_NAMES};
 use crate::nn::{load_state_dict, Module};
-use super::MAX_INPUT_SIDE;
 use crate::{Device, KilnError, Result, Tensor};
 use std::path::Path;
 
@@ -53,8 +53,8 @@ fn parse_input_size(v: &str) -> Option<[usize; 2]> {
 /// Checks a recorded normalisation: one value or one per channel, finite means, positive stds.
 fn check_normalization(path: &Path, mean: &[f32], std: &[f32], channels: usize) -> Result<()> {
     let count_ok = |n: usize| n == 1 || n == channels;
-    let values_ok = mean.iter().all(|m| m.is_finite())
-        && std.iter().all(|s| s.is_finite() && *s > 0.0);
+    let values_ok =
+        mean.iter().all(|m| m.is_finite()) && std.iter().all(|s| s.is_finite() && *s > 0.0);
     if count_ok(mean.len()) && count_ok(std.len()) && values_ok {
         return Ok(());
     }
@@ -93,7 +93,12 @@ fn floats(path: &Path, ck: &checkpoint::Checkpoint, key: &str) -> Result<Option<
         .map(|s| s.trim().parse::<f32>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map(Some)
-        .map_err(|e| bad(path, format!("metadata {key:?} is {}, not numbers: {e}", shown(v))))
+        .map_err(|e| {
+            bad(
+                path,
+                format!("metadata {key:?} is {}, not numbers: {e}", shown(v)),
+            )
+        })
 }
 
 /// Builds the model called `name` (or, if `None`, the one the checkpoint's `"model"` metadata

@@ -6,7 +6,6 @@
 use kiln::checkpoint;
 use kiln::classify::{classifier_from_checkpoint, ImageInput};
 use kiln::data::idx::read_idx_from;
-use kiln::nn::Module;
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::{Device, Result};
 use std::path::Path;
@@ -40,7 +39,14 @@ pub fn checkpoint(data: &[u8]) -> Result<()> {
         Ok(net) => (net.model, Ok(())),
         Err(e) => {
             let lenet5 = kiln::models::by_name("lenet5", 1, 10, &dev, 0)?;
-            (lenet5, if ck.meta("model").is_some() { Err(e) } else { Ok(()) })
+            (
+                lenet5,
+                if ck.meta("model").is_some() {
+                    Err(e)
+                } else {
+                    Ok(())
+                },
+            )
         }
     };
     let state: Vec<_> = ck

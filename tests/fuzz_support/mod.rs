@@ -129,4 +129,3 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, hot: usize) {
         }
     }
 }
-

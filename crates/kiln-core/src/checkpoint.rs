@@ -29,10 +29,11 @@ use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
     KilnError::Data(format!("{}: {what}", path.display()))
@@ -167,10 +168,12 @@ pub fn save(
 /// the rename fails, the temporary file is removed and `path` is untouched. A file that already
 /// exists keeps its permissions.
 ///
-/// The temporary file is named `.NAME.PID-N.tmp` (PID: this process's id). A process killed
-/// while writing (`kill -9`, a power cut) leaves its file behind; every call first removes the
-/// temporary files in the directory whose process is gone (see [`is_stale_temporary`]), so they
-/// do not pile up. Another live process's temporary file is never touched.
+/// The temporary file is named `.NAME.PID-NONCE-N.tmp` (PID: this process's id; NONCE: a
+/// number drawn once per process, which tells this process from an earlier one given the same
+/// id, as a restarted container's process often is). A process killed while writing (`kill -9`,
+/// a power cut) leaves its file behind; every call first removes the temporary files in the
+/// directory whose process is gone (see [`is_stale_temporary`]), so they do not pile up. Another
+/// live process's temporary file is never touched.
 pub fn write_atomic(
     path: impl AsRef<Path>,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
@@ -186,9 +189,10 @@ pub fn write_atomic(
     };
     remove_stale_temporaries(&dir);
     let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
+        ".{}.{}-{:016x}-{}.tmp",
         name.to_string_lossy(),
         std::process::id(),
+        process_nonce(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let mut file = std::fs::OpenOptions::new()
@@ -241,43 +245,74 @@ pub fn write_atomic(
 
 /// How old a temporary file must be to count as stale where a process's liveness cannot be
 /// checked (no `/proc`): one hour.
-const STALE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+const STALE_AGE: Duration = Duration::from_secs(3600);
 
-/// The process id in the name of a temporary file [`write_atomic`] makes (`.NAME.PID-N.tmp`),
-/// or `None` if `file_name` is not one.
-fn temporary_owner(file_name: &str) -> Option<u32> {
+/// How long a dead process's temporary file is left alone after its last write: one minute. A
+/// writer in another pid namespace (another container sharing the directory) looks dead from
+/// here; its file is being written to until it is renamed, so it is never this old.
+const QUIET_AGE: Duration = Duration::from_secs(60);
+
+/// A number for this process, drawn at its first save (from the clock and the address of a
+/// local), so that its temporary files are told from those of an earlier process with its id.
+fn process_nonce() -> u64 {
+    static NONCE: OnceLock<u64> = OnceLock::new();
+    *NONCE.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        nanos ^ ((&local as *const u8 as u64).rotate_left(32))
+    })
+}
+
+/// The process id and the nonce (`None` in the older `.NAME.PID-N.tmp` form) in the name of a
+/// temporary file of [`write_atomic`] (`.NAME.PID-NONCE-N.tmp`), or `None` if `file_name` is
+/// not one.
+fn temporary_owner(file_name: &str) -> Option<(u32, Option<u64>)> {
     let stem = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
     let (_, tail) = stem.rsplit_once('.')?;
-    let (pid, counter) = tail.split_once('-')?;
+    let parts: Vec<&str> = tail.split('-').collect();
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (pid, nonce, counter) = match parts[..] {
+        [pid, counter] => (pid, None, counter),
+        [pid, nonce, counter] => (pid, Some(u64::from_str_radix(nonce, 16).ok()?), counter),
+        _ => return None,
+    };
     if !digits(pid) || !digits(counter) {
         return None;
     }
-    pid.parse().ok()
+    Some((pid.parse().ok()?, nonce))
 }
 
-/// True if `path` is a temporary file of [`write_atomic`] (`.NAME.PID-N.tmp`) left by a
-/// process that no longer runs: on Linux, one whose `/proc/PID` does not exist; where there is
-/// no `/proc`, one not modified for an hour. This process's own files are never stale.
+/// True if `path` is a temporary file of [`write_atomic`] (`.NAME.PID-NONCE-N.tmp`) left by a
+/// process that no longer runs, untouched for a minute: on Linux, one whose `/proc/PID` does not
+/// exist, or one with this process's id but another nonce (an earlier process given the same
+/// id); where there is no `/proc`, one untouched for an hour. This process's own files are never
+/// stale.
 pub fn is_stale_temporary(path: &Path) -> bool {
-    let Some(pid) = path
+    let Some((pid, nonce)) = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(temporary_owner)
     else {
         return false;
     };
-    if pid == std::process::id() {
+    let same_pid = pid == std::process::id();
+    if same_pid && nonce == Some(process_nonce()) {
         return false;
     }
-    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
-        return !Path::new("/proc").join(pid.to_string()).exists();
-    }
-    std::fs::symlink_metadata(path)
+    let Some(age) = std::fs::symlink_metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > STALE_AGE)
+    else {
+        return false;
+    };
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        let gone = same_pid || !Path::new("/proc").join(pid.to_string()).exists();
+        return gone && age > QUIET_AGE;
+    }
+    age > STALE_AGE
 }
 
 /// Removes the stale temporary files of [`write_atomic`] in `dir` ([`is_stale_temporary`]).
@@ -338,8 +373,38 @@ pub const MAX_DIMENSION_PRODUCT: usize = u32::MAX as usize;
 /// byte), plus the parsed header (at most 100 MB, the safetensors crate's limit).
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    let bytes = read_file(path)?;
     decode(&bytes, path, device)
+}
+
+/// The safetensors crate's largest header: 100 MB.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The bytes of the file at `path`. A regular file is read whole (its size bounds it); from a
+/// pipe or a device, the header's length is read and checked first, so that an endless stream
+/// such as `/dev/zero` is refused instead of read until memory runs out.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let cannot = |e: std::io::Error| bad(path, format!("cannot read: {e}"));
+    let mut file = File::open(path).map_err(cannot)?;
+    let mut bytes = vec![];
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        let mut head = [0u8; 8];
+        file.read_exact(&mut head)
+            .map_err(|e| bad(path, format!("cannot read its 8-byte header length: {e}")))?;
+        let n = u64::from_le_bytes(head);
+        if !(2..=MAX_HEADER_BYTES).contains(&n) {
+            return Err(bad(
+                path,
+                format!(
+                    "not a valid safetensors file: its first 8 bytes give a header of {n} \
+                     bytes (2 to {MAX_HEADER_BYTES} expected)"
+                ),
+            ));
+        }
+        bytes.extend_from_slice(&head);
+    }
+    file.read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
 }
 
 /// Reads a checkpoint from the bytes of a safetensors file (for example one built into the
@@ -370,10 +435,15 @@ fn decode(bytes: &[u8], path: &Path, device: &Device) -> Result<Checkpoint> {
             .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
             .filter(|&n| n <= MAX_DIMENSION_PRODUCT);
         if dims.len() > MAX_RANK || product.is_none() {
+            let shown = match dims.len() {
+                r if r > MAX_RANK => format!("{:?}... ({r} dimensions)", &dims[..MAX_RANK]),
+                _ => format!("{dims:?}"),
+            };
+            let name: String = name.chars().take(80).collect();
             return Err(bad(
                 path,
                 format!(
-                    "tensor {name:?} has shape {dims:?}; kiln takes tensors of at most \
+                    "tensor {name:?} has shape {shown}; kiln takes tensors of at most \
                      {MAX_RANK} dimensions whose product (zeros counted as ones) is at most \
                      {MAX_DIMENSION_PRODUCT}; the file is corrupt"
                 ),

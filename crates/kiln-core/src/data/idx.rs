@@ -423,11 +423,14 @@ mod tests {
         // A stream: the limit is the caller's.
         let (stream, taken) = endless(1 << 20);
         let msg = read_idx_from(stream, 1000).unwrap_err().to_string();
-        assert!(msg.contains("1048576 bytes") && msg.contains("more than the 1000"), "{msg}");
+        assert!(
+            msg.contains("1048576 bytes") && msg.contains("more than the 1000"),
+            "{msg}"
+        );
         assert!(taken.get() <= 8192, "read {} bytes", taken.get());
         // A file: the size bounds what the header may declare. A raw file of 12 bytes cannot
-        // hold 2^32 - 1 bytes; a gzip file of 40 bytes cannot inflate to 2^29.
-        let msg = err("liar", &[0, 0, 8, 1, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]);
+        // hold 1000 bytes of data; a gzip file of 32 bytes cannot inflate to 2^29.
+        let msg = err("liar", &[0, 0, 8, 1, 0, 0, 3, 0xe8, 1, 2, 3, 4]);
         assert!(msg.contains("found 4 (truncated file)"), "{msg}");
         let gz = gzip(&[0, 0, 8, 1, 0x20, 0, 0, 0, 1, 2, 3, 4]);
         let msg = err("liar.gz", &gz);
