@@ -79,8 +79,8 @@ fn check_normalization(path: &Path, mean: &[f32], std: &[f32], channels: usize) 
 /// A metadata value for an error message: at most 60 characters of it.
 fn shown(v: &str) -> String {
     match v.char_indices().nth(60) {
-        Some((cut, _)) => format!("{:?}...", &v[..cut]),
-        None => format!("{v:?}"),
+        Some((cut, _)) => format!("{}...", &v[..cut]),
+        None => v.to_string(),
     }
 }
 
@@ -96,7 +96,7 @@ fn floats(path: &Path, ck: &checkpoint::Checkpoint, key: &str) -> Result<Option<
         .map_err(|e| {
             bad(
                 path,
-                format!("metadata {key:?} is {}, not numbers: {e}", shown(v)),
+                format!("metadata {key:?} is {:?}, not numbers: {e}", shown(v)),
             )
         })
 }
@@ -140,7 +140,7 @@ pub fn classifier_from_checkpoint(
             bad(
                 path,
                 format!(
-                    "metadata {META_INPUT_SIZE:?} is {}, not HxW with sides of 1 to \
+                    "metadata {META_INPUT_SIZE:?} is {:?}, not HxW with sides of 1 to \
                      {MAX_INPUT_SIDE} pixels; the file is corrupt",
                     shown(v)
                 ),
@@ -174,7 +174,7 @@ pub fn classifier_from_checkpoint(
         return Err(bad(
             path,
             format!(
-                "holds model {} (its metadata says so), which kiln does not know ({})",
+                "holds model {:?} (its metadata says so), which kiln does not know ({})",
                 shown(&name),
                 MODEL_NAMES.join(", ")
             ),
