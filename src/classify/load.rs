@@ -193,13 +193,17 @@ pub fn classifier_from_checkpoint(
     };
     // The file's tensor must have the probe's shape but for `axis`, and a size there, so that
     // the model built from it is no larger than the file.
-    let shape_of = |tensor: &str, probe: &Tensor, axis: usize| -> Result<usize> {
-        let t: &Tensor = ck.get(tensor).ok_or_else(|| {
+    let find = |tensor: &str| -> Result<&Tensor> {
+        ck.get(tensor).ok_or_else(|| {
             bad(
                 path,
                 format!("no tensor {tensor:?}, which a {name} has; is it another model's file?"),
             )
-        })?;
+        })
+    };
+    // Both looked up first: a missing tensor says more than a mis-shaped one.
+    let (conv_t, linear_t) = (find(conv)?, find(linear)?);
+    let shape_of = |t: &Tensor, tensor: &str, probe: &Tensor, axis: usize| -> Result<usize> {
         let (got, want) = (t.dims(), probe.dims());
         let fits = got.len() == want.len()
             && got[axis] > 0
@@ -218,8 +222,8 @@ pub fn classifier_from_checkpoint(
         }
         Ok(got[axis])
     };
-    let in_channels = shape_of(conv, conv_probe, 1)?;
-    let classes = shape_of(linear, linear_probe, 0)?;
+    let in_channels = shape_of(conv_t, conv, conv_probe, 1)?;
+    let classes = shape_of(linear_t, linear, linear_probe, 0)?;
     let normalization = match recorded_normalization {
         (Some(m), Some(s)) => {
             check_normalization(path, &m, &s, in_channels)?;
