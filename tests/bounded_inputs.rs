@@ -241,3 +241,32 @@ fn endless_devices_are_refused_from_their_first_bytes() {
         "{msg}"
     );
 }
+
+/// A checkpoint whose header holds `entries` tiny metadata entries: the most objects per byte.
+fn many_entries_checkpoint(entries: usize) -> Vec<u8> {
+    let kv: Vec<String> = (0..entries).map(|i| format!("\"{i:x}\":\"\"")).collect();
+    let header = format!("{{\"__metadata__\":{{{}}}}}", kv.join(","));
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend(header.as_bytes());
+    file
+}
+
+#[test]
+fn a_checkpoint_header_is_parsed_within_a_bounded_multiple_of_its_size() {
+    // Tiny metadata entries are the most objects per byte (measured: 16.5 bytes per byte).
+    let file = many_entries_checkpoint(1 << 17);
+    let (result, peak) = metered(|| checkpoint::load_bytes(&file, &Device::cpu()).map(|_| ()));
+    result.unwrap();
+    assert!(
+        peak < 24 * file.len(),
+        "{} bytes allocated {peak}",
+        file.len()
+    );
+    // A header past MAX_HEADER_BYTES is refused from its length alone.
+    let mut file = (checkpoint::MAX_HEADER_BYTES + 1).to_le_bytes().to_vec();
+    file.extend(b"{}");
+    let msg = checkpoint::load_bytes(&file, &Device::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("more than the 16777216 kiln reads"), "{msg}");
+}

@@ -364,21 +364,24 @@ pub const MAX_DIMENSION_PRODUCT: usize = u32::MAX as usize;
 /// a value does not fit; PyTorch stores counters such as BatchNorm's `num_batches_tracked` as
 /// I64). Any other dtype is an error
 /// naming the tensor. Errors name the file and say what is wrong (unreadable, truncated,
-/// corrupt header, unsupported dtype, a shape past [`MAX_RANK`] or [`MAX_DIMENSION_PRODUCT`]).
+/// corrupt header or one past [`MAX_HEADER_BYTES`], unsupported dtype, a shape past
+/// [`MAX_RANK`] or [`MAX_DIMENSION_PRODUCT`]).
 ///
 /// Limit: every length in the file is checked against the file's size before it is used (the
 /// header's length, each tensor's offsets, which must tile the data exactly, and its shape,
-/// which must match its bytes), so it allocates at most about 5 bytes per byte of the file: the
-/// file itself, plus each tensor converted (BOOL grows to 4 bytes an element, BF16 to 2 per
-/// byte), plus the parsed header (at most 100 MB, the safetensors crate's limit).
+/// which must match its bytes), so it allocates at most about 5 bytes per byte of data (the
+/// file itself, plus each tensor converted: BOOL grows to 4 bytes an element, BF16 to 2 per
+/// byte) and 17 per byte of header (parsed), whose length is at most [`MAX_HEADER_BYTES`].
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
     decode(&bytes, path, device)
 }
 
-/// The safetensors crate's largest header: 100 MB.
-const MAX_HEADER_BYTES: u64 = 100_000_000;
+/// The largest header (JSON) [`load`] parses: 16 MiB, room for some 150,000 tensor entries. The
+/// safetensors crate allows 100 MB, but a parsed header takes up to about 17 bytes per byte (a
+/// header of many tiny entries), so kiln allows less.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// The bytes of the file at `path`. A regular file is read whole (its size bounds it); from a
 /// pipe or a device, the header's length is read and checked first, so that an endless stream
@@ -416,6 +419,19 @@ pub fn load_bytes(bytes: &[u8], device: &Device) -> Result<Checkpoint> {
 
 /// Parses the safetensors file `bytes`; errors are named after `path`.
 fn decode(bytes: &[u8], path: &Path, device: &Device) -> Result<Checkpoint> {
+    if let Some(head) = bytes.get(..8) {
+        let n = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+        if n > MAX_HEADER_BYTES {
+            return Err(bad(
+                path,
+                format!(
+                    "not a valid safetensors file: its first 8 bytes give a header of {n} \
+                     bytes, more than the {MAX_HEADER_BYTES} kiln reads; the file is corrupt, \
+                     or not a checkpoint"
+                ),
+            ));
+        }
+    }
     let (header_len, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| bad(path, explain(&e, bytes)))?;
     // read_metadata checked that the offsets tile the data exactly, to the file's end.
