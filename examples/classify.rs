@@ -13,7 +13,7 @@
 //! a 10-class model, else numbers, or one per line from `--labels FILE`.
 
 use clap::Parser;
-use kiln::classify::{load_classifier, read_labels, top_k, ImageInput};
+use kiln::classify::{load_classifier, read_labels, top_k, ImageInput, MAX_INPUT_SIDE};
 use kiln::data::{MNIST_MEAN, MNIST_STD};
 use kiln::prelude::*;
 use std::path::PathBuf;
@@ -39,7 +39,8 @@ struct Args {
     /// MNIST's 0.3081).
     #[arg(long, value_delimiter = ',')]
     std: Option<Vec<f32>>,
-    /// Input size HxW the images are resized to (default: the checkpoint's, else 28x28).
+    /// Input size HxW the images are resized to (default: the checkpoint's, else 28x28; at most
+    /// 4096 a side).
     #[arg(long, value_parser = parse_size)]
     size: Option<[usize; 2]>,
     /// Class names, one per line (default: 0..9 for 10 classes, else the class numbers).
@@ -53,11 +54,15 @@ struct Args {
     top: usize,
 }
 
+/// `HxW`, each side 1 to [`MAX_INPUT_SIDE`]: checked here, before anything of that size exists.
 fn parse_size(s: &str) -> std::result::Result<[usize; 2], String> {
     let parsed = s
         .split_once('x')
-        .and_then(|(h, w)| Some([h.parse().ok()?, w.parse().ok()?]));
+        .and_then(|(h, w)| Some([h.parse::<usize>().ok()?, w.parse::<usize>().ok()?]));
     match parsed {
+        Some([h, w]) if h > MAX_INPUT_SIDE || w > MAX_INPUT_SIDE => Err(format!(
+            "{s:?} is larger than the largest input size, {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}"
+        )),
         Some([h, w]) if h > 0 && w > 0 => Ok([h, w]),
         _ => Err(format!("{s:?} is not a size HxW such as 28x28")),
     }
@@ -106,6 +111,7 @@ fn run(args: Args) -> kiln::Result<()> {
     let input = ImageInput::new(net.in_channels, size)
         .normalize(&mean, &std)?
         .invert(args.invert);
+    input.check(args.images.len(), &dev)?;
     println!(
         "{} ({} classes) from {}; images as {}x{}x{}, mean {:?}, std {:?}",
         net.name,

@@ -1,5 +1,6 @@
 //! A model chosen by name, shaped and filled from a checkpoint file.
 
+use super::MAX_INPUT_SIDE;
 use crate::checkpoint;
 use crate::models::{by_name, MODEL_NAMES};
 use crate::nn::{load_state_dict, Module};
@@ -37,6 +38,52 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
     KilnError::Data(format!("{}: {what}", path.display()))
 }
 
+/// `"HxW"` with both sides in 1..=[`MAX_INPUT_SIDE`], or `None`.
+fn parse_input_size(v: &str) -> Option<[usize; 2]> {
+    let (h, w) = v.split_once('x')?;
+    let side = |s: &str| {
+        s.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_INPUT_SIDE).contains(n))
+    };
+    Some([side(h)?, side(w)?])
+}
+
+/// Checks a recorded normalisation: one value or one per channel, finite means, positive stds.
+fn check_normalization(path: &Path, mean: &[f32], std: &[f32], channels: usize) -> Result<()> {
+    let count_ok = |n: usize| n == 1 || n == channels;
+    let values_ok =
+        mean.iter().all(|m| m.is_finite()) && std.iter().all(|s| s.is_finite() && *s > 0.0);
+    if count_ok(mean.len()) && count_ok(std.len()) && values_ok {
+        return Ok(());
+    }
+    let shown = |v: &[f32]| {
+        let mut s = format!("{:?}", &v[..v.len().min(4)]);
+        if v.len() > 4 {
+            s += &format!(" and {} more", v.len() - 4);
+        }
+        s
+    };
+    Err(bad(
+        path,
+        format!(
+            "metadata {META_MEAN:?} {} and {META_STD:?} {} are not a normalisation of {channels} \
+             channel(s): give one or {channels} finite means and positive standard deviations",
+            shown(mean),
+            shown(std)
+        ),
+    ))
+}
+
+/// A metadata value for an error message: at most 60 characters of it.
+fn shown(v: &str) -> String {
+    match v.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}...", &v[..cut]),
+        None => v.to_string(),
+    }
+}
+
 /// Comma-separated floats of metadata `key`, if present.
 fn floats(path: &Path, ck: &checkpoint::Checkpoint, key: &str) -> Result<Option<Vec<f32>>> {
     let Some(v) = ck.meta(key) else {
@@ -46,7 +93,12 @@ fn floats(path: &Path, ck: &checkpoint::Checkpoint, key: &str) -> Result<Option<
         .map(|s| s.trim().parse::<f32>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map(Some)
-        .map_err(|e| bad(path, format!("metadata {key:?} is {v:?}, not numbers: {e}")))
+        .map_err(|e| {
+            bad(
+                path,
+                format!("metadata {key:?} is {:?}, not numbers: {e}", shown(v)),
+            )
+        })
 }
 
 /// Builds the model called `name` (or, if `None`, the one the checkpoint's `"model"` metadata
@@ -54,8 +106,10 @@ fn floats(path: &Path, ck: &checkpoint::Checkpoint, key: &str) -> Result<Option<
 /// whose `optimizer.*` tensors are skipped, or a PyTorch `state_dict` saved with
 /// `safetensors.torch.save_file`), loads every tensor of its `state_dict` from the file onto
 /// `device`, and puts it in evaluation mode. Errors name the file and the problem: unreadable,
-/// no model name, a name that disagrees with the metadata, an unknown model, or weights that do
-/// not fit the model (every missing, unexpected and mis-shaped tensor).
+/// no model name, a name that disagrees with the metadata, an unknown model, weights that do
+/// not fit the model (every missing, unexpected and mis-shaped tensor), or metadata out of
+/// bounds (an input size past [`MAX_INPUT_SIDE`](super::MAX_INPUT_SIDE) a side, a
+/// normalisation that is not one finite mean and positive std, or one per input channel).
 pub fn load_classifier(
     name: Option<&str>,
     path: impl AsRef<Path>,
@@ -63,17 +117,45 @@ pub fn load_classifier(
 ) -> Result<Classifier> {
     let path = path.as_ref();
     let ck = checkpoint::load(path, &Device::cpu())?;
+    classifier_from_checkpoint(name, &ck, path, device)
+}
+
+/// [`load_classifier`] for a checkpoint already read (for example with
+/// [`checkpoint::load_bytes`]); errors are named after `source`.
+pub fn classifier_from_checkpoint(
+    name: Option<&str>,
+    ck: &checkpoint::Checkpoint,
+    source: &Path,
+    device: &Device,
+) -> Result<Classifier> {
+    let path = source;
     if let Some(n) = name.filter(|n| !MODEL_NAMES.contains(n)) {
         // The same error as by_name's, before the file is blamed for anything.
         by_name(n, 1, 10, &Device::cpu(), 0)?;
     }
+    // The metadata is checked before any model is built.
+    let input_size = match ck.meta(META_INPUT_SIZE) {
+        None => None,
+        Some(v) => Some(parse_input_size(v).ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "metadata {META_INPUT_SIZE:?} is {:?}, not HxW with sides of 1 to \
+                     {MAX_INPUT_SIDE} pixels; the file is corrupt",
+                    shown(v)
+                ),
+            )
+        })?),
+    };
+    let recorded_normalization = (floats(path, ck, META_MEAN)?, floats(path, ck, META_STD)?);
     let recorded = ck.meta(META_MODEL).map(|m| m.to_lowercase());
     let name = match (name, &recorded) {
         (Some(n), Some(r)) if n != r => {
+            let r = shown(r);
             return Err(bad(
                 path,
                 format!("holds model {r} (its metadata says so), not {n}; pass --model {r}"),
-            ))
+            ));
         }
         (Some(n), _) => n.to_string(),
         (None, Some(r)) => r.clone(),
@@ -88,36 +170,67 @@ pub fn load_classifier(
             ))
         }
     };
+    if !MODEL_NAMES.contains(&name.as_str()) {
+        return Err(bad(
+            path,
+            format!(
+                "holds model {:?} (its metadata says so), which kiln does not know ({})",
+                shown(&name),
+                MODEL_NAMES.join(", ")
+            ),
+        ));
+    }
     // The shapes of the first convolution and the last linear layer give the input channels
     // and the classes of the model the file holds.
     let probe = by_name(&name, 1, 10, &Device::cpu(), 0)?;
     let entries = probe.state_dict();
     let first_conv = entries.iter().find(|(_, t)| t.rank() == 4);
     let last_linear = entries.iter().rev().find(|(_, t)| t.rank() == 2);
-    let (Some((conv, _)), Some((linear, _))) = (first_conv, last_linear) else {
+    let (Some((conv, conv_probe)), Some((linear, linear_probe))) = (first_conv, last_linear) else {
         return Err(KilnError::InvalidArgument(format!(
             "model {name} has no convolution or no linear layer to read its shape from"
         )));
     };
-    let shape_of = |tensor: &str, axis: usize| -> Result<usize> {
-        let t: &Tensor = ck.get(tensor).ok_or_else(|| {
+    // The file's tensor must have the probe's shape but for `axis`, and a size there, so that
+    // the model built from it is no larger than the file.
+    let find = |tensor: &str| -> Result<&Tensor> {
+        ck.get(tensor).ok_or_else(|| {
             bad(
                 path,
                 format!("no tensor {tensor:?}, which a {name} has; is it another model's file?"),
             )
-        })?;
-        t.dims().get(axis).copied().ok_or_else(|| {
-            bad(
-                path,
-                format!(
-                    "{tensor:?} is {} but a {name} has it with more dimensions",
-                    t.shape()
-                ),
-            )
         })
     };
-    let in_channels = shape_of(conv, 1)?;
-    let classes = shape_of(linear, 0)?;
+    // Both looked up first: a missing tensor says more than a mis-shaped one.
+    let (conv_t, linear_t) = (find(conv)?, find(linear)?);
+    let shape_of = |t: &Tensor, tensor: &str, probe: &Tensor, axis: usize| -> Result<usize> {
+        let (got, want) = (t.dims(), probe.dims());
+        let fits = got.len() == want.len()
+            && got[axis] > 0
+            && (0..got.len()).all(|a| a == axis || got[a] == want[a]);
+        if !fits {
+            let mut expected: Vec<String> = want.iter().map(|d| d.to_string()).collect();
+            expected[axis] = "N".into();
+            return Err(bad(
+                path,
+                format!(
+                    "{tensor:?} is {} but a {name} has it as [{}] (N > 0)",
+                    t.shape(),
+                    expected.join(", ")
+                ),
+            ));
+        }
+        Ok(got[axis])
+    };
+    let in_channels = shape_of(conv_t, conv, conv_probe, 1)?;
+    let classes = shape_of(linear_t, linear, linear_probe, 0)?;
+    let normalization = match recorded_normalization {
+        (Some(m), Some(s)) => {
+            check_normalization(path, &m, &s, in_channels)?;
+            Some((m, s))
+        }
+        _ => None,
+    };
     let model = by_name(&name, in_channels, classes, device, 0)?;
     let weights: Vec<(String, Tensor)> = ck
         .tensors
@@ -130,24 +243,6 @@ pub fn load_classifier(
         other => other,
     })?;
     model.set_training(false);
-    let normalization = match (floats(path, &ck, META_MEAN)?, floats(path, &ck, META_STD)?) {
-        (Some(m), Some(s)) => Some((m, s)),
-        _ => None,
-    };
-    let input_size = match ck.meta(META_INPUT_SIZE) {
-        None => None,
-        Some(v) => {
-            let parsed = v
-                .split_once('x')
-                .and_then(|(h, w)| Some([h.trim().parse().ok()?, w.trim().parse().ok()?]));
-            Some(parsed.ok_or_else(|| {
-                bad(
-                    path,
-                    format!("metadata {META_INPUT_SIZE:?} is {v:?}, not HxW"),
-                )
-            })?)
-        }
-    };
     Ok(Classifier {
         model,
         name,

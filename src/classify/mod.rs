@@ -30,6 +30,9 @@ mod input;
 mod load;
 mod topk;
 
-pub use input::ImageInput;
-pub use load::{load_classifier, Classifier, META_INPUT_SIZE, META_MEAN, META_MODEL, META_STD};
+pub use input::{ImageInput, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MAX_INPUT_SIDE};
+pub use load::{
+    classifier_from_checkpoint, load_classifier, Classifier, META_INPUT_SIZE, META_MEAN,
+    META_MODEL, META_STD,
+};
 pub use topk::{read_labels, top_k};

@@ -29,10 +29,11 @@ use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
     KilnError::Data(format!("{}: {what}", path.display()))
@@ -166,6 +167,13 @@ pub fn save(
 /// directory is then synced (unix), so the rename itself survives a crash. If `write`, the sync or
 /// the rename fails, the temporary file is removed and `path` is untouched. A file that already
 /// exists keeps its permissions.
+///
+/// The temporary file is named `.NAME.PID-NONCE-N.tmp` (PID: this process's id; NONCE: a
+/// number drawn once per process, which tells this process from an earlier one given the same
+/// id, as a restarted container's process often is). A process killed while writing (`kill -9`,
+/// a power cut) leaves its file behind; every call first removes the temporary files in the
+/// directory whose process is gone (see [`is_stale_temporary`]), so they do not pile up. Another
+/// live process's temporary file is never touched.
 pub fn write_atomic(
     path: impl AsRef<Path>,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
@@ -179,10 +187,12 @@ pub fn write_atomic(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    remove_stale_temporaries(&dir);
     let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
+        ".{}.{}-{:016x}-{}.tmp",
         name.to_string_lossy(),
         std::process::id(),
+        process_nonce(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let mut file = std::fs::OpenOptions::new()
@@ -233,6 +243,92 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// How old a temporary file must be to count as stale where a process's liveness cannot be
+/// checked (no `/proc`): one hour.
+const STALE_AGE: Duration = Duration::from_secs(3600);
+
+/// How long a dead process's temporary file is left alone after its last write: one minute. A
+/// writer in another pid namespace (another container sharing the directory) looks dead from
+/// here; its file is being written to until it is renamed, so it is never this old.
+const QUIET_AGE: Duration = Duration::from_secs(60);
+
+/// A number for this process, drawn at its first save (from the clock and the address of a
+/// local), so that its temporary files are told from those of an earlier process with its id.
+fn process_nonce() -> u64 {
+    static NONCE: OnceLock<u64> = OnceLock::new();
+    *NONCE.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        nanos ^ ((&local as *const u8 as u64).rotate_left(32))
+    })
+}
+
+/// The process id and the nonce (`None` in the older `.NAME.PID-N.tmp` form) in the name of a
+/// temporary file of [`write_atomic`] (`.NAME.PID-NONCE-N.tmp`), or `None` if `file_name` is
+/// not one.
+fn temporary_owner(file_name: &str) -> Option<(u32, Option<u64>)> {
+    let stem = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = stem.rsplit_once('.')?;
+    let parts: Vec<&str> = tail.split('-').collect();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (pid, nonce, counter) = match parts[..] {
+        [pid, counter] => (pid, None, counter),
+        [pid, nonce, counter] => (pid, Some(u64::from_str_radix(nonce, 16).ok()?), counter),
+        _ => return None,
+    };
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    Some((pid.parse().ok()?, nonce))
+}
+
+/// True if `path` is a temporary file of [`write_atomic`] (`.NAME.PID-NONCE-N.tmp`) left by a
+/// process that no longer runs, untouched for a minute: on Linux, one whose `/proc/PID` does not
+/// exist, or one with this process's id but another nonce (an earlier process given the same
+/// id); where there is no `/proc`, one untouched for an hour. This process's own files are never
+/// stale.
+pub fn is_stale_temporary(path: &Path) -> bool {
+    let Some((pid, nonce)) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(temporary_owner)
+    else {
+        return false;
+    };
+    let same_pid = pid == std::process::id();
+    if same_pid && nonce == Some(process_nonce()) {
+        return false;
+    }
+    let Some(age) = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+    else {
+        return false;
+    };
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        let gone = same_pid || !Path::new("/proc").join(pid.to_string()).exists();
+        return gone && age > QUIET_AGE;
+    }
+    age > STALE_AGE
+}
+
+/// Removes the stale temporary files of [`write_atomic`] in `dir` ([`is_stale_temporary`]).
+/// Best effort: a directory or file that cannot be read or removed is left as it is.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_file()) && is_stale_temporary(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// What a parse error of the safetensors crate means for a file of `bytes`.
 fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
     use SafeTensorError as E;
@@ -253,6 +349,14 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
     format!("not a valid safetensors file: {why}; the file is truncated or corrupt, or not a checkpoint")
 }
 
+/// The largest rank of a tensor [`load`] accepts: 16.
+pub const MAX_RANK: usize = 16;
+
+/// The largest product of a tensor's dimensions, zeros counted as ones, that [`load`] accepts:
+/// 2^32 - 1. A tensor with data is bounded by the file already; this bounds the shape of an
+/// empty one, which the file does not.
+pub const MAX_DIMENSION_PRODUCT: usize = u32::MAX as usize;
+
 /// Reads a safetensors file into tensors on `device` (as host data, uploaded when first used).
 ///
 /// Stored dtypes: F32, F16, I32, U32 and BOOL load as themselves; three common PyTorch dtypes are
@@ -260,12 +364,78 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
 /// a value does not fit; PyTorch stores counters such as BatchNorm's `num_batches_tracked` as
 /// I64). Any other dtype is an error
 /// naming the tensor. Errors name the file and say what is wrong (unreadable, truncated,
-/// corrupt header, unsupported dtype).
+/// corrupt header or one past [`MAX_HEADER_BYTES`], unsupported dtype, a shape past
+/// [`MAX_RANK`] or [`MAX_DIMENSION_PRODUCT`]).
+///
+/// Limit: every length in the file is checked against the file's size before it is used (the
+/// header's length, each tensor's offsets, which must tile the data exactly, and its shape,
+/// which must match its bytes), so it allocates at most about 5 bytes per byte of data (the
+/// file itself, plus each tensor converted: BOOL grows to 4 bytes an element, BF16 to 2 per
+/// byte) and 17 per byte of header (parsed), whose length is at most [`MAX_HEADER_BYTES`].
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, explain(&e, &bytes)))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).expect("parsed above");
+    let bytes = read_file(path)?;
+    decode(&bytes, path, device)
+}
+
+/// The largest header (JSON) [`load`] parses: 16 MiB, room for some 150,000 tensor entries. The
+/// safetensors crate allows 100 MB, but a parsed header takes up to about 17 bytes per byte (a
+/// header of many tiny entries), so kiln allows less.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// The bytes of the file at `path`. A regular file is read whole (its size bounds it); from a
+/// pipe or a device, the header's length is read and checked first, so that an endless stream
+/// such as `/dev/zero` is refused instead of read until memory runs out.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let cannot = |e: std::io::Error| bad(path, format!("cannot read: {e}"));
+    let mut file = File::open(path).map_err(cannot)?;
+    let mut bytes = vec![];
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        let mut head = [0u8; 8];
+        file.read_exact(&mut head)
+            .map_err(|e| bad(path, format!("cannot read its 8-byte header length: {e}")))?;
+        let n = u64::from_le_bytes(head);
+        if !(2..=MAX_HEADER_BYTES).contains(&n) {
+            return Err(bad(
+                path,
+                format!(
+                    "not a valid safetensors file: its first 8 bytes give a header of {n} \
+                     bytes (2 to {MAX_HEADER_BYTES} expected)"
+                ),
+            ));
+        }
+        bytes.extend_from_slice(&head);
+    }
+    file.read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// Reads a checkpoint from the bytes of a safetensors file (for example one built into the
+/// program with `include_bytes!`), as [`load`] reads a file, with the same checks and limits.
+/// Errors begin with `checkpoint bytes:` where [`load`]'s name the file.
+pub fn load_bytes(bytes: &[u8], device: &Device) -> Result<Checkpoint> {
+    decode(bytes, Path::new("checkpoint bytes"), device)
+}
+
+/// Parses the safetensors file `bytes`; errors are named after `path`.
+fn decode(bytes: &[u8], path: &Path, device: &Device) -> Result<Checkpoint> {
+    if let Some(head) = bytes.get(..8) {
+        let n = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+        if n > MAX_HEADER_BYTES {
+            return Err(bad(
+                path,
+                format!(
+                    "not a valid safetensors file: its first 8 bytes give a header of {n} \
+                     bytes, more than the {MAX_HEADER_BYTES} kiln reads; the file is corrupt, \
+                     or not a checkpoint"
+                ),
+            ));
+        }
+    }
+    let (header_len, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| bad(path, explain(&e, bytes)))?;
+    // read_metadata checked that the offsets tile the data exactly, to the file's end.
+    let data = &bytes[8 + header_len..];
     let mut metadata: Vec<(String, String)> = header
         .metadata()
         .iter()
@@ -273,20 +443,43 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     metadata.sort();
-    let mut tensors = Vec::with_capacity(st.len());
-    for (name, view) in st.tensors() {
-        let data = view.data();
+    let infos = header.tensors();
+    for (name, info) in &infos {
+        let dims = &info.shape;
+        let product = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
+            .filter(|&n| n <= MAX_DIMENSION_PRODUCT);
+        if dims.len() > MAX_RANK || product.is_none() {
+            let shown = match dims.len() {
+                r if r > MAX_RANK => format!("{:?}... ({r} dimensions)", &dims[..MAX_RANK]),
+                _ => format!("{dims:?}"),
+            };
+            let name: String = name.chars().take(80).collect();
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {name:?} has shape {shown}; kiln takes tensors of at most \
+                     {MAX_RANK} dimensions whose product (zeros counted as ones) is at most \
+                     {MAX_DIMENSION_PRODUCT}; the file is corrupt"
+                ),
+            ));
+        }
+    }
+    let mut tensors = Vec::with_capacity(infos.len());
+    for (name, info) in infos {
+        let data = &data[info.data_offsets.0..info.data_offsets.1];
         let unsupported = |what: &str| {
             bad(
                 path,
                 format!(
                     "tensor {name:?} has dtype {:?}{what}; kiln loads F32, F16, I32, U32, BOOL, \
                      BF16 and F64 (as F32) and I64 (as I32); convert it before saving (in PyTorch: t.float())",
-                    view.dtype()
+                    info.dtype
                 ),
             )
         };
-        let (dtype, bytes) = match view.dtype() {
+        let (dtype, bytes) = match info.dtype {
             Dtype::F32 => (DType::F32, data.to_vec()),
             Dtype::F16 => (DType::F16, data.to_vec()),
             Dtype::I32 => (DType::I32, data.to_vec()),
@@ -325,7 +518,7 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         let t = Tensor::from_op(
             Op::Data(Arc::new(HostData { bytes })),
             vec![],
-            Shape(view.shape().to_vec()),
+            Shape(info.shape.clone()),
             dtype,
             device,
         );

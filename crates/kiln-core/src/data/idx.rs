@@ -1,9 +1,26 @@
 //! The IDX format of MNIST and Fashion-MNIST (gzip-compressed or raw): a magic number giving the
 //! element type and rank, the dimensions as big-endian u32, then the elements.
+//!
+//! Reading is bounded by the header: the dimensions are read first, their byte count is checked
+//! (overflow, [`MAX_IDX_BYTES`], and for a file what its size can hold), and then exactly that many
+//! bytes are read, plus at most [`TRAILING_SLACK`] to report trailing data. A gzip bomb (a small
+//! file that inflates to gigabytes) is therefore never inflated past its header's promise.
 
 use crate::error::{KilnError, Result};
 use std::io::Read;
 use std::path::Path;
+
+/// The most data bytes (the product of the dimensions) an IDX file may declare: 1 GiB. The full
+/// MNIST training set is 47 MB, EMNIST's largest split 0.55 GB.
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+
+/// How many bytes past the declared data are read (and counted) before an IDX file is rejected
+/// for trailing data: 64 KiB.
+pub const TRAILING_SLACK: usize = 64 << 10;
+
+/// Deflate's largest compression ratio (a run of one byte: 258 bytes per 2 bits, about 1032:1).
+/// No gzip file of `n` bytes inflates to more than `n * MAX_DEFLATE_RATIO` bytes.
+const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// An IDX file of unsigned bytes (the only element type MNIST uses).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,42 +38,108 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
 /// Reads an IDX file of u8 elements; `.gz` files (or any file starting with the gzip magic) are
 /// decompressed (several concatenated gzip members are read as one stream). Errors name the file
 /// and say what is wrong: missing, corrupt or truncated gzip data, a wrong magic number (not IDX,
-/// or IDX of another element type), a truncated header, dimensions whose product overflows, or a
-/// data length that does not match the dimensions (truncated, or trailing bytes).
+/// or IDX of another element type), a truncated header, dimensions whose product overflows or
+/// passes [`MAX_IDX_BYTES`], or a data length that does not match the dimensions (truncated, or
+/// trailing bytes).
+///
+/// Limit: it allocates at most the data size the header declares (plus 64 KiB), and the
+/// declaration must fit the file: a raw file holds at most its size, a gzip file at most 1032
+/// times its size (deflate's largest ratio), so at most 1 byte per byte of a raw file and 1032
+/// per byte of a gzip file, never more than [`MAX_IDX_BYTES`].
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    let raw = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = vec![];
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("corrupt or truncated gzip data: {e}")))?;
-        out
-    } else {
-        raw
-    };
-    parse_idx(&bytes).map_err(|what| bad(path, what))
+    let file = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    // Only a regular file has a size to check a declaration against (not a pipe).
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let reader = std::io::BufReader::with_capacity(TRAILING_SLACK, file);
+    decode(reader, size, MAX_IDX_BYTES).map_err(|what| bad(path, what))
 }
 
-/// Parses the (decompressed) bytes of an IDX file of u8 elements.
-fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
-    if bytes.len() < 4 {
+/// Reads an IDX stream of u8 elements (raw, or gzip-compressed) from `reader`, as [`read_idx`]
+/// reads a file, declaring at most `max_bytes` of data: it reads the header, refuses a
+/// declaration past `max_bytes`, then reads the declared data and at most [`TRAILING_SLACK`]
+/// bytes more. Errors say what is wrong, as [`read_idx`]'s do (without a file name).
+///
+/// Limit: it allocates at most the declared data size (at most `max_bytes`) plus 64 KiB, and
+/// pulls at most that much (inflated) out of `reader`, whatever the stream holds after it.
+pub fn read_idx_from(reader: impl Read, max_bytes: usize) -> Result<IdxArray> {
+    decode(reader, None, max_bytes).map_err(KilnError::Data)
+}
+
+/// Reads `reader` until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Decodes a raw or gzip IDX stream whose first bytes are still in `reader`; `file_size` is the
+/// size of the file it comes from, where known, to check the header's declaration against.
+fn decode(
+    mut reader: impl Read,
+    file_size: Option<u64>,
+    max_bytes: usize,
+) -> std::result::Result<IdxArray, String> {
+    let mut magic = [0u8; 2];
+    let got = read_up_to(&mut reader, &mut magic).map_err(|e| format!("cannot read: {e}"))?;
+    let stream = (&magic[..got]).chain(reader);
+    if magic[..got] == [0x1f, 0x8b] {
+        let stream = flate2::read::MultiGzDecoder::new(stream);
+        let holds = file_size.map(|n| Holds::Inflated(n, n.saturating_mul(MAX_DEFLATE_RATIO)));
+        parse(stream, holds, max_bytes, "corrupt or truncated gzip data")
+    } else {
+        parse(stream, file_size.map(Holds::Raw), max_bytes, "cannot read")
+    }
+}
+
+/// What the file an IDX stream comes from can hold, in bytes of the (inflated) stream.
+#[derive(Clone, Copy)]
+enum Holds {
+    /// A raw file of this size.
+    Raw(u64),
+    /// A gzip file of `.0` bytes, which inflates to at most `.1`.
+    Inflated(u64, u64),
+}
+
+/// Parses an (inflated) IDX stream of u8 elements: the header, then exactly the data it
+/// declares, then at most [`TRAILING_SLACK`] bytes to report trailing data. `io_error` says what
+/// a read error means (corrupt gzip data, or an unreadable file).
+fn parse(
+    mut r: impl Read,
+    holds: Option<Holds>,
+    max_bytes: usize,
+    io_error: &str,
+) -> std::result::Result<IdxArray, String> {
+    let io = |e: std::io::Error| format!("{io_error}: {e}");
+    let mut head = [0u8; 4];
+    let n = read_up_to(&mut r, &mut head).map_err(io)?;
+    if n < 4 {
         return Err(format!(
-            "{} bytes is too short for an IDX header (truncated or empty file)",
-            bytes.len()
+            "{n} bytes is too short for an IDX header (truncated or empty file)"
         ));
     }
     let magic = format!(
         "{:02x}{:02x}{:02x}{:02x}",
-        bytes[0], bytes[1], bytes[2], bytes[3]
+        head[0], head[1], head[2], head[3]
     );
-    if bytes[0] != 0 || bytes[1] != 0 {
+    if head[0] != 0 || head[1] != 0 {
         return Err(format!(
             "magic number {magic} is not that of an IDX file (00 00 type rank); is this an IDX file?"
         ));
     }
-    if bytes[2] != 0x08 {
-        let ty = match bytes[2] {
+    if head[2] != 0x08 {
+        let ty = match head[2] {
             0x09 => "i8",
             0x0b => "i16",
             0x0c => "i32",
@@ -68,42 +151,88 @@ fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
             "magic number {magic}: elements of {ty}, but only IDX files of unsigned bytes (00 00 08 rank) are supported"
         ));
     }
-    let rank = bytes[3] as usize;
+    let rank = head[3] as usize;
     if rank == 0 {
         return Err(format!(
             "magic number {magic} gives rank 0; an IDX file has at least one dimension"
         ));
     }
+    // At most 255 dimensions: 1020 bytes.
     let header = 4 + 4 * rank;
-    if bytes.len() < header {
+    let mut dim_bytes = vec![0u8; 4 * rank];
+    let n = read_up_to(&mut r, &mut dim_bytes).map_err(io)?;
+    if n < dim_bytes.len() {
         return Err(format!(
             "header of rank {rank} needs {header} bytes, the file has {} (truncated file)",
-            bytes.len()
+            4 + n
         ));
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
+    let dims: Vec<usize> = dim_bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| format!("dimensions {dims:?} are too large (corrupt header)"))?;
-    let got = bytes.len() - header;
-    if got < expected {
+    if expected > max_bytes {
         return Err(format!(
-            "dimensions {dims:?} need {expected} bytes of data, found {got} (truncated file)"
+            "dimensions {dims:?} declare {expected} bytes of data, more than the {max_bytes} an \
+             IDX file may hold here (corrupt header?)"
         ));
     }
-    if got > expected {
+    let needed = (header + expected) as u64;
+    match holds {
+        Some(Holds::Raw(size)) if needed > size => {
+            return Err(format!(
+                "dimensions {dims:?} need {expected} bytes of data, found {} (truncated file)",
+                size.saturating_sub(header as u64)
+            ));
+        }
+        Some(Holds::Inflated(size, most)) if needed > most => {
+            return Err(format!(
+                "dimensions {dims:?} need {expected} bytes of data, more than a gzip file of \
+                 {size} bytes can inflate to ({most} at most); the file is truncated or its \
+                 header corrupt"
+            ));
+        }
+        _ => {}
+    }
+    // The declaration fits the file: reserve it. From a stream of unknown size, grow as the
+    // data arrives instead, so that a lying header allocates nothing.
+    let reserve = if holds.is_some() {
+        expected
+    } else {
+        expected.min(TRAILING_SLACK)
+    };
+    let mut data = Vec::with_capacity(reserve);
+    (&mut r)
+        .take(expected as u64)
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    if data.len() < expected {
         return Err(format!(
-            "dimensions {dims:?} need {expected} bytes of data, found {got}: {} trailing bytes (corrupt file or wrong header)",
-            got - expected
+            "dimensions {dims:?} need {expected} bytes of data, found {} (truncated file)",
+            data.len()
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    // Reading on to the end also checks a gzip member's CRC and length.
+    let trailing = std::io::copy(&mut r.take(TRAILING_SLACK as u64), &mut std::io::sink())
+        .map_err(io)? as usize;
+    if trailing == TRAILING_SLACK {
+        return Err(format!(
+            "dimensions {dims:?} need {expected} bytes of data, but at least {TRAILING_SLACK} \
+             more follow them (reading stopped there): a corrupt file, a wrong header, or a \
+             decompression bomb"
+        ));
+    }
+    if trailing > 0 {
+        return Err(format!(
+            "dimensions {dims:?} need {expected} bytes of data, found {}: {trailing} trailing bytes (corrupt file or wrong header)",
+            expected + trailing
+        ));
+    }
+    Ok(IdxArray { dims, data })
 }
 
 #[cfg(test)]
@@ -215,6 +344,103 @@ mod tests {
         }
         let msg = err("trailing", &[0, 0, 8, 1, 0, 0, 0, 2, 1, 2, 3]);
         assert!(msg.contains("1 trailing bytes"), "{msg}");
+    }
+
+    /// An endless stream: an IDX header declaring `declared` bytes of data, then zeros forever.
+    /// Counts the bytes taken from it.
+    struct Endless {
+        header: Vec<u8>,
+        taken: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let at = self.taken.get() as usize;
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.header.get(at + i).copied().unwrap_or(0);
+            }
+            self.taken.set((at + buf.len()) as u64);
+            Ok(buf.len())
+        }
+    }
+
+    fn endless(declared: u32) -> (Endless, std::rc::Rc<std::cell::Cell<u64>>) {
+        let mut header = vec![0, 0, 8, 1];
+        header.extend(declared.to_be_bytes());
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0));
+        let stream = Endless {
+            header,
+            taken: taken.clone(),
+        };
+        (stream, taken)
+    }
+
+    /// A reader that counts the bytes taken from it.
+    struct Counting<R> {
+        inner: R,
+        taken: usize,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.taken += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_inflated_only_to_its_declared_size() {
+        // 1000 bytes declared, then 2 GiB of zeros in 2048 gzip members of 1 MiB each (~2 MB).
+        let mut bomb = gzip(&[0, 0, 8, 1, 0, 0, 0x03, 0xe8]);
+        let mib = gzip(&vec![0; 1 << 20]);
+        for _ in 0..2048 {
+            bomb.extend_from_slice(&mib);
+        }
+        let mut reader = Counting {
+            inner: &bomb[..],
+            taken: 0,
+        };
+        let msg = read_idx_from(&mut reader, MAX_IDX_BYTES)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("at least 65536 more follow"), "{msg}");
+        // The decoder reads ahead 32 KiB at a time; 2 MB would mean it inflated everything.
+        assert!(
+            reader.taken <= 2 * (32 << 10) + 2,
+            "{} of {} compressed bytes read",
+            reader.taken,
+            bomb.len()
+        );
+        // Raw: an endless stream of zeros is read only to the declaration and the slack.
+        let (stream, taken) = endless(1000);
+        assert!(read_idx_from(stream, MAX_IDX_BYTES).is_err());
+        assert!(taken.get() <= (8 + 1000 + TRAILING_SLACK + 8192) as u64);
+    }
+
+    #[test]
+    fn declarations_past_the_limit_or_the_file_are_refused_before_reading_the_data() {
+        // A stream: the limit is the caller's.
+        let (stream, taken) = endless(1 << 20);
+        let msg = read_idx_from(stream, 1000).unwrap_err().to_string();
+        assert!(
+            msg.contains("1048576 bytes") && msg.contains("more than the 1000"),
+            "{msg}"
+        );
+        assert!(taken.get() <= 8192, "read {} bytes", taken.get());
+        // A file: the size bounds what the header may declare. A raw file of 12 bytes cannot
+        // hold 1000 bytes of data; a gzip file of 32 bytes cannot inflate to 2^29.
+        let msg = err("liar", &[0, 0, 8, 1, 0, 0, 3, 0xe8, 1, 2, 3, 4]);
+        assert!(msg.contains("found 4 (truncated file)"), "{msg}");
+        let gz = gzip(&[0, 0, 8, 1, 0x20, 0, 0, 0, 1, 2, 3, 4]);
+        let msg = err("liar.gz", &gz);
+        assert!(
+            msg.contains("more than a gzip file of") && msg.contains("can inflate to"),
+            "{msg}"
+        );
+        // Past MAX_IDX_BYTES: refused whatever the file.
+        let msg = err("max", &[0, 0, 8, 2, 0, 1, 0, 0, 0, 1, 0, 0]);
+        assert!(msg.contains("more than the 1073741824"), "{msg}");
     }
 
     #[test]
