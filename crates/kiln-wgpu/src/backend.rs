@@ -120,6 +120,10 @@ impl Backend for WgpuBackend {
         self.ctx.limits.max_storage_buffer_binding_size
     }
 
+    fn max_buffer_bytes(&self) -> u64 {
+        self.ctx.limits.max_buffer_size
+    }
+
     fn schedule_limits(&self) -> Option<ScheduleLimits> {
         Some(plan_cache::schedule_limits(&self.ctx))
     }
@@ -231,14 +235,8 @@ impl Backend for WgpuBackend {
             let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
             let mut groups = ck.bind_groups.lock().unwrap();
             let group = groups.entry(key).or_insert_with(|| {
-                let mut entries: Vec<wgpu::BindGroupEntry> = bound
-                    .iter()
-                    .enumerate()
-                    .map(|(j, b)| wgpu::BindGroupEntry {
-                        binding: j as u32,
-                        resource: b.buffer.as_entire_binding(),
-                    })
-                    .collect();
+                let mut entries =
+                    crate::bind_windows::entries(&bound, &ck.windows, compiled.window_bytes);
                 if let Some((params, _)) = &ck.params {
                     entries.push(wgpu::BindGroupEntry {
                         binding: bound.len() as u32,
@@ -284,15 +282,11 @@ impl Backend for WgpuBackend {
                 let group = groups
                     .entry(vec![target.id, scratch.id])
                     .or_insert_with(|| {
-                        let entries = [target, scratch].map(|b| b.buffer.as_entire_binding());
-                        let entries: Vec<wgpu::BindGroupEntry> = entries
-                            .into_iter()
-                            .enumerate()
-                            .map(|(j, resource)| wgpu::BindGroupEntry {
-                                binding: j as u32,
-                                resource,
-                            })
-                            .collect();
+                        let entries = crate::bind_windows::entries(
+                            &[target, scratch],
+                            &pk.windows,
+                            compiled.window_bytes,
+                        );
                         self.ctx
                             .device
                             .create_bind_group(&wgpu::BindGroupDescriptor {

@@ -24,6 +24,11 @@ pub struct WgpuOptions {
     /// makes small problems split their dispatches over two or three dimensions, for tests.
     /// `None`: the adapter's limit.
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Bytes one storage binding may hold, at most the adapter's
+    /// `max_storage_buffer_binding_size` (128 MiB on lavapipe): a lower cap makes small tensors
+    /// take the path of those larger than one binding (bound as several windows), for tests.
+    /// `None`: the adapter's limit.
+    pub max_storage_binding_bytes: Option<u64>,
 }
 
 impl Default for WgpuOptions {
@@ -33,6 +38,7 @@ impl Default for WgpuOptions {
             backend: None,
             shader_f16: true,
             max_workgroups_per_dimension: None,
+            max_storage_binding_bytes: None,
         }
     }
 }
