@@ -143,13 +143,19 @@ fn a_matrix_over_128_mib_on_the_default_device() {
     // The values past the first binding are Philox's too, not zeros or a copy of the first.
     let boundary = (dev.backend().max_binding_bytes() / 4) as usize;
     let tail = &hw[boundary..boundary + 8];
-    assert!(tail.iter().all(|v| v.abs() <= 0.5) && tail != &hw[..8], "{tail:?}");
+    assert!(
+        tail.iter().all(|v| v.abs() <= 0.5) && tail != &hw[..8],
+        "{tail:?}"
+    );
     let at = |r: usize, c: usize| hw[r * cols + c] as f64;
     let check = |got: &Tensor, want: &[f64]| {
         let g = got.to_vec::<f32>().unwrap();
         assert_eq!(g.len(), want.len());
         for (i, (&a, &b)) in g.iter().zip(want).enumerate() {
-            assert!((a as f64 - b).abs() <= 1e-3 + 1e-4 * b.abs(), "{i}: {a} vs {b}");
+            assert!(
+                (a as f64 - b).abs() <= 1e-3 + 1e-4 * b.abs(),
+                "{i}: {a} vs {b}"
+            );
         }
     };
     // x [2, cols] x W^T -> [2, rows].
