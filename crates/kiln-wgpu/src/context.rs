@@ -55,7 +55,7 @@ impl Context {
         if let Some(cap) = opts.max_storage_binding_bytes {
             let (align, most) = (
                 limits.min_storage_buffer_offset_alignment as u64,
-                limits.max_storage_buffer_binding_size as u64,
+                limits.max_storage_buffer_binding_size,
             );
             if cap < align.max(16) || cap > most {
                 return Err(KilnError::NoDevice(format!(
@@ -64,7 +64,7 @@ impl Context {
                     summary.name
                 )));
             }
-            limits.max_storage_buffer_binding_size = cap as _;
+            limits.max_storage_buffer_binding_size = cap;
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
