@@ -3,7 +3,7 @@
 //! most `max_storage_buffer_binding_size` bytes. On devices opened with a binding limit of a few
 //! KiB (`WgpuOptions::max_storage_binding_bytes`) small tensors take that path: elementwise
 //! chains (vec4 and scalar), reductions, matmul with plain and transposed operands, views that
-//! read across windows, packed f16, a training step; each compared with the reference. On the
+//! read across windows, f16 (native and packed), a training step; each compared with the reference. On the
 //! default device (lavapipe: 128 MiB per binding) a 151 MB matrix is multiplied, transformed
 //! elementwise and summed.
 
@@ -19,16 +19,23 @@ const CAP: u64 = 4096;
 
 /// The default adapter with at most [`CAP`] bytes per storage binding.
 fn capped() -> Device {
-    static DEV: OnceLock<Device> = OnceLock::new();
-    DEV.get_or_init(|| {
-        gpu();
-        wgpu_device_with(&WgpuOptions {
-            max_storage_binding_bytes: Some(CAP),
-            ..WgpuOptions::default()
+    capped_with(true)
+}
+
+/// [`capped`], with native f16 (where offered) or f16 stored as packed halves.
+fn capped_with(shader_f16: bool) -> Device {
+    static DEVS: [OnceLock<Device>; 2] = [OnceLock::new(), OnceLock::new()];
+    DEVS[shader_f16 as usize]
+        .get_or_init(|| {
+            gpu();
+            wgpu_device_with(&WgpuOptions {
+                max_storage_binding_bytes: Some(CAP),
+                shader_f16,
+                ..WgpuOptions::default()
+            })
+            .expect("a wgpu adapter")
         })
-        .expect("a wgpu adapter")
-    })
-    .clone()
+        .clone()
 }
 
 /// Random f32 data of `shape` on `dev` and on the reference.
@@ -80,14 +87,31 @@ fn reductions_and_matmuls_read_across_windows() {
 }
 
 #[test]
-fn packed_f16_tensors_over_one_binding() {
-    let dev = capped();
+fn f16_tensors_over_one_binding() {
+    for dev in [capped_with(true), capped_with(false)] {
+        f16_chains_on(&dev);
+    }
+}
+
+/// An f16 elementwise chain and an f16 reduction (without native f16: a pack kernel whose f32
+/// scratch input is windowed too) on `dev`.
+fn f16_chains_on(dev: &Device) {
+    let dev = dev.clone();
     let (a, ca) = pair_on(&dev, &[3000], 6); // f16: 6 KB
     let f = |a: &Tensor| a.cast(DType::F16).mul_scalar(3.0).cast(DType::F32);
     assert_close(&f(&a), &f(&ca), 0.0, 0.0);
     let (m, cm) = pair_on(&dev, &[60, 50], 7);
     let g = |m: &Tensor| m.cast(DType::F16).sum_axes(&[1], false).cast(DType::F32);
     assert_close(&g(&m), &g(&cm), 1e-2, 1e-2);
+    // An f16 matmul output of 40 x 60 (4.8 KB; its f32 scratch, without native f16, 9.6 KB),
+    // stored as f16 before it is read.
+    let (b, cb) = pair_on(&dev, &[50, 40], 8);
+    let h = |m: &Tensor, b: &Tensor| {
+        let y = b.t().cast(DType::F16).matmul(&m.t().cast(DType::F16));
+        y.realize().unwrap();
+        y.cast(DType::F32)
+    };
+    assert_close(&h(&m, &b), &h(&cm, &cb), 1e-2, 1e-2);
 }
 
 #[test]
@@ -189,4 +213,22 @@ fn a_matrix_over_128_mib_on_the_default_device() {
     assert!(hy.iter().zip(&hw).all(|(&a, &b)| a == f(b)));
     let sum: f64 = hw.iter().map(|&v| f(v) as f64).sum();
     check(&y.sum().reshape([1]), &[sum]);
+}
+
+/// A kernel whose windows outnumber the adapter's storage bindings per stage is an error that
+/// says so, not a validation failure: on the capped device, `a + b` over 72 KB operands needs 18
+/// windows per buffer, 54 in all.
+#[test]
+fn a_kernel_needing_more_windows_than_bindings_is_an_error() {
+    let dev = capped();
+    let n = 18 * CAP as usize / 4;
+    let (a, _) = pair_on(&dev, &[n], 1);
+    let (b, _) = pair_on(&dev, &[n], 2);
+    let err = a.add(&b).realize().unwrap_err();
+    assert!(err.to_string().contains("storage bindings"), "{err}");
+    // Smaller tensors still work on the same device.
+    assert_eq!(
+        (Tensor::ones([3], &dev) * 2.0).to_vec::<f32>().unwrap(),
+        vec![2.0; 3]
+    );
 }
