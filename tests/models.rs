@@ -193,7 +193,7 @@ fn resnet101_and_resnet152_match_torchvision_in_count_and_names() {
 #[test]
 fn alexnet_is_torchvisions_alexnet() {
     let dev = Device::cpu();
-    let net = AlexNet::new(3, 1000, &dev, 0);
+    let net = AlexNet::new(3, 1000, &dev, 0).unwrap();
     assert_eq!(net.num_parameters(), 61_100_840);
     assert_eq!(listing(&net), torchvision("alexnet"));
     let names: Vec<String> = net.state_dict().into_iter().map(|(n, _)| n).collect();
@@ -205,7 +205,7 @@ fn alexnet_is_torchvisions_alexnet() {
         assert_eq!(net.forward(&x).dims(), &[n, 1000], "{size}x{size}");
     }
     assert_eq!(
-        AlexNet::new(1, 10, &dev, 0).num_parameters(),
+        AlexNet::new(1, 10, &dev, 0).unwrap().num_parameters(),
         61_100_840 - 2 * 64 * 121 - 990 * 4097
     );
 }

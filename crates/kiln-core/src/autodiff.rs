@@ -506,6 +506,9 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let x0 = x(0);
             match op {
                 ReduceOp::Sum => vec![Some(g.expand(x0.shape()))],
+                ReduceOp::Max if window_taps(x0, axes).is_some() => {
+                    vec![Some(first_max_of_windows(x0, axes, g))]
+                }
                 ReduceOp::Max | ReduceOp::Min => {
                     // Every element equal to the extreme shares the gradient equally. The mask
                     // is built once per use: a mask with two users would be stored, and over a
@@ -531,6 +534,36 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
         // no gradient is silently dropped here.
         Op::AffineSample => vec![None, None],
     }
+}
+
+/// The kernel of the window view `x` when `axes` are exactly its tap axes (`[.., K.., O..]`
+/// reduced over `K..`: max pooling), else `None`.
+fn window_taps<'a>(x: &'a Tensor, axes: &[usize]) -> Option<&'a [usize]> {
+    let Op::Window(w) = x.op() else {
+        return None;
+    };
+    let lead = x.rank() - 2 * w.rank();
+    axes.iter()
+        .copied()
+        .eq(lead..lead + w.rank())
+        .then_some(&w.kernel[..])
+}
+
+/// The gradient of max pooling, as PyTorch defines it: each window's whole gradient `g` goes to
+/// its first maximum in row-major order of the taps (ties are not shared, unlike
+/// [`Tensor::max_axes`] elsewhere). `x` is the window view `[.., K.., O..]`, `axes` its tap axes.
+/// The first maximum is the window's argmax (one reduction, recomputed here rather than stored
+/// by the forward); the taps that hold it are a comparison folded into the col2im that follows.
+fn first_max_of_windows(x: &Tensor, axes: &[usize], g: &Tensor) -> Tensor {
+    let kernel = window_taps(x, axes).expect("a window's tap axes");
+    let first = x.argmax_axes(axes, true); // [.., 1.., O..], i32
+    let taps: usize = kernel.iter().product();
+    let mut tap_dims = vec![1; axes[0]];
+    tap_dims.extend_from_slice(kernel);
+    tap_dims.resize(x.rank(), 1);
+    let tap = Tensor::arange_i32(0, taps as i32, 1, x.device()).reshape(tap_dims);
+    let zero = Tensor::full_dtype(x.shape(), 0.0, g.dtype(), x.device());
+    tap.eq(&first).where_cond(&g.expand(x.shape()), &zero)
 }
 
 /// `g` where `keep` is true, else 0.

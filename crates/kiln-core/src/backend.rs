@@ -114,6 +114,10 @@ pub trait Backend: Send + Sync {
     fn kernel_family(&self) -> Option<KernelFamily> {
         None
     }
+    /// Largest buffer in bytes, so the largest tensor (`u64::MAX` where there is no limit).
+    fn max_buffer_bytes(&self) -> u64 {
+        u64::MAX
+    }
     /// The limits the backend schedules plans with (`None` for backends that run graphs op by
     /// op, like the reference executor).
     fn schedule_limits(&self) -> Option<ScheduleLimits> {

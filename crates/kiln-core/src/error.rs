@@ -21,10 +21,11 @@ pub enum KilnError {
     /// No device could be created.
     #[error("no device: {0}")]
     NoDevice(String),
-    /// A tensor is larger than one storage binding of the device.
-    #[error("tensor {tensor} needs {bytes} bytes but {device} allows at most {limit} bytes in one storage binding; split it into smaller tensors (for example a smaller batch)")]
-    BindingTooLarge {
-        /// What the tensor is (op and shape).
+    /// A tensor is larger than the largest buffer the device can hold (`max_buffer_size`), or
+    /// has more elements than kernels can index (2^32).
+    #[error("tensor {tensor} needs {bytes} bytes but {device} holds at most {limit} bytes in one buffer; use smaller tensors (for example a smaller batch, or a layer split in two)")]
+    BufferTooLarge {
+        /// What the tensor is (dtype, shape and op).
         tensor: String,
         /// Its size in bytes.
         bytes: u64,

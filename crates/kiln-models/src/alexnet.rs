@@ -2,11 +2,12 @@
 //! Neural Networks", 2012): torchvision's single-tower version for 224x224 images, and a small
 //! AlexNet-style network for 28x28 and 32x32 images.
 
+use crate::check_parameter;
 use kiln_core::nn::{
     Activation, AdaptiveAvgPool2d, Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module,
     Sequential,
 };
-use kiln_core::{Conv2dOptions, Device, Pool2dOptions, Tensor};
+use kiln_core::{Conv2dOptions, Device, Pool2dOptions, Result, Tensor};
 
 /// The overlapping max-pool of AlexNet: 3x3 windows, stride 2.
 fn overlapping_pool() -> MaxPool2d {
@@ -76,8 +77,13 @@ pub struct AlexNet {
 
 impl AlexNet {
     /// A fresh AlexNet for `in_channels`-channel images and `classes` classes; `seed` draws the
-    /// weights and the dropout masks.
-    pub fn new(in_channels: usize, classes: usize, device: &Device, seed: u64) -> AlexNet {
+    /// weights and the dropout masks. Errors ([`kiln_core::KilnError::BufferTooLarge`]) when a
+    /// weight is larger than `device` can hold in one buffer (its first classifier weight is
+    /// 151 MB; the last grows with `classes`).
+    pub fn new(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<AlexNet> {
+        check_parameter(device, "features.0.weight", &[64, in_channels, 11, 11])?;
+        check_parameter(device, "classifier.1.weight", &[4096, 256 * 6 * 6])?;
+        check_parameter(device, "classifier.6.weight", &[classes, 4096])?;
         let s = |k: u64| seed.wrapping_mul(64).wrapping_add(k);
         let features = Sequential::new()
             .push(conv(in_channels, 64, 11, 4, 2)(device, s(0)))
@@ -95,11 +101,11 @@ impl AlexNet {
             .push(overlapping_pool());
         let seeds = [s(20), s(21), s(23), s(24), s(26)];
         let classifier = classifier(256 * 6 * 6, 4096, classes, device, seeds);
-        AlexNet {
+        Ok(AlexNet {
             features,
             avgpool: AdaptiveAvgPool2d::new([6, 6]),
             classifier,
-        }
+        })
     }
 }
 

@@ -50,3 +50,19 @@ pub fn by_name(
         }
     })
 }
+
+/// Errors if `device` cannot hold the f32 parameter `name` of `shape` in one buffer, so that a
+/// model constructor returns an error naming it instead of failing while it creates the weights.
+pub(crate) fn check_parameter(device: &Device, name: &str, shape: &[usize]) -> Result<()> {
+    let bytes = shape.iter().product::<usize>() as u64 * 4;
+    let limit = device.backend().max_buffer_bytes();
+    if bytes <= limit {
+        return Ok(());
+    }
+    Err(KilnError::BufferTooLarge {
+        tensor: format!("parameter {name} f32 {shape:?}"),
+        bytes,
+        limit,
+        device: device.name(),
+    })
+}

@@ -92,7 +92,7 @@ impl WgpuBackend {
             self.ctx.counters.plan_cache_hits.fetch_add(1, Relaxed);
             return Ok(c);
         }
-        let plan = kiln_core::schedule::schedule(p, plan_cache::schedule_limits(&self.ctx));
+        let plan = plan_cache::schedule_for(&self.ctx, p)?;
         // Make room first: the plans evicted for this one give their buffers back before it
         // takes its own, so the peak is one budget, not one budget plus the new plan.
         let need: u64 = plan
@@ -171,6 +171,10 @@ impl Backend for WgpuBackend {
 
     fn max_binding_bytes(&self) -> u64 {
         self.ctx.limits.max_storage_buffer_binding_size
+    }
+
+    fn max_buffer_bytes(&self) -> u64 {
+        self.ctx.limits.max_buffer_size
     }
 
     fn schedule_limits(&self) -> Option<ScheduleLimits> {
@@ -291,14 +295,8 @@ impl Backend for WgpuBackend {
             let mut groups = ck.bind_groups.lock().unwrap();
             forget_stale_bind_groups(&mut groups, &key);
             let group = groups.entry(key).or_insert_with(|| {
-                let mut entries: Vec<wgpu::BindGroupEntry> = bound
-                    .iter()
-                    .enumerate()
-                    .map(|(j, b)| wgpu::BindGroupEntry {
-                        binding: j as u32,
-                        resource: b.buffer.as_entire_binding(),
-                    })
-                    .collect();
+                let mut entries =
+                    crate::bind_windows::entries(&bound, &ck.windows, compiled.window_bytes);
                 if let Some((params, _)) = &ck.params {
                     entries.push(wgpu::BindGroupEntry {
                         binding: bound.len() as u32,
@@ -345,15 +343,11 @@ impl Backend for WgpuBackend {
                 let group = groups
                     .entry(vec![target.id, scratch.id])
                     .or_insert_with(|| {
-                        let entries = [target, scratch].map(|b| b.buffer.as_entire_binding());
-                        let entries: Vec<wgpu::BindGroupEntry> = entries
-                            .into_iter()
-                            .enumerate()
-                            .map(|(j, resource)| wgpu::BindGroupEntry {
-                                binding: j as u32,
-                                resource,
-                            })
-                            .collect();
+                        let entries = crate::bind_windows::entries(
+                            &[target, scratch],
+                            &pk.windows,
+                            compiled.window_bytes,
+                        );
                         self.ctx
                             .device
                             .create_bind_group(&wgpu::BindGroupDescriptor {

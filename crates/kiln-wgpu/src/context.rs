@@ -55,6 +55,20 @@ impl Context {
             }
             limits.max_compute_workgroups_per_dimension = cap;
         }
+        if let Some(cap) = opts.max_storage_binding_bytes {
+            let (align, most) = (
+                limits.min_storage_buffer_offset_alignment as u64,
+                limits.max_storage_buffer_binding_size,
+            );
+            if cap < align.max(16) || cap > most {
+                return Err(KilnError::NoDevice(format!(
+                    "max_storage_binding_bytes {cap} must be between {} and {}'s {most}",
+                    align.max(16),
+                    summary.name
+                )));
+            }
+            limits.max_storage_buffer_binding_size = cap;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,

@@ -7,6 +7,7 @@
 
 pub mod adapter;
 pub mod backend;
+pub mod bind_windows;
 pub mod codegen;
 pub mod context;
 pub mod counters;

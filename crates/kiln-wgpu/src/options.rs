@@ -36,6 +36,11 @@ pub struct WgpuOptions {
     /// (`Software` on a software adapter such as lavapipe, `Gpu` elsewhere). Forcing `Gpu` on
     /// lavapipe runs the kernels a real GPU gets, slowly, on the CPU (how CI tests them).
     pub kernels: Option<KernelFamily>,
+    /// Bytes one storage binding may hold, at most the adapter's
+    /// `max_storage_buffer_binding_size` (128 MiB on lavapipe): a lower cap makes small tensors
+    /// take the path of those larger than one binding (bound as several windows), for tests.
+    /// `None`: the adapter's limit.
+    pub max_storage_binding_bytes: Option<u64>,
 }
 
 impl Default for WgpuOptions {
@@ -47,6 +52,7 @@ impl Default for WgpuOptions {
             max_workgroups_per_dimension: None,
             plan_cache_bytes: None,
             kernels: None,
+            max_storage_binding_bytes: None,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct CompiledKernel {
     /// Without native f16, for a non-elementwise kernel with an f16 output: the kernel writes
     /// f32 into the plan's scratch buffer and this packs it into the output, right after.
     pub pack: Option<PackStep>,
+    /// Per bound buffer (output, reads, further outputs), the binding numbers of its windows
+    /// after the first: empty for a buffer that fits one binding.
+    pub windows: Vec<Vec<u32>>,
 }
 
 /// The dispatch that packs a kernel's f32 scratch output into its f16 output buffer (see
@@ -42,6 +45,8 @@ pub struct PackStep {
     pub dispatch: [u32; 3],
     /// Bind groups by the ids of the output and scratch buffers.
     pub bind_groups: Mutex<HashMap<Vec<u64>, wgpu::BindGroup>>,
+    /// The binding numbers of the output's and the scratch buffer's windows after the first.
+    pub windows: Vec<Vec<u32>>,
 }
 
 /// A plan ready to run.
@@ -56,6 +61,9 @@ pub struct CompiledPlan {
     pub scratch: Option<GpuBuffer>,
     /// Where the slots and scratch buffer go back when the plan is dropped (evicted).
     pub pool: Arc<BufferPool>,
+    /// The size of the windows that buffers over one storage binding are bound in (see
+    /// [`codegen::windows`]).
+    pub window_bytes: u64,
 }
 
 impl CompiledPlan {
@@ -167,34 +175,32 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
 
 /// Schedules and compiles `p`.
 pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
-    compile_plan(
-        ctx,
-        pipelines,
-        p,
-        schedule::schedule(p, schedule_limits(ctx)),
+    compile_plan(ctx, pipelines, p, schedule_for(ctx, p)?)
+}
+
+/// The size of the windows that buffers over one storage binding are bound in on this device.
+fn window_bytes(ctx: &Context) -> u64 {
+    codegen::windows::window_bytes(
+        ctx.limits.max_storage_buffer_binding_size,
+        ctx.limits.min_storage_buffer_offset_alignment as u64,
     )
 }
 
-/// Compiles `plan`, the schedule of `p`: code generation, pipelines and intermediate buffers.
+/// Schedules `p` for this device: with few enough buffers per kernel that the windows of large
+/// buffers fit the bindings a kernel may have; errors for a tensor past the largest buffer.
+pub fn schedule_for(ctx: &Context, p: &Pending) -> Result<Plan> {
+    schedule_fitting(ctx, p, window_bytes(ctx))
+}
+
+/// Compiles `plan`, the schedule of `p` ([`schedule_for`]): code generation, pipelines and
+/// intermediate buffers.
 pub fn compile_plan(
     ctx: &Context,
     pipelines: &PipelineCache,
     p: &Pending,
     plan: Plan,
 ) -> Result<CompiledPlan> {
-    let max_binding = ctx.limits.max_storage_buffer_binding_size;
-    for (i, role) in plan.buffers.iter().enumerate() {
-        let bytes = schedule::node_bytes(p, i);
-        if *role != BufferRole::None && bytes > max_binding {
-            let t = &p.nodes[i];
-            return Err(KilnError::BindingTooLarge {
-                tensor: format!("{} {} ({})", t.dtype(), t.shape(), t.op().signature_key()),
-                bytes,
-                limit: max_binding,
-                device: ctx.summary.name.clone(),
-            });
-        }
-    }
+    let window = window_bytes(ctx);
     let opts = CodegenOptions {
         f16: ctx.f16,
         family: ctx.kernel_family(),
@@ -206,28 +212,30 @@ pub fn compile_plan(
         if root.numel() == 0 {
             continue;
         }
-        let source = codegen::generate(p, &plan, kernel, opts);
+        let mut source = codegen::generate(p, &plan, kernel, opts);
+        let scratch = codegen::writes_f32_scratch(p, kernel, opts);
+        let out_bytes = if scratch {
+            root.numel() as u64 * 4
+        } else {
+            schedule::node_bytes(p, kernel.root)
+        };
+        let mut bound = vec![out_bytes];
+        bound.extend(kernel.reads.iter().map(|&r| schedule::node_bytes(p, r)));
+        bound.extend(kernel.extra.iter().map(|&e| schedule::node_bytes(p, e)));
+        let first_free = kernel.bindings() as u32 + (codegen::params_words(p, kernel) > 0) as u32;
+        let windows = bind_windows(&mut source, &bound, kernel.reads.len(), window, first_free);
         let pipeline = pipelines.get(ctx, &source)?;
         let layout = pipeline.get_bind_group_layout(0);
         let dispatch = grid_of(ctx, &source)?;
-        let pack = if codegen::writes_f32_scratch(p, kernel, opts) {
+        let pack = if scratch {
             let bytes = root.numel() as u64 * 4;
-            if bytes > max_binding {
-                return Err(KilnError::BindingTooLarge {
-                    tensor: format!(
-                        "the f32 scratch output of {} {} (no native f16 on this device)",
-                        root.dtype(),
-                        root.shape()
-                    ),
-                    bytes,
-                    limit: max_binding,
-                    device: ctx.summary.name.clone(),
-                });
-            }
             scratch_bytes = scratch_bytes.max(bytes);
-            let source = codegen::f16::pack_kernel(root.numel() as u64);
+            let mut source = codegen::f16::pack_kernel(root.numel() as u64);
+            let packed = schedule::node_bytes(p, kernel.root);
+            let windows = bind_windows(&mut source, &[packed, bytes], 1, window, 2);
             let pipeline = pipelines.get(ctx, &source)?;
             Some(PackStep {
+                windows,
                 layout: pipeline.get_bind_group_layout(0),
                 dispatch: grid_of(ctx, &source)?,
                 source,
@@ -257,6 +265,7 @@ pub fn compile_plan(
                 params,
                 bind_groups: Mutex::new(HashMap::new()),
                 pack,
+                windows,
             },
         ));
     }
@@ -268,7 +277,94 @@ pub fn compile_plan(
         slots,
         scratch,
         pool: ctx.pool.clone(),
+        window_bytes: window,
     })
+}
+
+/// Schedules `p` so that every kernel binds at most `max_storage_buffers_per_shader_stage`
+/// storage windows (a buffer over one binding counts one per window of `window` bytes), and
+/// checks that every buffer fits the device: at most `max_buffer_size` bytes and 2^32 elements
+/// (kernels index with u32).
+fn schedule_fitting(ctx: &Context, p: &Pending, window: u64) -> Result<Plan> {
+    let max_buffer = ctx.limits.max_buffer_size;
+    let mut limits = schedule_limits(ctx);
+    let plan = loop {
+        let plan = schedule::schedule(p, limits);
+        let bound = |i: usize| codegen::windows::windows_of(schedule::node_bytes(p, i), window);
+        let most = plan
+            .kernels
+            .iter()
+            .map(|k| {
+                // An f16 output may be written as f32 scratch (without native f16).
+                let out = |i: usize| {
+                    let scratch = p.nodes[i].numel() as u64 * 4;
+                    codegen::windows::windows_of(schedule::node_bytes(p, i).max(scratch), window)
+                };
+                k.outputs().map(|i| out(i) as usize).sum::<usize>()
+                    + k.reads.iter().map(|&i| bound(i) as usize).sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0);
+        let allowed = ctx.limits.max_storage_buffers_per_shader_stage as usize;
+        if most <= allowed {
+            break plan;
+        }
+        // Fewer buffers per kernel leaves room for the windows of the large ones.
+        let fewer = limits.max_storage_buffers.saturating_sub(most - allowed);
+        if fewer < 3 || fewer == limits.max_storage_buffers {
+            return Err(KilnError::Backend(format!(
+                "a kernel needs {most} storage bindings (buffers over {window} bytes count one \
+                 per window) but {} allows {allowed}; use smaller tensors",
+                ctx.summary.name
+            )));
+        }
+        limits.max_storage_buffers = fewer;
+    };
+    for (i, role) in plan.buffers.iter().enumerate() {
+        let t = &p.nodes[i];
+        let bytes = schedule::node_bytes(p, i);
+        let too_many = t.numel() as u64 > u32::MAX as u64;
+        if *role != BufferRole::None && (bytes > max_buffer || too_many) {
+            return Err(KilnError::BufferTooLarge {
+                tensor: format!("{} {} ({})", t.dtype(), t.shape(), t.op().signature_key()),
+                bytes,
+                limit: max_buffer.min(u32::MAX as u64 * t.dtype().size_bytes() as u64),
+                device: ctx.summary.name.clone(),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Rewrites `source` so that each of its bound buffers over one binding (byte sizes `bound`, in
+/// binding order: output, reads, further outputs) is bound as windows of `window` bytes, windows
+/// 1.. at binding numbers from `first_free` on; returns those numbers per buffer. `reads`: how
+/// many of the buffers are reads.
+fn bind_windows(
+    source: &mut KernelSource,
+    bound: &[u64],
+    reads: usize,
+    window: u64,
+    first_free: u32,
+) -> Vec<Vec<u32>> {
+    let counts: Vec<u32> = bound
+        .iter()
+        .map(|&b| codegen::windows::windows_of(b, window))
+        .collect();
+    let extra = codegen::windows::extra_bindings(&counts, first_free);
+    // Binding names: `out_buf` (0), the reads `in1..` (1..), then the further outputs `out1..`.
+    for (j, e) in extra.iter().enumerate() {
+        if e.is_empty() {
+            continue;
+        }
+        let name = match j {
+            0 => "out_buf".to_string(),
+            j if j <= reads => format!("in{j}"),
+            j => codegen::outputs::var(j - reads - 1),
+        };
+        source.wgsl = codegen::windows::rewrite(&source.wgsl, &name, j as u32, window, e);
+    }
+    extra
 }
 
 /// The grid `source` is dispatched as: a flat count spread over x, y and z, or its own grid

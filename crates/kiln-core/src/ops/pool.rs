@@ -160,39 +160,56 @@ fn frame(x: &Tensor, spans: &[Span; 2], pad_value: f64, overhang_value: f64) -> 
     t
 }
 
-/// Which reduction an adaptive pool applies.
-#[derive(Clone, Copy)]
-enum Reduce {
-    Max,
-    Mean,
-}
-
-impl Reduce {
-    fn apply(self, x: &Tensor, axis: usize, keepdim: bool) -> Tensor {
-        match self {
-            Reduce::Max => x.max_axes(&[axis], keepdim),
-            Reduce::Mean => x.mean_axes(&[axis], keepdim),
-        }
-    }
-}
-
-/// `x` reduced along `dim` to `out` segments, segment `i` covering `floor(i n / out)` up to
+/// `x` averaged along `dim` to `out` segments, segment `i` covering `floor(i n / out)` up to
 /// `ceil((i + 1) n / out)` as in PyTorch: a reshape when `out` divides the size, else one slice
 /// per segment, joined with `cat`.
-fn adaptive_dim(x: &Tensor, dim: usize, out: usize, reduce: Reduce) -> Tensor {
+fn adaptive_mean_dim(x: &Tensor, dim: usize, out: usize) -> Tensor {
     let n = x.dims()[dim];
     if n.is_multiple_of(out) {
         let mut dims = x.dims().to_vec();
         dims.splice(dim..=dim, [out, n / out]);
-        return reduce.apply(&x.reshape(dims), dim + 1, false);
+        return x.reshape(dims).mean_axes(&[dim + 1], false);
     }
     let parts: Vec<Tensor> = (0..out)
         .map(|i| {
-            let (start, end) = (i * n / out, ((i + 1) * n).div_ceil(out));
-            reduce.apply(&x.narrow(dim, start, end - start), dim, true)
+            let (start, end) = adaptive_segment(n, out, i);
+            x.narrow(dim, start, end - start).mean_axes(&[dim], true)
         })
         .collect();
     Tensor::cat(&parts.iter().collect::<Vec<_>>(), dim)
+}
+
+/// Segment `i` of `out` over a size `n`, as PyTorch's adaptive pools cut it:
+/// `floor(i n / out)..ceil((i + 1) n / out)`.
+fn adaptive_segment(n: usize, out: usize, i: usize) -> (usize, usize) {
+    (i * n / out, ((i + 1) * n).div_ceil(out))
+}
+
+/// `x` with dimension `dim` (size `n`) laid out as `out` consecutive bins of `k` elements, bin
+/// `i` holding segment `i` (see [`adaptive_segment`]) followed by `-inf` up to the longest
+/// segment's length `k`; returns the view and `k`. A size that `out` divides is its own layout.
+/// Only views (narrow, pad, cat): a window of `k` with stride `k` over the result then sees each
+/// segment as one window, so adaptive max pooling is max pooling and has its gradient.
+fn adaptive_bins(x: &Tensor, dim: usize, out: usize) -> (Tensor, usize) {
+    let n = x.dims()[dim];
+    if n.is_multiple_of(out) {
+        return (x.clone(), n / out);
+    }
+    let k = (0..out)
+        .map(|i| adaptive_segment(n, out, i))
+        .map(|(start, end)| end - start)
+        .max()
+        .unwrap_or(1);
+    let parts: Vec<Tensor> = (0..out)
+        .map(|i| {
+            let (start, end) = adaptive_segment(n, out, i);
+            let mut pads = vec![(0, 0); x.rank()];
+            pads[dim] = (0, k - (end - start));
+            x.narrow(dim, start, end - start)
+                .pad(&pads, f64::NEG_INFINITY)
+        })
+        .collect();
+    (Tensor::cat(&parts.iter().collect::<Vec<_>>(), dim), k)
 }
 
 impl Tensor {
@@ -211,7 +228,8 @@ impl Tensor {
     /// 2-D max pooling, as PyTorch's `max_pool2d`: `[N, C, H, W] -> [N, C, OH, OW]` (or the same
     /// without `N`), each output the largest input in its window. Padding is `-inf`; with
     /// `ceil_mode` a partial last window is kept when it starts inside the input or the left
-    /// padding. A gradient goes to the window's maximum (shared equally between ties).
+    /// padding. A window's gradient goes to its first maximum in row-major order of the taps, as in
+    /// PyTorch (ties are not shared; see `autodiff`'s rule for a max over a window's taps).
     ///
     /// ```
     /// # use kiln_core::{Device, Pool2dOptions, Tensor};
@@ -296,20 +314,49 @@ impl Tensor {
     /// index, joined with `cat`.
     #[track_caller]
     pub fn adaptive_avg_pool2d(&self, out: [usize; 2]) -> Tensor {
-        self.adaptive_pool2d("adaptive_avg_pool2d", out, Reduce::Mean)
+        let op = "adaptive_avg_pool2d";
+        let (x, unbatch) = self.adaptive_input(op, out);
+        let (h, w) = (x.dims()[2], x.dims()[3]);
+        let y = if h.is_multiple_of(out[0]) && w.is_multiple_of(out[1]) {
+            let mut opts = Pool2dOptions::new(1);
+            opts.kernel = [h / out[0], w / out[1]];
+            opts.stride = opts.kernel;
+            x.avg_pool2d(&opts)
+        } else {
+            let rows = adaptive_mean_dim(&x, 2, out[0]);
+            adaptive_mean_dim(&rows, 3, out[1])
+        };
+        if unbatch {
+            y.squeeze(0)
+        } else {
+            y
+        }
     }
 
     /// Adaptive 2-D max pooling, as PyTorch's `adaptive_max_pool2d`: `[N, C, H, W] ->
     /// [N, C, out[0], out[1]]` (or the same without `N`); output `(i, j)` is the largest input in
-    /// rows `floor(i H / OH)..ceil((i + 1) H / OH)` and the matching columns. Composed as
-    /// [`Tensor::adaptive_avg_pool2d`] is, with maxima.
+    /// rows `floor(i H / OH)..ceil((i + 1) H / OH)` and the matching columns. Its windows are laid
+    /// out as views (each row and column segment padded with `-inf` to the longest) and pooled
+    /// by one max over a window, so a gradient goes to the window's first maximum in row-major
+    /// order, as in PyTorch.
     #[track_caller]
     pub fn adaptive_max_pool2d(&self, out: [usize; 2]) -> Tensor {
-        self.adaptive_pool2d("adaptive_max_pool2d", out, Reduce::Max)
+        let (x, unbatch) = self.adaptive_input("adaptive_max_pool2d", out);
+        let (rows, kh) = adaptive_bins(&x, 2, out[0]);
+        let (grid, kw) = adaptive_bins(&rows, 3, out[1]);
+        let y = grid
+            .window(&[kh, kw], &[kh, kw], &[1, 1]) // [N, C, KH, KW, OH, OW]
+            .max_axes(&[2, 3], false);
+        if unbatch {
+            y.squeeze(0)
+        } else {
+            y
+        }
     }
 
+    /// Checks an adaptive pool's input and output size, and batches the input.
     #[track_caller]
-    fn adaptive_pool2d(&self, op: &str, out: [usize; 2], reduce: Reduce) -> Tensor {
+    fn adaptive_input(&self, op: &str, out: [usize; 2]) -> (Tensor, bool) {
         let (x, unbatch) = self.pool_input(op);
         let (h, w) = (x.dims()[2], x.dims()[3]);
         assert!(
@@ -317,22 +364,6 @@ impl Tensor {
             "{op}: output size {out:?} and input {} must be non-empty",
             self.shape()
         );
-        let y = if h.is_multiple_of(out[0]) && w.is_multiple_of(out[1]) {
-            let mut opts = Pool2dOptions::new(1);
-            opts.kernel = [h / out[0], w / out[1]];
-            opts.stride = opts.kernel;
-            match reduce {
-                Reduce::Max => x.max_pool2d(&opts),
-                Reduce::Mean => x.avg_pool2d(&opts),
-            }
-        } else {
-            let rows = adaptive_dim(&x, 2, out[0], reduce);
-            adaptive_dim(&rows, 3, out[1], reduce)
-        };
-        if unbatch {
-            y.squeeze(0)
-        } else {
-            y
-        }
+        (x, unbatch)
     }
 }

@@ -15,6 +15,7 @@ pub mod matmul;
 pub mod outputs;
 pub mod reduce;
 pub mod types;
+pub mod windows;
 
 use expr::{storage_type, KernelEnv};
 use kiln_core::schedule::{Kernel, KernelKind, Plan};
