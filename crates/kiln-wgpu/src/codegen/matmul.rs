@@ -101,7 +101,7 @@ pub fn generate(
         // The buffer's binding is declared `array<vec4<f32>>`, so nothing else in the kernel may
         // read it as scalars: not the epilogue, not the other operand (`x.matmul(x.narrow(..))`).
         let view = |x: usize, other_load: &str| -> Option<Strided> {
-            let s = strided(p, &env.materialized, root, x)?;
+            let s = strided(p, env.materialized, root, x)?;
             let base = &p.nodes[s.base];
             let read = format!("{}[", env.bindings[&s.base]);
             let ok = base.dtype() == kiln_core::DType::F32
