@@ -400,7 +400,8 @@ fn bound_inline_depth(p: &Pending, mat: &mut [bool]) -> Vec<usize> {
                     depth[x] = 0;
                 }
                 _ => {
-                    depth[i] = d;
+                    // A materialized node is a buffer read for its users.
+                    depth[i] = if mat[i] { 0 } else { d };
                     break;
                 }
             }
