@@ -133,3 +133,26 @@ fn an_alexnet_too_large_for_the_device_is_an_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn every_zoo_model_too_large_for_the_device_is_an_error() {
+    use kiln::models::{LeNet5, ResNet, SmallAlexNet};
+    let dev = gpu();
+    let limit = dev.backend().max_buffer_bytes();
+    // Each classifier's weight is [classes, width]: past the limit by one row.
+    let classes = |width: u64| (limit / (width * 4) + 1) as usize;
+    let errors = [
+        ResNet::resnet18(3, classes(512), &dev, 0).err(),
+        ResNet::resnet50(3, classes(2048), &dev, 0).err(),
+        ResNet::resnet20(3, classes(64), &dev, 0).err(),
+        LeNet5::with_channels(1, classes(84), &dev, 0).err(),
+        SmallAlexNet::new(3, classes(512), false, &dev, 0).err(),
+    ];
+    for (err, name) in errors.into_iter().zip(["fc", "fc", "fc", "fc3", "classifier.6"]) {
+        let msg = err.expect("the model was built").to_string();
+        assert!(
+            msg.contains(&format!("{name}.weight")) && msg.contains(&limit.to_string()),
+            "{msg}"
+        );
+    }
+}

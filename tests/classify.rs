@@ -215,7 +215,7 @@ fn a_checkpoint_gives_a_model_of_its_shape_with_its_weights() {
     let dir = temp_dir("load");
     let cpu = Device::cpu();
     // A PyTorch-style export (no model name): 3 channels, 7 classes, read from the shapes.
-    let net = ResNet::resnet20(3, 7, &cpu, 5);
+    let net = ResNet::resnet20(3, 7, &cpu, 5).unwrap();
     let exported = dir.join("resnet20.safetensors");
     save_weights(&net, &exported).unwrap();
     let loaded = load_classifier(Some("resnet20"), &exported, &cpu).unwrap();

@@ -108,7 +108,7 @@ fn lenet5_matches_pytorch(dev: &Device) {
 
 fn resnet20_matches_pytorch(dev: &Device) {
     let ck = golden();
-    let net = ResNet::resnet20(1, 10, dev, 12345);
+    let net = ResNet::resnet20(1, 10, dev, 12345).unwrap();
     let sd = state_dict_of(&ck, "resnet20");
     // Every name of the state dict loads, i64 counters included (as i32); nothing is left over.
     assert_eq!(sd.len(), net.state_dict().len());

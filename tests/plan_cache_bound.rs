@@ -77,7 +77,7 @@ fn lenet5_inference_over_64_batch_sizes_keeps_memory_bounded() {
 #[test]
 fn resnet20_on_two_image_sizes_keeps_memory_bounded() {
     let make = |dev: &Device, size: usize| {
-        let model = ResNet::resnet20(1, 10, dev, 7);
+        let model = ResNet::resnet20(1, 10, dev, 7).unwrap();
         let x = Tensor::from_slice(
             &values(2 * size * size, size as u64),
             [2, 1, size, size],
@@ -89,7 +89,7 @@ fn resnet20_on_two_image_sizes_keeps_memory_bounded() {
     let largest = footprint(|dev| make(dev, 32));
     // Room for one plan only: every change of size evicts the other plan.
     let dev = device_with_budget(largest);
-    let model = ResNet::resnet20(1, 10, &dev, 7);
+    let model = ResNet::resnet20(1, 10, &dev, 7).unwrap();
     let base = dev.stats().bytes_live;
     let mut first = [vec![], vec![]];
     for call in 0..12 {

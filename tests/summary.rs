@@ -359,7 +359,7 @@ fn dilated_and_strided_fields_and_unused_parameters() {
 #[test]
 fn cifar_resnet20_summary_lists_batch_norms_residual_adds_and_the_field_of_each_stage() {
     use kiln::models::{ResNet, ShortcutKind};
-    let model = ResNet::resnet20(3, 10, &Device::cpu(), 0);
+    let model = ResNet::resnet20(3, 10, &Device::cpu(), 0).unwrap();
     assert_eq!(model.is_training(), Some(true));
     let s = summary(&model, &[1, 3, 32, 32]).unwrap();
     println!("{s}");
@@ -389,7 +389,7 @@ fn cifar_resnet20_summary_lists_batch_norms_residual_adds_and_the_field_of_each_
     assert_eq!(s.total_params, 269_722);
     assert_eq!(s.total_params, model.num_parameters());
     assert_eq!(s.trainable_params, 269_722);
-    let option_b = ResNet::cifar(3, 3, 10, ShortcutKind::Projection, &Device::cpu(), 0);
+    let option_b = ResNet::cifar(3, 3, 10, ShortcutKind::Projection, &Device::cpu(), 0).unwrap();
     assert_eq!(option_b.num_parameters(), 272_474);
     assert_eq!(s.output_shape, vec![1, 10]);
 

@@ -24,7 +24,7 @@ fn values_of(model: &dyn Module) -> Vec<(String, Vec<usize>, Vec<f64>)> {
 /// A ResNet-20 with projection shortcuts whose parameters and running statistics are not the
 /// initial ones: two training-mode passes and a perturbation of every parameter.
 fn trained_resnet(dev: &Device, seed: u64) -> ResNet {
-    let net = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, dev, seed);
+    let net = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, dev, seed).unwrap();
     for s in 0..2 {
         let x = Tensor::from_slice(&values(2 * 28 * 28, s), [2, 1, 28, 28], dev).unwrap();
         net.forward(&x);
@@ -72,13 +72,13 @@ fn a_saved_state_dict_loads_back_into_a_fresh_model_on_either_device() {
     );
 
     for dev in [cpu.clone(), gpu()] {
-        let fresh = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &dev, 99);
+        let fresh = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &dev, 99).unwrap();
         assert_ne!(values_of(&fresh), values_of(&net));
         load_weights(&fresh, &path).unwrap();
         assert_eq!(values_of(&fresh), values_of(&net));
     }
     // The loaded model computes what the saved one did.
-    let fresh = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &cpu, 5);
+    let fresh = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &cpu, 5).unwrap();
     load_weights(&fresh, &path).unwrap();
     net.set_training(false);
     fresh.set_training(false);
@@ -108,7 +108,7 @@ fn a_file_that_does_not_fit_is_refused_naming_every_problem_and_nothing_changes(
     }
     let path = d.join("misfit.safetensors");
     kiln::checkpoint::save(&path, &sd, &[]).unwrap();
-    let target = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &dev, 3);
+    let target = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &dev, 3).unwrap();
     let before = values_of(&target);
     let e = load_weights(&target, &path).unwrap_err().to_string();
     for part in [

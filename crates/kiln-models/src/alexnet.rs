@@ -152,7 +152,9 @@ impl SmallAlexNet {
         lrn: bool,
         device: &Device,
         seed: u64,
-    ) -> SmallAlexNet {
+    ) -> Result<SmallAlexNet> {
+        check_parameter(device, "features.0.weight", &[48, in_channels, 5, 5])?;
+        check_parameter(device, "classifier.6.weight", &[classes, 512])?;
         let s = |k: u64| seed.wrapping_mul(64).wrapping_add(k);
         let norm = || LocalResponseNorm::with(5, 1e-4, 0.75, 2.0);
         let mut features = Sequential::new()
@@ -178,11 +180,11 @@ impl SmallAlexNet {
             .push(Activation::Relu);
         let seeds = [s(5), s(6), s(7), s(8), s(9)];
         let classifier = classifier(128 * 2 * 2, 512, classes, device, seeds);
-        SmallAlexNet {
+        Ok(SmallAlexNet {
             features,
             avgpool: AdaptiveAvgPool2d::new([2, 2]),
             classifier,
-        }
+        })
     }
 }
 

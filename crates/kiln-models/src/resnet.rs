@@ -3,8 +3,9 @@
 //! torchvision's weights load) and the paper's CIFAR-10 networks (ResNet-20/32/56).
 
 use crate::blocks::{conv, BasicBlock, Bottleneck, ShortcutKind};
+use crate::check_parameter;
 use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, Sequential};
-use kiln_core::{Device, Pool2dOptions, Tensor};
+use kiln_core::{Device, Pool2dOptions, Result, Tensor};
 
 /// Which residual block a network is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +33,7 @@ impl BlockKind {
 /// ```
 /// # use kiln_core::{Device, Tensor, nn::Module};
 /// # use kiln_models::ResNet;
-/// let net = ResNet::resnet20(1, 10, &Device::cpu(), 0);
+/// let net = ResNet::resnet20(1, 10, &Device::cpu(), 0).unwrap();
 /// assert_eq!(net.num_parameters(), 269_722 - 16 * 9 * 2); // one input channel instead of three
 /// let logits = net.forward(&Tensor::zeros([2, 1, 28, 28], &Device::cpu()));
 /// assert_eq!(logits.dims(), &[2, 10]);
@@ -65,7 +66,10 @@ impl ResNet {
     /// torchvision's ImageNet ResNet with `blocks[i]` blocks in stage i (widths 64, 128, 256,
     /// 512 times the block's expansion): stem 7x7/2 conv, BN, ReLU, 3x3/2 max-pool; projection
     /// shortcuts where the shape changes; convolutions initialised Kaiming-normal (fan-out),
-    /// batch norms to the identity, the classifier as PyTorch's `Linear`.
+    /// batch norms to the identity, the classifier as PyTorch's `Linear`. Errors
+    /// ([`kiln_core::KilnError::BufferTooLarge`]) when a weight (the stem's, which grows with
+    /// `in_channels`, or the classifier's, which grows with `classes`) is larger than `device`
+    /// can hold; nothing is allocated then.
     pub fn imagenet(
         block: BlockKind,
         blocks: [usize; 4],
@@ -73,7 +77,9 @@ impl ResNet {
         classes: usize,
         device: &Device,
         seed: u64,
-    ) -> ResNet {
+    ) -> Result<ResNet> {
+        check_parameter(device, "conv1.weight", &[64, in_channels, 7, 7])?;
+        check_parameter(device, "fc.weight", &[classes, 512 * block.expansion()])?;
         let mut seeds = Seeds(seed);
         let conv1 = conv(in_channels, 64, 7, 2, device, seeds.next());
         let mut width = 64;
@@ -93,18 +99,18 @@ impl ResNet {
             layers.push(stage);
             width = out;
         }
-        ResNet {
+        Ok(ResNet {
             conv1,
             bn1: BatchNorm2d::new(64, device),
             maxpool: Some(MaxPool2d::with(Pool2dOptions::new(3).stride(2).padding(1))),
             layers,
             fc: Linear::new(width, classes, device, seeds.next()),
-        }
+        })
     }
 
     /// ResNet-18: basic blocks [2, 2, 2, 2]; 11,689,512 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet18(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet18(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         ResNet::imagenet(
             BlockKind::Basic,
             [2, 2, 2, 2],
@@ -116,7 +122,7 @@ impl ResNet {
     }
     /// ResNet-34: basic blocks [3, 4, 6, 3]; 21,797,672 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet34(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet34(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         ResNet::imagenet(
             BlockKind::Basic,
             [3, 4, 6, 3],
@@ -128,19 +134,19 @@ impl ResNet {
     }
     /// ResNet-50: bottlenecks [3, 4, 6, 3]; 25,557,032 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet50(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet50(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
         ResNet::imagenet(b, [3, 4, 6, 3], in_channels, classes, device, seed)
     }
     /// ResNet-101: bottlenecks [3, 4, 23, 3]; 44,549,160 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet101(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet101(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
         ResNet::imagenet(b, [3, 4, 23, 3], in_channels, classes, device, seed)
     }
     /// ResNet-152: bottlenecks [3, 8, 36, 3]; 60,192,808 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet152(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet152(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
         ResNet::imagenet(b, [3, 8, 36, 3], in_channels, classes, device, seed)
     }
@@ -150,7 +156,7 @@ impl ResNet {
     /// last two starting with stride 2), global average pooling and a linear classifier.
     /// `shortcut` chooses option A (zero padding, no parameters, as the paper) or B
     /// (projections) where the shape changes. Names as torchvision's (`conv1`, `bn1`,
-    /// `layer1.0.conv1`, .., `fc`).
+    /// `layer1.0.conv1`, .., `fc`). Errors as [`ResNet::imagenet`] does.
     pub fn cifar(
         n: usize,
         in_channels: usize,
@@ -158,7 +164,9 @@ impl ResNet {
         shortcut: ShortcutKind,
         device: &Device,
         seed: u64,
-    ) -> ResNet {
+    ) -> Result<ResNet> {
+        check_parameter(device, "conv1.weight", &[16, in_channels, 3, 3])?;
+        check_parameter(device, "fc.weight", &[classes, 64])?;
         let mut seeds = Seeds(seed);
         let conv1 = conv(in_channels, 16, 3, 1, device, seeds.next());
         let mut width = 16;
@@ -170,26 +178,26 @@ impl ResNet {
             layers.push(s);
             width = out;
         }
-        ResNet {
+        Ok(ResNet {
             conv1,
             bn1: BatchNorm2d::new(16, device),
             maxpool: None,
             layers,
             fc: Linear::new(width, classes, device, seeds.next()),
-        }
+        })
     }
 
     /// ResNet-20 (3 blocks per stage) with option A shortcuts; 269,722 parameters for 3 channels
     /// and 10 classes.
-    pub fn resnet20(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet20(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         ResNet::cifar(3, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
     }
     /// ResNet-32 (5 blocks per stage) with option A shortcuts.
-    pub fn resnet32(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet32(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         ResNet::cifar(5, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
     }
     /// ResNet-56 (9 blocks per stage) with option A shortcuts.
-    pub fn resnet56(in_channels: usize, classes: usize, device: &Device, seed: u64) -> ResNet {
+    pub fn resnet56(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
         ResNet::cifar(9, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
     }
 }
