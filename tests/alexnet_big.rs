@@ -148,7 +148,10 @@ fn every_zoo_model_too_large_for_the_device_is_an_error() {
         LeNet5::with_channels(1, classes(84), &dev, 0).err(),
         SmallAlexNet::new(3, classes(512), false, &dev, 0).err(),
     ];
-    for (err, name) in errors.into_iter().zip(["fc", "fc", "fc", "fc3", "classifier.6"]) {
+    for (err, name) in errors
+        .into_iter()
+        .zip(["fc", "fc", "fc", "fc3", "classifier.6"])
+    {
         let msg = err.expect("the model was built").to_string();
         assert!(
             msg.contains(&format!("{name}.weight")) && msg.contains(&limit.to_string()),

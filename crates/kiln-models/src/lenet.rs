@@ -2,8 +2,8 @@
 //! scaled tanh, max-pooling instead of trainable subsampling, and a padded first convolution so
 //! that 28x28 MNIST digits give the paper's 32x32 geometry.
 
-use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module};
 use crate::check_parameter;
+use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module};
 use kiln_core::{Conv2dOptions, Device, Result, Tensor};
 
 /// LeNet-5 for `[N, 1, 28, 28]` images and 10 classes: conv1 1->6 (5x5, pad 2) -> ReLU ->

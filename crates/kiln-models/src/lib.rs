@@ -40,7 +40,13 @@ pub fn by_name(
 ) -> Result<Box<dyn Module>> {
     Ok(match name {
         "lenet5" => Box::new(LeNet5::with_channels(in_channels, classes, device, seed)?),
-        "alexnet" => Box::new(SmallAlexNet::new(in_channels, classes, false, device, seed)?),
+        "alexnet" => Box::new(SmallAlexNet::new(
+            in_channels,
+            classes,
+            false,
+            device,
+            seed,
+        )?),
         "resnet20" => Box::new(ResNet::resnet20(in_channels, classes, device, seed)?),
         other => {
             return Err(KilnError::InvalidArgument(format!(

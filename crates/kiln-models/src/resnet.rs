@@ -110,7 +110,12 @@ impl ResNet {
 
     /// ResNet-18: basic blocks [2, 2, 2, 2]; 11,689,512 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet18(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet18(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         ResNet::imagenet(
             BlockKind::Basic,
             [2, 2, 2, 2],
@@ -122,7 +127,12 @@ impl ResNet {
     }
     /// ResNet-34: basic blocks [3, 4, 6, 3]; 21,797,672 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet34(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet34(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         ResNet::imagenet(
             BlockKind::Basic,
             [3, 4, 6, 3],
@@ -134,19 +144,34 @@ impl ResNet {
     }
     /// ResNet-50: bottlenecks [3, 4, 6, 3]; 25,557,032 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet50(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet50(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
         ResNet::imagenet(b, [3, 4, 6, 3], in_channels, classes, device, seed)
     }
     /// ResNet-101: bottlenecks [3, 4, 23, 3]; 44,549,160 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet101(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet101(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
         ResNet::imagenet(b, [3, 4, 23, 3], in_channels, classes, device, seed)
     }
     /// ResNet-152: bottlenecks [3, 8, 36, 3]; 60,192,808 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet152(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet152(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
         ResNet::imagenet(b, [3, 8, 36, 3], in_channels, classes, device, seed)
     }
@@ -189,15 +214,30 @@ impl ResNet {
 
     /// ResNet-20 (3 blocks per stage) with option A shortcuts; 269,722 parameters for 3 channels
     /// and 10 classes.
-    pub fn resnet20(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet20(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         ResNet::cifar(3, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
     }
     /// ResNet-32 (5 blocks per stage) with option A shortcuts.
-    pub fn resnet32(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet32(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         ResNet::cifar(5, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
     }
     /// ResNet-56 (9 blocks per stage) with option A shortcuts.
-    pub fn resnet56(in_channels: usize, classes: usize, device: &Device, seed: u64) -> Result<ResNet> {
+    pub fn resnet56(
+        in_channels: usize,
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<ResNet> {
         ResNet::cifar(9, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
     }
 }
