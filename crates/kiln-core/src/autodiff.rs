@@ -111,7 +111,7 @@ impl Tensor {
 }
 
 /// Every node behind `root` (realized or not), inputs before users.
-fn topological(root: &Tensor) -> Vec<Tensor> {
+pub(crate) fn topological(root: &Tensor) -> Vec<Tensor> {
     let mut order = vec![];
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![(root.clone(), false)];

@@ -16,7 +16,7 @@ use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
 use crate::tensor::{no_grad, Tensor};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 
 /// One input of the op a [`NonFiniteReport`] names.
@@ -129,26 +129,7 @@ fn first_bad(values: &[f64]) -> Option<(usize, f64)> {
 
 /// Every node behind `t` (through realized nodes too, down to the leaves), inputs first.
 fn all_nodes(t: &Tensor) -> Vec<Tensor> {
-    let mut order = vec![];
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut stack: Vec<(Tensor, bool)> = vec![(t.clone(), false)];
-    while let Some((node, expanded)) = stack.pop() {
-        if seen.contains(&node.id()) {
-            continue;
-        }
-        if expanded {
-            seen.insert(node.id());
-            order.push(node);
-            continue;
-        }
-        stack.push((node.clone(), true));
-        for inp in node.inputs().iter().rev() {
-            if !seen.contains(&inp.id()) {
-                stack.push((inp.clone(), false));
-            }
-        }
-    }
-    order
+    crate::autodiff::topological(t)
 }
 
 /// Re-runs the graph behind `t` op by op on the reference executor ([`Device::cpu`]), from its
