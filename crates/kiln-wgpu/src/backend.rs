@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::options::WgpuOptions;
 use crate::plan_cache::{self, CompiledPlan, PipelineCache};
 use crate::plan_store::PlanStore;
-use crate::pool::{GpuBuffer, GpuStorage};
+use crate::pool::{BufferPool, GpuBuffer, GpuStorage};
 use crate::readback::map_and_copy;
 use kiln_core::op::Op;
 use kiln_core::profile::{Profile, ProfileRecorder};
@@ -87,6 +87,17 @@ impl WgpuBackend {
         &self.ctx
     }
 
+    /// Changes the plan store with `change` (which returns how many plans it evicted), counts
+    /// the evictions, and lets the pool's free buffers keep what the plans and `pending` more
+    /// bytes (a plan about to take its buffers) leave of the one budget they share.
+    fn update_plans(&self, pending: u64, change: impl FnOnce(&mut PlanStore) -> u64) {
+        let mut plans = self.plans.lock().unwrap();
+        let evicted = change(&mut plans);
+        self.ctx.counters.plans_evicted.fetch_add(evicted, Relaxed);
+        let budget = plans.budget().saturating_sub(plans.bytes() + pending);
+        self.ctx.pool.set_budget(budget);
+    }
+
     fn compiled(&self, p: &Pending) -> Result<Arc<CompiledPlan>> {
         if let Some(c) = self.plans.lock().unwrap().get(&p.signature) {
             self.ctx.counters.plan_cache_hits.fetch_add(1, Relaxed);
@@ -98,15 +109,9 @@ impl WgpuBackend {
         let need: u64 = plan
             .slot_bytes
             .iter()
-            .map(|b| b.max(&4).div_ceil(256) * 256)
+            .map(|&b| BufferPool::rounded_size(b))
             .sum();
-        {
-            let mut plans = self.plans.lock().unwrap();
-            let evicted = plans.make_room(need);
-            self.ctx.counters.plans_evicted.fetch_add(evicted, Relaxed);
-            let budget = plans.budget().saturating_sub(plans.bytes() + need);
-            self.ctx.pool.set_budget(budget);
-        }
+        self.update_plans(need, |plans| plans.make_room(need));
         let c = Arc::new(plan_cache::compile_plan(
             &self.ctx,
             &self.pipelines,
@@ -117,15 +122,7 @@ impl WgpuBackend {
         if let Some(with_source) = self.log {
             plan_cache::log(&c, with_source);
         }
-        let evicted = {
-            let mut plans = self.plans.lock().unwrap();
-            let evicted = plans.insert(p.signature.clone(), c.clone());
-            // One budget for plans and free buffers together.
-            let budget = plans.budget().saturating_sub(plans.bytes());
-            self.ctx.pool.set_budget(budget);
-            evicted
-        };
-        self.ctx.counters.plans_evicted.fetch_add(evicted, Relaxed);
+        self.update_plans(0, |plans| plans.insert(p.signature.clone(), c.clone()));
         Ok(c)
     }
 }

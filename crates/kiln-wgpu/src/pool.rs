@@ -63,6 +63,11 @@ impl BufferPool {
         })
     }
 
+    /// The size of the buffer a request for `bytes` bytes gets: at least 4, rounded up to 256.
+    pub fn rounded_size(bytes: u64) -> u64 {
+        bytes.max(4).div_ceil(256) * 256
+    }
+
     /// A storage buffer of at least `bytes` bytes (at least 4).
     pub fn take(&self, bytes: u64) -> GpuBuffer {
         self.take_with(bytes, STORAGE_USAGE, "kiln storage")
@@ -79,7 +84,7 @@ impl BufferPool {
 
     /// A free buffer of `usage` and at least `bytes` bytes, or a new one.
     fn take_with(&self, bytes: u64, usage: wgpu::BufferUsages, label: &str) -> GpuBuffer {
-        let size = bytes.max(4).div_ceil(256) * 256;
+        let size = BufferPool::rounded_size(bytes);
         let reused = {
             let mut free = self.free.lock().unwrap();
             let b = free.lists.get_mut(&(usage, size)).and_then(|v| v.pop());
