@@ -25,6 +25,7 @@ fn kernels(y: &Tensor) -> usize {
         ScheduleLimits {
             max_storage_buffers: 8,
             window_operand_bytes: 0,
+            col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
         },
     )
     .kernels

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use kiln::conv_output_size;
 use kiln::prelude::*;
+use kiln::wgpu_backend::WgpuOptions;
 
 fn devices() -> [Device; 2] {
     [Device::cpu(), gpu()]
@@ -559,31 +560,36 @@ fn both(f: impl Fn(&[Tensor]) -> Tensor + Copy, shapes: &[&[usize]], seed: u64) 
 #[test]
 fn gradients_of_conv2d() {
     let d = Conv2dOptions::default();
-    let cases = || {
+    // Each case: finite differences on the reference, and `dev` against the reference.
+    let cases_on = |dev: &Device| {
+        let both = |f: &dyn Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]], seed: u64| {
+            check_gradients(f, shapes, seed);
+            check_gradients_on(dev, f, shapes, seed);
+        };
         both(
-            |x| x[0].conv2d(&x[1], Some(&x[2]), &d.stride(2).padding(1)),
+            &|x| x[0].conv2d(&x[1], Some(&x[2]), &d.stride(2).padding(1)),
             &[&[1, 2, 4, 4], &[2, 2, 2, 2], &[2]],
             401,
         );
         both(
-            |x| x[0].conv2d(&x[1], None, &d.dilation(2).padding(1).groups(2)),
+            &|x| x[0].conv2d(&x[1], None, &d.dilation(2).padding(1).groups(2)),
             &[&[1, 2, 5, 5], &[4, 1, 3, 3]],
             402,
         );
         both(
-            |x| x[0].conv2d(&x[1], Some(&x[2]), &d.same()),
+            &|x| x[0].conv2d(&x[1], Some(&x[2]), &d.same()),
             &[&[2, 1, 4, 5], &[2, 1, 2, 3], &[2]],
             403,
         );
         // Strides that leave rows and columns no window reaches (6 - 3 = 3 is odd; 7 + 2 - 3 = 6
         // is not a multiple of 4): those inputs get zero gradient.
         both(
-            |x| x[0].conv2d(&x[1], None, &d.stride(2)),
+            &|x| x[0].conv2d(&x[1], None, &d.stride(2)),
             &[&[2, 2, 6, 6], &[3, 2, 3, 3]],
             404,
         );
         both(
-            |x| {
+            &|x| {
                 x[0].conv2d(
                     &x[1],
                     Some(&x[2]),
@@ -605,37 +611,63 @@ fn gradients_of_conv2d() {
         );
     };
     // Small layers: the [N, C KH KW, OH OW] product and col2im.
-    cases();
-    // Large layers: a transposed convolution (see `COL2IM_PRODUCT_LIMIT`); 0 forces it here.
-    kiln::autodiff::with_col2im_product_limit(0, cases);
+    cases_on(&gpu());
+    // Large layers: the rewrite pass makes the input gradient a transposed convolution (see
+    // `ScheduleLimits::col2im_product_limit`); a device whose limit is 0 does it for every layer.
+    cases_on(&transposing_gpu());
+}
+
+/// A wgpu device whose rewrite pass turns every convolution's input gradient into a transposed
+/// convolution.
+fn transposing_gpu() -> Device {
+    let opts = WgpuOptions {
+        col2im_product_limit: Some(0),
+        ..common::env_options()
+    };
+    kiln::wgpu_backend::wgpu_device_with(&opts).expect("a wgpu adapter")
 }
 
 #[test]
 fn a_large_conv2d_input_gradient_is_a_transposed_convolution_without_col2im() {
-    // Through the generic rules the input gradient would be the [N, C KH KW, OH OW] product
-    // followed by a col2im (Unwindow) reduction; kiln reads g through a window instead.
-    let dev = Device::cpu();
-    let x = Tensor::randn([2, 3, 8, 8], 1, &dev);
-    x.set_requires_grad(true);
-    let w = Tensor::randn([4, 3, 3, 3], 2, &dev);
-    w.set_requires_grad(true);
-    let y = x.conv2d(&w, None, &Conv2dOptions::default().stride(2).padding(1));
-    let gx = kiln::autodiff::with_col2im_product_limit(0, || y.sum().grad_wrt(&[&x]).remove(0));
-    let p = kiln::Pending::collect(&[&gx]);
+    // Through the generic rules the input gradient is the [N, C KH KW, OH OW] product followed by
+    // a col2im (Unwindow) reduction; the rewrite pass reads g through a window instead, above
+    // `col2im_product_limit` (0 here), and computes the same values.
+    let build_with = |dev: &Device, square: bool| {
+        let x = Tensor::randn([2, 3, 8, 8], 1, dev);
+        x.set_requires_grad(true);
+        let w = Tensor::randn([4, 3, 3, 3], 2, dev);
+        w.set_requires_grad(true);
+        let y = x.conv2d(&w, None, &Conv2dOptions::default().stride(2).padding(1));
+        let loss = if square { y.mul(&y).sum() } else { y.sum() };
+        loss.grad_wrt(&[&x])
+    };
+    let limits = kiln::schedule::ScheduleLimits {
+        col2im_product_limit: 0,
+        ..kiln::schedule::ScheduleLimits::new(8)
+    };
+    let fired = check_rewrite(|dev| build_with(dev, true), limits, 1e-5);
+    assert_eq!(fired, [("transposed_conv_input_gradient", 1)]);
+    let gx = build_with(&Device::cpu(), false);
+    let p = kiln::Pending::collect(&[&gx[0]]);
+    let r = kiln::rewrite::rewrite(&p, &limits);
+    let q = r.pending();
     assert!(
-        p.nodes
+        q.nodes
             .iter()
             .all(|t| !matches!(t.op(), kiln::op::Op::Unwindow(_))),
         "the input gradient still has a col2im"
     );
     // Its only product writes the padded input's gradient [2, 3, 10, 10], not [2, 3 * 9, 4 * 4].
-    let products: Vec<usize> = p
+    let products: Vec<usize> = q
         .nodes
         .iter()
         .filter(|t| matches!(t.op(), kiln::op::Op::Matmul))
         .map(|t| t.numel())
         .collect();
     assert_eq!(products, [2 * 3 * 10 * 10]);
+    // Below the limit nothing changes.
+    let r = kiln::rewrite::rewrite(&p, &kiln::schedule::ScheduleLimits::new(8));
+    assert!(r.fired.is_empty(), "{:?}", r.fired);
 }
 
 #[test]

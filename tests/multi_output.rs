@@ -18,6 +18,7 @@ fn plan(targets: &[&Tensor], max_storage_buffers: usize) -> Plan {
         ScheduleLimits {
             max_storage_buffers,
             window_operand_bytes: 0,
+            col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
         },
     )
 }

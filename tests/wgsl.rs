@@ -168,6 +168,7 @@ fn every_generated_kernel_of_representative_graphs_validates() {
             ScheduleLimits {
                 max_storage_buffers: 8,
                 window_operand_bytes: 0,
+                col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
             },
         );
         assert!(!plan.kernels.is_empty(), "{name}: no kernels");
@@ -215,6 +216,7 @@ fn fusion_keeps_chains_in_one_kernel() {
             ScheduleLimits {
                 max_storage_buffers: 8,
                 window_operand_bytes: 0,
+                col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
             },
         )
         .kernels
@@ -266,6 +268,8 @@ fn software_adapters_write_a_convolutions_window_out_before_its_matmul() {
             ScheduleLimits {
                 max_storage_buffers: 8,
                 window_operand_bytes,
+
+                col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
             },
         )
     };
@@ -311,6 +315,8 @@ fn software_adapters_write_out_an_operand_that_no_strides_describe() {
         let limits = ScheduleLimits {
             max_storage_buffers: 8,
             window_operand_bytes,
+
+            col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
         };
         schedule(&p, limits).kernels.len()
     };
@@ -352,6 +358,7 @@ fn a_kernel_never_binds_more_buffers_than_allowed() {
         ScheduleLimits {
             max_storage_buffers: 8,
             window_operand_bytes: 0,
+            col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
         },
     );
     assert!(
@@ -373,6 +380,7 @@ fn last_kernel_source(t: &Tensor, software: bool) -> String {
     let limits = ScheduleLimits {
         max_storage_buffers: 8,
         window_operand_bytes: 0,
+        col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
     };
     let plan = schedule(&p, limits);
     let k = plan.kernels.last().expect("a kernel");

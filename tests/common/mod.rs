@@ -128,12 +128,22 @@ pub fn check_gradients(f: impl Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]], see
 /// `f`'s gradients computed on the GPU match those of the reference device (f32 on both).
 #[track_caller]
 pub fn check_gpu_gradients(f: impl Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]], seed: u64) {
+    check_gradients_on(&gpu(), f, shapes, seed);
+}
+
+/// Like [`check_gpu_gradients`], on the device `dev`.
+pub fn check_gradients_on(
+    dev: &Device,
+    f: impl Fn(&[Tensor]) -> Tensor,
+    shapes: &[&[usize]],
+    seed: u64,
+) {
     let run = |dev: &Device| -> Vec<Tensor> {
         let xs = check_inputs(shapes, seed, dev);
         let refs: Vec<&Tensor> = xs.iter().collect();
         weighted_sum(&f(&xs), seed).grad_wrt(&refs)
     };
-    let (got, expected) = (run(&gpu()), run(&Device::cpu()));
+    let (got, expected) = (run(dev), run(&Device::cpu()));
     for (g, e) in got.iter().zip(&expected) {
         assert_close(g, e, 1e-4, 1e-3);
     }
@@ -169,4 +179,39 @@ pub fn temp_dir(name: &str) -> TempDir {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     TempDir(d)
+}
+
+/// Runs the rewrite pass ([`kiln::rewrite`]) with `limits` on the graph `build` makes, on the
+/// reference device, and checks that the rewritten graph computes the values of the recorded one
+/// (within `tol`, relative to the largest value). Returns the rules that fired, by name.
+/// `build` is called twice (once per graph) and must make the same graph each time.
+pub fn check_rewrite(
+    build: impl Fn(&Device) -> Vec<Tensor>,
+    limits: kiln::schedule::ScheduleLimits,
+    tol: f64,
+) -> Vec<(&'static str, usize)> {
+    let dev = Device::cpu();
+    let expected = build(&dev);
+    let refs: Vec<&Tensor> = expected.iter().collect();
+    Tensor::realize_all(&refs).unwrap();
+    let rewritten_targets = build(&dev);
+    let refs: Vec<&Tensor> = rewritten_targets.iter().collect();
+    let p = kiln::Pending::collect(&refs);
+    let r = kiln::rewrite::rewrite(&p, &limits);
+    let q = r.pending();
+    dev.backend().realize(q, &[]).unwrap();
+    r.hand_back();
+    for (got, e) in rewritten_targets.iter().zip(&expected) {
+        assert!(
+            got.is_realized(),
+            "a target was not handed its replacement's values"
+        );
+        let scale = e
+            .to_f64_vec()
+            .unwrap()
+            .iter()
+            .fold(1.0f64, |m, v| m.max(v.abs()));
+        assert_close(got, e, tol * scale, 0.0);
+    }
+    r.fired.clone()
 }

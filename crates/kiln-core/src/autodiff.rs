@@ -148,12 +148,6 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
                 && t.inputs().iter().any(|x| needs[&x.id()]));
         needs.insert(t.id(), n);
     }
-    let mut users: HashMap<u64, usize> = HashMap::new();
-    for t in &order {
-        for x in t.inputs() {
-            *users.entry(x.id()).or_default() += 1;
-        }
-    }
     let mut grad: HashMap<u64, Tensor> = HashMap::new();
     grad.insert(loss.id(), loss.ones_like());
     for t in order.iter().rev() {
@@ -163,21 +157,15 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
         if t.inputs().is_empty() || !t.inputs().iter().any(|x| needs[&x.id()]) {
             continue;
         }
-        let mut pairs: Vec<(Tensor, Option<Tensor>)> =
-            t.inputs().iter().cloned().zip(vjp(t, &g)).collect();
-        if matches!(t.op(), Op::Matmul) {
-            contract_broadcast_batches(t, &g, &mut pairs, &users);
-            convolution_input_gradient(t, &g, &mut pairs, &users);
-        }
-        for (x, gx) in pairs.iter() {
+        for (x, gx) in t.inputs().iter().zip(vjp(t, &g)) {
             let Some(gx) = gx else { continue };
             if !needs[&x.id()] {
                 continue;
             }
             debug_assert_eq!(gx.shape(), x.shape(), "vjp of {:?}", t.op());
             let sum = match grad.remove(&x.id()) {
-                Some(prev) => prev.add(gx),
-                None => gx.clone(),
+                Some(prev) => prev.add(&gx),
+                None => gx,
             };
             grad.insert(x.id(), sum);
         }
@@ -185,165 +173,6 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
     wrt.iter()
         .map(|t| grad.get(&t.id()).cloned().unwrap_or_else(|| t.zeros_like()))
         .collect()
-}
-
-/// Above this many elements, a convolution's input gradient is computed as a transposed
-/// convolution rather than as the `[N, C KH KW, OH OW]` product and col2im (see below): 2^24 f32
-/// values are 64 MiB, half of the smallest storage binding kiln meets (lavapipe's 128 MiB).
-pub const COL2IM_PRODUCT_LIMIT: usize = 1 << 24;
-
-thread_local! {
-    static COL2IM_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(COL2IM_PRODUCT_LIMIT) };
-}
-
-/// Runs `f` with a different [`COL2IM_PRODUCT_LIMIT`] on this thread (0: every convolution's input
-/// gradient is a transposed convolution), for tests and experiments.
-pub fn with_col2im_product_limit<R>(limit: usize, f: impl FnOnce() -> R) -> R {
-    let before = COL2IM_LIMIT.with(|l| l.replace(limit));
-    let r = f();
-    COL2IM_LIMIT.with(|l| l.set(before));
-    r
-}
-
-/// The input gradient of a convolution (`kernel.matmul(cols)` with `cols` a window of the padded
-/// input, as `Tensor::conv2d` builds it) as a transposed convolution of `g` with the same weight,
-/// given straight to the padded input. Through the generic rules it is the product `kernelᵀ g` —
-/// an `[N, G, C/G KH KW, OH OW]` matrix, KH KW / stride² times the input's size — followed by a
-/// col2im reduction. The transposed convolution reads `g` through a window view instead
-/// (implicit GEMM) and writes `[N, C, H, W]` directly, at the price of multiplying the zeros
-/// that spread and pad `g` (about twice the arithmetic for LeNet-5's conv2, which is why small
-/// gradients keep the product: on lavapipe it made a LeNet-5 step 60 -> 200 ms). Used when the
-/// product would exceed [`COL2IM_PRODUCT_LIMIT`], so that ResNet-sized layers fit a binding.
-/// Rewrites `pairs` in place when the window and its reshape have no other user.
-fn convolution_input_gradient(
-    y: &Tensor,
-    g: &Tensor,
-    pairs: &mut [(Tensor, Option<Tensor>)],
-    users: &HashMap<u64, usize>,
-) {
-    let cols = &pairs[1].0;
-    if pairs[1].1.is_none()
-        || !matches!(cols.op(), Op::Reshape)
-        || users.get(&cols.id()) != Some(&1)
-        || cols.numel() <= COL2IM_LIMIT.with(|l| l.get())
-    {
-        return;
-    }
-    let window = &cols.inputs()[0];
-    let Op::Window(geom) = window.op() else {
-        return;
-    };
-    if geom.rank() != 2 || window.rank() != 6 || users.get(&window.id()) != Some(&1) {
-        return;
-    }
-    let padded = &window.inputs()[0]; // [N, C, PH, PW]
-    let wd = window.dims(); // [N, C, KH, KW, OH, OW]
-    let (n, c, kh, kw, oh, ow) = (wd[0], wd[1], wd[2], wd[3], wd[4], wd[5]);
-    // cols must be [N, G, C/G KH KW, OH OW] and y [N, G, O/G, OH OW].
-    let cd = cols.dims();
-    let groups = cd.get(1).copied().unwrap_or(0);
-    if cd.len() != 4
-        || groups == 0
-        || c % groups != 0
-        || cd != [n, groups, c / groups * kh * kw, oh * ow]
-        || y.dims().len() != 4
-        || y.dims()[..2] != [n, groups]
-    {
-        return;
-    }
-    let o = groups * y.dims()[2];
-    // The kernel operand, before any broadcast over the batch: [.., G, O/G, C/G KH KW].
-    let mut kernel = pairs[0].0.clone();
-    if matches!(kernel.op(), Op::Expand) {
-        kernel = kernel.inputs()[0].clone();
-    }
-    if kernel.dims().iter().rev().skip(3).any(|&d| d != 1) {
-        return; // a different kernel per image: not a convolution
-    }
-    let weight = kernel.reshape([o, c / groups, kh, kw]);
-    let (ph, pw) = (padded.dims()[2], padded.dims()[3]);
-    let (s, d) = (&geom.stride, &geom.dilation);
-    let reach = |o: usize, s: usize, d: usize, k: usize| (o - 1) * s + d * (k - 1) + 1;
-    let opts = crate::ConvTranspose2dOptions {
-        stride: [s[0], s[1]],
-        padding: [0, 0],
-        // Rows and columns past the last window get no gradient: zeros at the bottom/right.
-        output_padding: [
-            ph - reach(oh, s[0], d[0], kh),
-            pw - reach(ow, s[1], d[1], kw),
-        ],
-        dilation: [d[0], d[1]],
-        groups,
-    };
-    let grad = g
-        .reshape([n, o, oh, ow])
-        .conv_transpose2d(&weight, None, &opts);
-    pairs[1] = (padded.clone(), Some(grad));
-}
-
-/// Gradients with fewer elements than this keep the per-batch products (see below).
-const SMALL_GRADIENT: usize = 16_384;
-
-/// A matmul operand broadcast over the batch (`w [M, K]` expanded to `[B, M, K]`: a dense layer
-/// on 3-D input, a convolution's weight) would get B products `g_b x b_bᵀ` summed by the expand's
-/// rule. Instead, when the expand has no other user, its input's gradient is one matmul with the
-/// batch folded into the contraction: `[M, B N] x [B N, K]` — one kernel, no `[B, M, K]` buffer
-/// (when the gradient is big enough to be spread over a device: `SMALL_GRADIENT`).
-/// Rewrites `pairs` in place: the expand is replaced by its input.
-fn contract_broadcast_batches(
-    y: &Tensor,
-    g: &Tensor,
-    pairs: &mut [(Tensor, Option<Tensor>)],
-    users: &HashMap<u64, usize>,
-) {
-    let r = y.rank();
-    for side in 0..2 {
-        let e = &pairs[side].0;
-        if !matches!(e.op(), Op::Expand) || users.get(&e.id()) != Some(&1) {
-            continue;
-        }
-        let w = &e.inputs()[0];
-        let batch = &w.dims()[..r - 2];
-        if r < 3 || batch.iter().any(|&d| d != 1) || pairs[side].1.is_none() {
-            continue;
-        }
-        let other = &pairs[1 - side].0;
-        let b: usize = y.dims()[..r - 2].iter().product();
-        let (m, n) = (y.dims()[r - 2], y.dims()[r - 1]);
-        // A small gradient (a convolution's [out, in k k]) has too few outputs to keep a device
-        // busy through a long contraction; B products and a sum spread the work better.
-        if w.numel() < SMALL_GRADIENT {
-            continue;
-        }
-        let mut last2: Vec<usize> = (0..r - 2).collect();
-        // g [B.., M, N] as [M, B N] (side 0) or [B N, N'] rows (side 1); `other` likewise.
-        let grad_w = if side == 0 {
-            // dA = sum_b g_b b_bᵀ = [M, B N] x [B N, K]
-            let k = other.dims()[r - 2];
-            let mut perm = vec![r - 2];
-            perm.append(&mut last2);
-            perm.push(r - 1);
-            let gm = g.permute(&perm).reshape([m, b * n]);
-            let bm = other.permute(&{
-                let mut p: Vec<usize> = (0..r - 2).collect();
-                p.push(r - 1);
-                p.push(r - 2);
-                p
-            });
-            let bm = bm.reshape([b * n, k]);
-            gm.matmul(&bm)
-        } else {
-            // dB = sum_b a_bᵀ g_b = [K, B M] x [B M, N]
-            let k = other.dims()[r - 1];
-            let mut perm = vec![r - 1];
-            perm.append(&mut last2);
-            perm.push(r - 2);
-            let am = other.permute(&perm).reshape([k, b * m]);
-            let gm = g.reshape([b * m, n]);
-            am.matmul(&gm)
-        };
-        pairs[side] = (w.clone(), Some(grad_w.reshape(w.shape())));
-    }
 }
 
 /// The vector-Jacobian products of node `y` for upstream gradient `g` (shape of `y`): one entry

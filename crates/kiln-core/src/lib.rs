@@ -26,6 +26,7 @@ mod ops;
 pub mod optim;
 pub mod profile;
 pub mod reference;
+pub mod rewrite;
 pub mod rng;
 pub mod schedule;
 pub mod shape;

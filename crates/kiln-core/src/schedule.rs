@@ -154,6 +154,29 @@ pub struct ScheduleLimits {
     /// Worth it on software adapters, where the window's index arithmetic, re-evaluated for
     /// every load of the matmul's K loop, costs more than one pass that writes it out.
     pub window_operand_bytes: u64,
+    /// A convolution's input gradient whose col2im product (`[N, C KH KW, OH OW]`) has more
+    /// elements than this is computed as a transposed convolution instead (the rewrite rule
+    /// [`crate::rewrite`]'s `transposed_conv_input_gradient`); 0: always.
+    pub col2im_product_limit: usize,
+}
+
+/// Above this many elements, a convolution's input gradient is computed as a transposed
+/// convolution rather than as the `[N, C KH KW, OH OW]` product and col2im: 2^24 f32 values are
+/// 64 MiB, half of the smallest storage binding kiln meets (lavapipe's 128 MiB). The default of
+/// [`ScheduleLimits::col2im_product_limit`].
+pub const COL2IM_PRODUCT_LIMIT: usize = 1 << 24;
+
+impl ScheduleLimits {
+    /// The limits of a device that binds `max_storage_buffers` storage buffers per kernel, with
+    /// the defaults elsewhere: no matmul operand written out first, and
+    /// [`COL2IM_PRODUCT_LIMIT`].
+    pub fn new(max_storage_buffers: usize) -> ScheduleLimits {
+        ScheduleLimits {
+            max_storage_buffers,
+            window_operand_bytes: 0,
+            col2im_product_limit: COL2IM_PRODUCT_LIMIT,
+        }
+    }
 }
 
 /// Bytes a node's values take in a device buffer.

@@ -3,6 +3,7 @@
 //! read. `dot -Tsvg graph.dot -o graph.svg` renders them where Graphviz is installed.
 
 use kiln_core::op::{Op, ReduceOp};
+use kiln_core::rewrite::rewrite;
 use kiln_core::schedule::{schedule, Kernel, KernelKind, Plan, ScheduleLimits};
 use kiln_core::{Pending, Tensor};
 use std::collections::HashMap;
@@ -15,10 +16,7 @@ fn limits_of(targets: &[&Tensor]) -> ScheduleLimits {
     targets
         .first()
         .and_then(|t| t.device().backend().schedule_limits())
-        .unwrap_or(ScheduleLimits {
-            max_storage_buffers: 8,
-            window_operand_bytes: 0,
-        })
+        .unwrap_or(ScheduleLimits::new(8))
 }
 
 /// A short name for an op: `matmul`, `relu`, `window 5x5 /1`, `reduce max (2, 3)`, `reshape`.
@@ -122,12 +120,15 @@ fn name_map(names: &[(String, Tensor)]) -> HashMap<u64, &str> {
 /// The pending graph behind `targets` as DOT: one node per op, labelled with its op, shape and
 /// dtype (parameters in `names` by their name), an edge from each input to its user, and one
 /// box (`cluster_K`, labelled `kernel K: name`) per kernel of the plan the scheduler makes of
-/// it, around the ops that kernel computes inline (an op inlined by several kernels is drawn in
+/// it (after the rewrite pass, [`kiln_core::rewrite`]), around the ops that kernel computes inline (an op inlined by several kernels is drawn in
 /// the first). Materialized results have a bold outline; leaves are drawn outside the boxes:
 /// parameters green, host data blue, other realized buffers gray, generators dashed.
 pub fn graph_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
-    let p = Pending::collect(targets);
-    let plan = schedule(&p, limits_of(targets));
+    let collected = Pending::collect(targets);
+    let limits = limits_of(targets);
+    let rewritten = rewrite(&collected, &limits);
+    let p = rewritten.pending();
+    let plan = schedule(p, limits);
     let names = name_map(names);
     let mut owner: Vec<Option<usize>> = vec![None; p.nodes.len()];
     let mut clusters: Vec<Vec<usize>> = vec![];
@@ -204,8 +205,11 @@ pub fn graph_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
 /// tensors), and an edge from each buffer or kernel to the kernels that read it. Kernels whose
 /// results are targets have a double outline.
 pub fn plan_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
-    let p = Pending::collect(targets);
-    let plan = schedule(&p, limits_of(targets));
+    let collected = Pending::collect(targets);
+    let limits = limits_of(targets);
+    let rewritten = rewrite(&collected, &limits);
+    let p = rewritten.pending();
+    let plan = schedule(p, limits);
     let names = name_map(names);
     let writer: HashMap<usize, usize> = plan
         .kernels

@@ -10,6 +10,7 @@ use crate::pool::{BufferPool, GpuBuffer, GpuStorage};
 use crate::readback::map_and_copy;
 use kiln_core::op::Op;
 use kiln_core::profile::{Profile, ProfileRecorder};
+use kiln_core::rewrite::{self, Rewritten};
 use kiln_core::schedule::{BufferRole, ScheduleLimits};
 use kiln_core::{Backend, DeviceKind, KilnError, Pending, Result, Stats, Storage, Tensor};
 use std::collections::HashMap;
@@ -98,7 +99,10 @@ impl WgpuBackend {
         self.ctx.pool.set_budget(budget);
     }
 
-    fn compiled(&self, p: &Pending) -> Result<Arc<CompiledPlan>> {
+    /// The compiled plan of the rewritten graph `r` (from the cache, or scheduled and compiled
+    /// now).
+    fn compiled(&self, r: &Rewritten) -> Result<Arc<CompiledPlan>> {
+        let p = r.pending();
         if let Some(c) = self.plans.lock().unwrap().get(&p.signature) {
             self.ctx.counters.plan_cache_hits.fetch_add(1, Relaxed);
             return Ok(c);
@@ -120,6 +124,7 @@ impl WgpuBackend {
         )?);
         self.ctx.counters.plans_compiled.fetch_add(1, Relaxed);
         if let Some(with_source) = self.log {
+            eprintln!("kiln rewrite rules fired: {}", r.fired_summary());
             plan_cache::log(&c, with_source);
         }
         self.update_plans(0, |plans| plans.insert(p.signature.clone(), c.clone()));
@@ -190,7 +195,11 @@ impl Backend for WgpuBackend {
 
     fn realize(&self, p: &Pending, read: &[usize]) -> Result<Vec<Vec<u8>>> {
         self.ctx.check_lost()?;
-        let compiled = self.compiled(p)?;
+        // The rewrite pass (kiln_core::rewrite) decides how to compute the graph; the plan is
+        // the rewritten graph's, and the original targets get their replacements' storage.
+        let rewritten = rewrite::rewrite(p, &plan_cache::schedule_limits(&self.ctx));
+        let p = rewritten.pending();
+        let compiled = self.compiled(&rewritten)?;
         let plan = &compiled.plan;
         // This run's storages: realized leaves, uploads and targets.
         let mut storages: HashMap<usize, Storage> = HashMap::new();
@@ -395,6 +404,7 @@ impl Backend for WgpuBackend {
         for i in created {
             p.nodes[i].set_storage(storages.remove(&i).unwrap());
         }
+        rewritten.hand_back();
         if let Some(ps) = profile_staging {
             let ps = [ps];
             let raw = map_and_copy(&self.ctx, &ps)?.remove(0);

@@ -30,6 +30,8 @@ pub struct Context {
     pub pool: Arc<BufferPool>,
     /// Set when the device is lost, with the reason.
     pub lost: Arc<Mutex<Option<String>>>,
+    /// The options' [`WgpuOptions::col2im_product_limit`].
+    pub col2im_product_limit: Option<usize>,
 }
 
 impl Context {
@@ -97,6 +99,7 @@ impl Context {
             counters,
             pool,
             lost,
+            col2im_product_limit: opts.col2im_product_limit,
         })
     }
 

@@ -41,6 +41,10 @@ pub struct WgpuOptions {
     /// take the path of those larger than one binding (bound as several windows), for tests.
     /// `None`: the adapter's limit.
     pub max_storage_binding_bytes: Option<u64>,
+    /// A convolution's input gradient whose col2im product has more elements than this is
+    /// computed as a transposed convolution (see [`kiln_core::rewrite`]); `Some(0)` always does,
+    /// for tests. `None`: [`kiln_core::schedule::COL2IM_PRODUCT_LIMIT`].
+    pub col2im_product_limit: Option<usize>,
 }
 
 impl Default for WgpuOptions {
@@ -53,6 +57,7 @@ impl Default for WgpuOptions {
             plan_cache_bytes: None,
             kernels: None,
             max_storage_binding_bytes: None,
+            col2im_product_limit: None,
         }
     }
 }

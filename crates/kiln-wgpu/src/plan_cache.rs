@@ -170,6 +170,9 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
         } else {
             0
         },
+        col2im_product_limit: ctx
+            .col2im_product_limit
+            .unwrap_or(schedule::COL2IM_PRODUCT_LIMIT),
     }
 }
 

@@ -5,15 +5,6 @@ use crate::op::{Op, ReduceOp};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
-/// A sum of at least this many elements per output ...
-pub const SPLIT_GROUP: usize = 1 << 16;
-/// ... into fewer than this many outputs runs in two stages, so that more workgroups than
-/// outputs share the work (one workgroup per output would leave a GPU, or all but one of
-/// lavapipe's threads, idle).
-pub const SPLIT_OUTPUTS: usize = 64;
-/// Elements per partial sum of a two-stage sum.
-pub const SPLIT_CHUNK: usize = 4096;
-
 impl Tensor {
     /// Records a reduction of `axes` (sorted, deduplicated); the result keeps them as size 1,
     /// then drops them unless `keepdim`.
@@ -44,14 +35,6 @@ impl Tensor {
         for &a in &axes {
             kept[a] = 1;
         }
-        let group: usize = axes.iter().map(|&a| self.dims()[a]).product();
-        if op == ReduceOp::Sum
-            && group >= SPLIT_GROUP
-            && Shape(kept.clone()).numel() < SPLIT_OUTPUTS
-        {
-            let out = input.sum_in_two_stages(&axes, group).reshape(kept);
-            return if keepdim { out } else { out.drop_axes(&axes) };
-        }
         let dtype = if is_arg { DType::I32 } else { input.dtype() };
         let out = Tensor::from_op(
             Op::Reduce {
@@ -68,31 +51,6 @@ impl Tensor {
         } else {
             out.drop_axes(&axes)
         }
-    }
-
-    /// The sum over `axes` (whose elements number `group`) as two reductions: the group, moved
-    /// to the end, is cut into [`SPLIT_CHUNK`]-element chunks (zero-padded), each chunk summed
-    /// by its own workgroup, then the partial sums summed. All views: the chunks are index
-    /// arithmetic in the first kernel's loads. Returns the kept axes' shape, reduced axes dropped.
-    fn sum_in_two_stages(&self, axes: &[usize], group: usize) -> Tensor {
-        let keep: Vec<usize> = (0..self.rank()).filter(|a| !axes.contains(a)).collect();
-        let mut shape: Vec<usize> = keep.iter().map(|&a| self.dims()[a]).collect();
-        let perm: Vec<usize> = keep.iter().chain(axes).copied().collect();
-        let chunks = group.div_ceil(SPLIT_CHUNK);
-        let chunk = group.div_ceil(chunks);
-        let mut pads = vec![(0, 0); shape.len()];
-        pads.push((0, chunks * chunk - group));
-        let mut flat = shape.clone();
-        flat.push(group);
-        shape.extend([chunks, chunk]);
-        let last = shape.len() - 1;
-        let partial = self
-            .permute(&perm)
-            .reshape(flat)
-            .pad(&pads, 0.0)
-            .reshape(shape)
-            .sum_axes(&[last], false);
-        partial.sum_axes(&[last - 1], false)
     }
 
     /// Removes `axes` (each of size 1, as a reduction with `keepdim` leaves them).
