@@ -187,27 +187,45 @@ pub fn node_bytes(p: &Pending, i: usize) -> u64 {
 
 /// Schedules `p` into kernels.
 pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
-    let n = p.nodes.len();
     let users = p.user_counts();
-    let mut user_of: Vec<Vec<usize>> = vec![vec![]; n];
-    for (u, ins) in p.inputs.iter().enumerate() {
-        for &i in ins {
-            if !user_of[i].contains(&u) {
-                user_of[i].push(u);
-            }
-        }
+    let mut mat = materialize(p, &users, limits);
+    // Rule 1d: no kernel's expression is deeper than MAX_INLINE_DEPTH.
+    let depth = bound_inline_depth(p, &mut mat);
+    let mut absorbed_into = absorb_epilogues(p, &users, &mut mat);
+    let kernels = fit_kernels(p, &mut mat, &mut absorbed_into, limits);
+    // Rule 5: multi-output kernels.
+    let kernels = multi_output::merge(p, &mat, &depth, kernels, limits.max_storage_buffers);
+    let (buffers, slot_bytes) = assign_slots(p, &mat, &kernels);
+    let materialized = buffers.iter().map(|b| *b != BufferRole::None).collect();
+    Plan {
+        kernels,
+        buffers,
+        slot_bytes,
+        materialized,
     }
-    let is_target = |i: usize| p.targets.contains(&i);
-    let is_core = |i: usize| !p.is_leaf(i) && p.nodes[i].op().is_core();
+}
 
+/// True if node `i` is one of the plan's targets.
+fn is_target(p: &Pending, i: usize) -> bool {
+    p.targets.contains(&i)
+}
+
+/// True if node `i` is computed by a kernel's core: a matmul, reduction or affine sampling.
+fn is_core(p: &Pending, i: usize) -> bool {
+    !p.is_leaf(i) && p.nodes[i].op().is_core()
+}
+
+/// Rules 1 to 1c: which nodes get a buffer of their own before epilogues are absorbed.
+fn materialize(p: &Pending, users: &[usize], limits: ScheduleLimits) -> Vec<bool> {
+    let n = p.nodes.len();
     // Rule 1.
     let mut mat = vec![false; n];
     for i in 0..n {
         let t = &p.nodes[i];
         mat[i] = if p.is_leaf(i) {
-            t.is_realized() || matches!(t.op(), Op::Data(_)) || is_target(i)
+            t.is_realized() || matches!(t.op(), Op::Data(_)) || is_target(p, i)
         } else {
-            is_target(i) || is_core(i) || (t.op().is_elementwise() && users[i] > 1)
+            is_target(p, i) || is_core(p, i) || (t.op().is_elementwise() && users[i] > 1)
         };
     }
     // Rule 1b: where the device asks for it (software adapters), a matmul operand read through
@@ -243,16 +261,28 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             }
         }
     }
-    // Rule 1d: no kernel's expression is deeper than MAX_INLINE_DEPTH.
-    let depth = bound_inline_depth(p, &mut mat);
-    // Rule 3: absorb cores into the epilogue chain above them. A node belongs to at most one
-    // chain: in `(x.sum_axes(..) + x.max_axes(..)) * 2` the sum's chain takes the add and the
-    // mul, and the max's chain stops below the add (its reshape becomes the max kernel's root),
-    // so that no kernel's expression meets a core it does not compute.
+    mat
+}
+
+/// Rule 3: absorbs cores into the epilogue chain above them. A node belongs to at most one
+/// chain: in `(x.sum_axes(..) + x.max_axes(..)) * 2` the sum's chain takes the add and the
+/// mul, and the max's chain stops below the add (its reshape becomes the max kernel's root),
+/// so that no kernel's expression meets a core it does not compute. Returns, for the top of
+/// each chain, the core it absorbed.
+fn absorb_epilogues(p: &Pending, users: &[usize], mat: &mut [bool]) -> Vec<Option<usize>> {
+    let n = p.nodes.len();
+    let mut user_of: Vec<Vec<usize>> = vec![vec![]; n];
+    for (u, ins) in p.inputs.iter().enumerate() {
+        for &i in ins {
+            if !user_of[i].contains(&u) {
+                user_of[i].push(u);
+            }
+        }
+    }
     let mut absorbed_into: Vec<Option<usize>> = vec![None; n];
     let mut claimed = vec![false; n];
     for c in 0..n {
-        if !is_core(c) || is_target(c) {
+        if !is_core(p, c) || is_target(p, c) {
             continue;
         }
         let mut top = c;
@@ -275,7 +305,19 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             absorbed_into[top] = Some(c);
         }
     }
-    // Rules 2 and 4.
+    absorbed_into
+}
+
+/// Rules 2 and 4: one kernel per materialized non-leaf node, in node order, each reading no
+/// more buffers than the device can bind (materializing more nodes, or giving epilogues up,
+/// until every kernel fits).
+fn fit_kernels(
+    p: &Pending,
+    mat: &mut [bool],
+    absorbed_into: &mut [Option<usize>],
+    limits: ScheduleLimits,
+) -> Vec<Kernel> {
+    let n = p.nodes.len();
     let max_reads = limits.max_storage_buffers.saturating_sub(1).max(2);
     let mut kernels = Vec::new();
     let mut i = 0;
@@ -285,36 +327,18 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             i += 1;
             continue;
         }
-        let kind = if is_core(i) {
+        let kind = if is_core(p, i) {
             KernelKind::of_core(p.nodes[i].op(), i)
         } else if let Some(c) = absorbed_into[i] {
             KernelKind::of_core(p.nodes[c].op(), c)
         } else {
             KernelKind::Elementwise
         };
-        let (reads, scalars) = kernel_inputs(p, &mat, i, kind);
+        let (reads, scalars) = kernel_inputs(p, mat, i, kind);
         if reads.len() > max_reads {
-            // Materialize the inline subtree that reads the most buffers, then schedule again
-            // from the first node that changed.
-            match heaviest_inline_child(p, &mat, i, kind) {
-                // A subtree reading two or more buffers becomes one read.
-                Some((n, pick)) if n > 1 => mat[pick] = true,
-                // Left: subtrees of one buffer each along an epilogue chain
-                // (`((core + x0) + x1) + ...`), whose nodes cannot be cut without the core. Give
-                // the epilogue up: the core gets its own kernel, and the chain becomes an
-                // elementwise kernel, which can be cut anywhere.
-                other => {
-                    if let Some(c) = absorbed_into[i].take() {
-                        mat[c] = true;
-                    } else if let Some((_, pick)) = other {
-                        mat[pick] = true;
-                    } else {
-                        panic!(
-                            "scheduler: a single op reads more buffers than the device can bind"
-                        );
-                    }
-                }
-            }
+            // Materialize the inline subtree that reads the most buffers, then start over: the
+            // kernels found so far are dropped and every kernel is found again from node 0.
+            cut_kernel(p, mat, absorbed_into, i, kind);
             i = 0;
             kernels.clear();
             continue;
@@ -329,9 +353,41 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
         });
         i += 1;
     }
-    // Rule 5.
-    let kernels = multi_output::merge(p, &mat, &depth, kernels, limits.max_storage_buffers);
-    // Rule 6: roles and liveness slots.
+    kernels
+}
+
+/// Rule 4's cut: materializes one more node under the kernel rooted at `root` (or gives its
+/// epilogue up) so that it reads fewer buffers.
+fn cut_kernel(
+    p: &Pending,
+    mat: &mut [bool],
+    absorbed_into: &mut [Option<usize>],
+    root: usize,
+    kind: KernelKind,
+) {
+    match heaviest_inline_child(p, mat, root, kind) {
+        // A subtree reading two or more buffers becomes one read.
+        Some((n, pick)) if n > 1 => mat[pick] = true,
+        // Left: subtrees of one buffer each along an epilogue chain
+        // (`((core + x0) + x1) + ...`), whose nodes cannot be cut without the core. Give
+        // the epilogue up: the core gets its own kernel, and the chain becomes an
+        // elementwise kernel, which can be cut anywhere.
+        other => {
+            if let Some(c) = absorbed_into[root].take() {
+                mat[c] = true;
+            } else if let Some((_, pick)) = other {
+                mat[pick] = true;
+            } else {
+                panic!("scheduler: a single op reads more buffers than the device can bind");
+            }
+        }
+    }
+}
+
+/// Rule 6: each materialized node's role, intermediates assigned to reusable slots by
+/// liveness (in kernel order); returns the roles and each slot's size in bytes.
+fn assign_slots(p: &Pending, mat: &[bool], kernels: &[Kernel]) -> (Vec<BufferRole>, Vec<u64>) {
+    let n = p.nodes.len();
     let mut buffers = vec![BufferRole::None; n];
     let mut last_use = vec![0usize; n];
     for (k, kern) in kernels.iter().enumerate() {
@@ -349,7 +405,7 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             BufferRole::Realized
         } else if p.is_leaf(i) && matches!(p.nodes[i].op(), Op::Data(_)) {
             BufferRole::Upload
-        } else if is_target(i) || p.is_leaf(i) {
+        } else if is_target(p, i) || p.is_leaf(i) {
             BufferRole::Target
         } else {
             BufferRole::None // assigned below, in kernel order
@@ -379,13 +435,7 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
             }
         }
     }
-    let materialized = buffers.iter().map(|b| *b != BufferRole::None).collect();
-    Plan {
-        kernels,
-        buffers,
-        slot_bytes,
-        materialized,
-    }
+    (buffers, slot_bytes)
 }
 
 /// Longest chain of ops one kernel computes inline (rule 1d). An unrolled loop or a long
@@ -509,7 +559,6 @@ fn heaviest_inline_child(
     best
 }
 
-/// True if the inline expression of `x` contains a `Window` view.
 /// True if `x` is a chain of reshapes, permutes and expands down to one materialized node.
 fn only_views(p: &Pending, mat: &[bool], x: usize) -> bool {
     let mut i = x;
@@ -522,6 +571,7 @@ fn only_views(p: &Pending, mat: &[bool], x: usize) -> bool {
     i != x
 }
 
+/// True if the inline expression of `x` contains a `Window` view.
 fn reads_through_window(p: &Pending, mat: &[bool], x: usize) -> bool {
     let mut stack = vec![x];
     let mut seen = vec![false; p.nodes.len()];
