@@ -26,6 +26,7 @@ fn kernels(y: &Tensor) -> usize {
             max_storage_buffers: 8,
             window_operand_bytes: 0,
             col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+            disabled_rules: 0,
         },
     )
     .kernels

@@ -19,6 +19,7 @@ fn plan(targets: &[&Tensor], max_storage_buffers: usize) -> Plan {
             max_storage_buffers,
             window_operand_bytes: 0,
             col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+            disabled_rules: 0,
         },
     )
 }

@@ -143,3 +143,39 @@ fn the_gpu_computes_rewritten_training_graphs_like_the_reference() {
         1e-4,
     );
 }
+
+#[test]
+fn rules_can_be_turned_off_by_name_to_measure_them() {
+    let mask = kiln::rewrite::rules_mask(&["two_stage_sum"]).unwrap();
+    assert_eq!(mask.count_ones(), 1);
+    assert_eq!(kiln::rewrite::rules_mask(&["all"]).unwrap(), u64::MAX);
+    let err = kiln::rewrite::rules_mask(&["split_everything"]).unwrap_err();
+    assert!(
+        err.contains("split_everything") && err.contains("two_stage_sum"),
+        "{err}"
+    );
+    // Off, the rule does not fire; the device still computes the sum.
+    let dev = Device::cpu();
+    let x = Tensor::randn([3, 100, 700], 9, &dev);
+    let s = x.sum();
+    let p = kiln::Pending::collect(&[&s]);
+    let limits = ScheduleLimits {
+        disabled_rules: mask,
+        ..limits()
+    };
+    assert!(kiln::rewrite::rewrite(&p, &limits).fired.is_empty());
+    let opts = kiln::wgpu_backend::WgpuOptions {
+        disabled_rules: vec!["two_stage_sum".into()],
+        ..env_options()
+    };
+    let off = kiln::wgpu_backend::wgpu_device_with(&opts).expect("a wgpu adapter");
+    let v = values(3 * 100 * 700, 15);
+    let g = Tensor::from_slice(&v, [3, 100, 700], &off).unwrap().sum();
+    let c = Tensor::from_slice(&v, [3, 100, 700], &dev).unwrap().sum();
+    assert_close(&g, &c, 1e-2, 1e-4);
+    let bad = kiln::wgpu_backend::WgpuOptions {
+        disabled_rules: vec!["nope".into()],
+        ..env_options()
+    };
+    assert!(kiln::wgpu_backend::wgpu_device_with(&bad).is_err());
+}

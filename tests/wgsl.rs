@@ -169,6 +169,7 @@ fn every_generated_kernel_of_representative_graphs_validates() {
                 max_storage_buffers: 8,
                 window_operand_bytes: 0,
                 col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+                disabled_rules: 0,
             },
         );
         assert!(!plan.kernels.is_empty(), "{name}: no kernels");
@@ -217,6 +218,7 @@ fn fusion_keeps_chains_in_one_kernel() {
                 max_storage_buffers: 8,
                 window_operand_bytes: 0,
                 col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+                disabled_rules: 0,
             },
         )
         .kernels
@@ -270,6 +272,8 @@ fn software_adapters_write_a_convolutions_window_out_before_its_matmul() {
                 window_operand_bytes,
 
                 col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+
+                disabled_rules: 0,
             },
         )
     };
@@ -317,6 +321,8 @@ fn software_adapters_write_out_an_operand_that_no_strides_describe() {
             window_operand_bytes,
 
             col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+
+            disabled_rules: 0,
         };
         schedule(&p, limits).kernels.len()
     };
@@ -359,6 +365,7 @@ fn a_kernel_never_binds_more_buffers_than_allowed() {
             max_storage_buffers: 8,
             window_operand_bytes: 0,
             col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+            disabled_rules: 0,
         },
     );
     assert!(
@@ -381,6 +388,7 @@ fn last_kernel_source(t: &Tensor, software: bool) -> String {
         max_storage_buffers: 8,
         window_operand_bytes: 0,
         col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+        disabled_rules: 0,
     };
     let plan = schedule(&p, limits);
     let k = plan.kernels.last().expect("a kernel");

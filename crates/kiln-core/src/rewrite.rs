@@ -131,7 +131,29 @@ impl Rewritten<'_> {
     }
 }
 
-/// Applies [`RULES`] to `p` for a device with `limits`.
+/// The mask of [`ScheduleLimits::disabled_rules`] that turns off the rules named in `names`
+/// (`"all"` turns every rule off), for comparing a rule's effect in one run. Errors with the
+/// known names if one is not a rule.
+pub fn rules_mask(names: &[&str]) -> std::result::Result<u64, String> {
+    let mut mask = 0;
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if name == "all" {
+            mask = u64::MAX;
+        } else if let Some(i) = RULES.iter().position(|r| r.name == name) {
+            mask |= 1 << i;
+        } else {
+            let known: Vec<&str> = RULES.iter().map(|r| r.name).collect();
+            return Err(format!(
+                "{name:?} is not a rewrite rule (known: all, {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(mask)
+}
+
+/// Applies [`RULES`] (those [`ScheduleLimits::disabled_rules`] leaves on) to `p` for a device
+/// with `limits`.
 pub fn rewrite<'a>(p: &'a Pending, limits: &ScheduleLimits) -> Rewritten<'a> {
     let mut cx = Context {
         graph: p,
@@ -159,6 +181,9 @@ pub fn rewrite<'a>(p: &'a Pending, limits: &ScheduleLimits) -> Rewritten<'a> {
         };
         if !p.is_leaf(i) {
             for (r, rule) in RULES.iter().enumerate() {
+                if limits.disabled_rules & (1 << r) != 0 {
+                    continue;
+                }
                 if let Some(new) = (rule.apply)(&cx, i) {
                     debug_assert_eq!(new.shape(), node.shape(), "rule {}", rule.name);
                     debug_assert_eq!(new.dtype(), node.dtype(), "rule {}", rule.name);

@@ -158,6 +158,9 @@ pub struct ScheduleLimits {
     /// elements than this is computed as a transposed convolution instead (the rewrite rule
     /// [`crate::rewrite`]'s `transposed_conv_input_gradient`); 0: always.
     pub col2im_product_limit: usize,
+    /// Rewrite rules turned off: bit `i` for [`crate::rewrite::RULES`]`[i]` (see
+    /// [`crate::rewrite::rules_mask`]); 0 runs them all.
+    pub disabled_rules: u64,
 }
 
 /// Above this many elements, a convolution's input gradient is computed as a transposed
@@ -175,6 +178,7 @@ impl ScheduleLimits {
             max_storage_buffers,
             window_operand_bytes: 0,
             col2im_product_limit: COL2IM_PRODUCT_LIMIT,
+            disabled_rules: 0,
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Context {
     pub lost: Arc<Mutex<Option<String>>>,
     /// The options' [`WgpuOptions::col2im_product_limit`].
     pub col2im_product_limit: Option<usize>,
+    /// The options' [`WgpuOptions::disabled_rules`] as a mask of
+    /// [`kiln_core::rewrite::RULES`].
+    pub disabled_rules: u64,
 }
 
 impl Context {
@@ -81,6 +84,9 @@ impl Context {
         let kernels = opts
             .kernels
             .unwrap_or_else(|| KernelFamily::for_kind(summary.kind));
+        let names: Vec<&str> = opts.disabled_rules.iter().map(String::as_str).collect();
+        let disabled_rules =
+            kiln_core::rewrite::rules_mask(&names).map_err(KilnError::InvalidArgument)?;
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -100,6 +106,7 @@ impl Context {
             pool,
             lost,
             col2im_product_limit: opts.col2im_product_limit,
+            disabled_rules,
         })
     }
 

@@ -45,6 +45,10 @@ pub struct WgpuOptions {
     /// computed as a transposed convolution (see [`kiln_core::rewrite`]); `Some(0)` always does,
     /// for tests. `None`: [`kiln_core::schedule::COL2IM_PRODUCT_LIMIT`].
     pub col2im_product_limit: Option<usize>,
+    /// Rewrite rules to leave off (names from [`kiln_core::rewrite::RULES`], or `"all"`), to
+    /// measure what a rule gains; empty: every rule runs. `KILN_REWRITE_OFF` (comma-separated)
+    /// sets it from the environment.
+    pub disabled_rules: Vec<String>,
 }
 
 impl Default for WgpuOptions {
@@ -58,6 +62,7 @@ impl Default for WgpuOptions {
             kernels: None,
             max_storage_binding_bytes: None,
             col2im_product_limit: None,
+            disabled_rules: vec![],
         }
     }
 }
@@ -65,10 +70,12 @@ impl Default for WgpuOptions {
 impl WgpuOptions {
     /// The defaults with the environment's overrides: `KILN_ADAPTER` (an adapter name),
     /// `KILN_NO_F16=1` (no native f16), `KILN_KERNELS=gpu|software` (the kernel family) and
-    /// `KILN_PLAN_CACHE_MB` (the plan cache's bound in MiB). `WGPU_BACKEND` is honoured by the
+    /// `KILN_PLAN_CACHE_MB` (the plan cache's bound in MiB) and `KILN_REWRITE_OFF` (rewrite rules
+    /// to leave off, comma-separated). `WGPU_BACKEND` is honoured by the
     /// wgpu instance itself. Errors ([`kiln_core::KilnError::InvalidArgument`]) on a
     /// `KILN_KERNELS` value that names no family, listing the accepted ones, and on a
-    /// `KILN_PLAN_CACHE_MB` that is not a whole number.
+    /// `KILN_PLAN_CACHE_MB` that is not a whole number, and on a `KILN_REWRITE_OFF` name that is
+    /// no rule.
     pub fn from_env() -> Result<WgpuOptions> {
         let kernels = match std::env::var("KILN_KERNELS") {
             Ok(v) if !v.trim().is_empty() => Some(KernelFamily::from_name(&v)?),
@@ -87,11 +94,21 @@ impl WgpuOptions {
             ),
             _ => None,
         };
+        let disabled_rules: Vec<String> = std::env::var("KILN_REWRITE_OFF")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let names: Vec<&str> = disabled_rules.iter().map(String::as_str).collect();
+        kiln_core::rewrite::rules_mask(&names)
+            .map_err(|e| KilnError::InvalidArgument(format!("KILN_REWRITE_OFF: {e}")))?;
         Ok(WgpuOptions {
             adapter_name: std::env::var("KILN_ADAPTER").ok().filter(|s| !s.is_empty()),
             shader_f16: !std::env::var("KILN_NO_F16").is_ok_and(|v| v == "1"),
             kernels,
             plan_cache_bytes,
+            disabled_rules,
             ..WgpuOptions::default()
         })
     }

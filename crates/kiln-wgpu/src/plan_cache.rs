@@ -173,6 +173,7 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
         col2im_product_limit: ctx
             .col2im_product_limit
             .unwrap_or(schedule::COL2IM_PRODUCT_LIMIT),
+        disabled_rules: ctx.disabled_rules,
     }
 }
 
