@@ -18,8 +18,8 @@
 mod common;
 
 use common::{median, open_device, quick, write_json, KernelProfile};
-use kiln::models::{LeNet5, ResNet, SmallAlexNet};
-use kiln::nn::Module;
+use kiln::models::{AlexNet, LeNet5, ResNet};
+use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Optimizer, Sgd};
 use kiln::prelude::*;
 use std::time::Instant;
@@ -57,19 +57,19 @@ struct Measured {
 }
 
 fn lenet5(c: usize, k: usize, dev: &Device) -> Box<dyn Module> {
-    Box::new(LeNet5::with_channels(c, k, dev, 1).unwrap())
+    Box::new(LeNet5::with_channels(c, k, &ParamBuilder::new(dev, 1)).unwrap())
 }
 fn small_alexnet(c: usize, k: usize, dev: &Device) -> Box<dyn Module> {
-    Box::new(SmallAlexNet::new(c, k, false, dev, 1).unwrap())
+    Box::new(AlexNet::small(c, k, false, &ParamBuilder::new(dev, 1)).unwrap())
 }
 fn resnet20(c: usize, k: usize, dev: &Device) -> Box<dyn Module> {
-    Box::new(ResNet::resnet20(c, k, dev, 1).unwrap())
+    Box::new(ResNet::resnet20(c, k, &ParamBuilder::new(dev, 1)).unwrap())
 }
 fn resnet18(c: usize, k: usize, dev: &Device) -> Box<dyn Module> {
-    Box::new(ResNet::resnet18(c, k, dev, 1).unwrap())
+    Box::new(ResNet::resnet18(c, k, &ParamBuilder::new(dev, 1)).unwrap())
 }
 fn resnet50(c: usize, k: usize, dev: &Device) -> Box<dyn Module> {
-    Box::new(ResNet::resnet50(c, k, dev, 1).unwrap())
+    Box::new(ResNet::resnet50(c, k, &ParamBuilder::new(dev, 1)).unwrap())
 }
 
 /// The rows: batch sizes and step counts chosen so that the default run takes a few minutes on

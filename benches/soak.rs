@@ -13,7 +13,7 @@ mod common;
 use common::{open_device, quick, write_json};
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
-use kiln::nn::{evaluate, Module};
+use kiln::nn::{evaluate, Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 use std::time::Instant;
 
@@ -56,7 +56,7 @@ fn main() {
     println!("soak: {steps} LeNet-5 steps on {}", dev.name());
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k"))
         .expect("the shipped digits");
-    let model = LeNet5::new(&dev, 1);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let started = Instant::now();
     let (mut done, mut epoch) = (0usize, 0usize);

@@ -12,7 +12,7 @@ mod common;
 use common::{median, open_device, quick, write_json, KernelProfile};
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
-use kiln::nn::Module;
+use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
 use std::time::Instant;
@@ -44,7 +44,7 @@ fn main() {
     let timed = if quick { 12 } else { 50 };
     let mut rows = vec![];
     for batch in [64usize, 256] {
-        let model = LeNet5::new(&dev, 1);
+        let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
         let mut opt = Adam::new(model.parameters(), 1e-3);
         let batches: Vec<(Tensor, Tensor)> = data.train().batches(batch).on(&dev).take(8).collect();
         let t = Instant::now();
@@ -76,7 +76,7 @@ fn main() {
         backend.set_profiling(false);
         // The reference executor on the same step.
         let cpu = Device::cpu();
-        let cpu_model = LeNet5::new(&cpu, 1);
+        let cpu_model = LeNet5::new(&ParamBuilder::new(&cpu, 1));
         let mut cpu_opt = Adam::new(cpu_model.parameters(), 1e-3);
         let mut cpu_times = vec![];
         let cpu_steps = if quick { 1 } else { 3 };

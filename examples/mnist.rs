@@ -34,7 +34,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln::data::Split;
 use kiln::data::{Augment, Mnist};
 use kiln::models::MODEL_NAMES;
-use kiln::nn::Module;
+use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Schedule, Sgd, StepReport};
 use kiln::preflight;
 use kiln::prelude::*;
@@ -214,7 +214,8 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         "{classes} classes, {rows}x{cols} images, normalised with mean {:.4} std {:.4}",
         norm.mean, norm.std
     );
-    let model = kiln::models::by_name(&args.model, 1, classes, &dev, args.seed)?;
+    let pb = ParamBuilder::new(&dev, args.seed);
+    let model = kiln::models::by_name(&args.model, 1, classes, &pb)?;
     let model = model.as_ref();
     preflight::check_input_size(model, &args.model, 1, [rows, cols])?;
     println!(

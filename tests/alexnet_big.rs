@@ -7,7 +7,7 @@ mod common;
 
 use common::{gpu, temp_dir};
 use kiln::models::AlexNet;
-use kiln::nn::{load_weights, save_weights, Module};
+use kiln::nn::{load_weights, save_weights, Module, ParamBuilder};
 use kiln::optim::{Optimizer, Sgd};
 use kiln::prelude::*;
 
@@ -42,7 +42,7 @@ fn param(net: &AlexNet, name: &str) -> Vec<f32> {
 fn alexnet_infers_and_trains_on_the_default_device_as_on_the_reference() {
     let dev = gpu();
     let cpu = Device::cpu();
-    let nets = [&dev, &cpu].map(|d| AlexNet::new(3, 1000, d, 0).unwrap());
+    let nets = [&dev, &cpu].map(|d| AlexNet::new(3, 1000, &ParamBuilder::new(d, 0)).unwrap());
     assert_eq!(nets[0].num_parameters(), 61_100_840);
     let big = 4096 * 9216 * 4;
     assert!(
@@ -98,9 +98,9 @@ fn alexnets_state_dict_saves_and_loads_on_the_default_device() {
     let dev = gpu();
     let dir = temp_dir("alexnet");
     let path = dir.join("alexnet.safetensors");
-    let a = AlexNet::new(3, 1000, &dev, 1).unwrap();
+    let a = AlexNet::new(3, 1000, &ParamBuilder::new(&dev, 1)).unwrap();
     save_weights(&a, &path).unwrap();
-    let b = AlexNet::new(3, 1000, &dev, 2).unwrap();
+    let b = AlexNet::new(3, 1000, &ParamBuilder::new(&dev, 2)).unwrap();
     load_weights(&b, &path).unwrap();
     for name in [
         "classifier.1.weight",
@@ -124,7 +124,7 @@ fn an_alexnet_too_large_for_the_device_is_an_error() {
     let limit = dev.backend().max_buffer_bytes();
     // The last classifier weight is [classes, 4096].
     let classes = (limit / (4096 * 4) + 1) as usize;
-    let Err(err) = AlexNet::new(3, classes, &dev, 0) else {
+    let Err(err) = AlexNet::new(3, classes, &ParamBuilder::new(&dev, 0)) else {
         panic!("an AlexNet with {classes} classes was built");
     };
     let msg = err.to_string();
@@ -136,17 +136,17 @@ fn an_alexnet_too_large_for_the_device_is_an_error() {
 
 #[test]
 fn every_zoo_model_too_large_for_the_device_is_an_error() {
-    use kiln::models::{LeNet5, ResNet, SmallAlexNet};
+    use kiln::models::{AlexNet, LeNet5, ResNet};
     let dev = gpu();
     let limit = dev.backend().max_buffer_bytes();
     // Each classifier's weight is [classes, width]: past the limit by one row.
     let classes = |width: u64| (limit / (width * 4) + 1) as usize;
     let errors = [
-        ResNet::resnet18(3, classes(512), &dev, 0).err(),
-        ResNet::resnet50(3, classes(2048), &dev, 0).err(),
-        ResNet::resnet20(3, classes(64), &dev, 0).err(),
-        LeNet5::with_channels(1, classes(84), &dev, 0).err(),
-        SmallAlexNet::new(3, classes(512), false, &dev, 0).err(),
+        ResNet::resnet18(3, classes(512), &ParamBuilder::new(&dev, 0)).err(),
+        ResNet::resnet50(3, classes(2048), &ParamBuilder::new(&dev, 0)).err(),
+        ResNet::resnet20(3, classes(64), &ParamBuilder::new(&dev, 0)).err(),
+        LeNet5::with_channels(1, classes(84), &ParamBuilder::new(&dev, 0)).err(),
+        AlexNet::small(3, classes(512), false, &ParamBuilder::new(&dev, 0)).err(),
     ];
     for (err, name) in errors
         .into_iter()

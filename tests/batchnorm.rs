@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use kiln::nn::{
     fold_batch_norm, pending_updates, realize_pending_updates, AdaptiveAvgPool2d, BatchNorm1d,
-    BatchNorm2d, BatchNormOptions, Conv2d, Flatten, Linear, Module, Sequential,
+    BatchNorm2d, BatchNormOptions, Conv2d, Flatten, Linear, Module, ParamBuilder, Sequential,
 };
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
@@ -22,7 +22,7 @@ const X: [f32; 24] = [
 
 /// `BatchNorm2d(3)` with weight [1.5, -0.5, 2], bias [0.1, 0.2, -0.3], on `dev`.
 fn torch_like_bn(dev: &Device) -> BatchNorm2d {
-    let mut bn = BatchNorm2d::new(3, dev);
+    let mut bn = BatchNorm2d::new(3, &ParamBuilder::new(dev, 0));
     bn.0.weight = Some(param(&[1.5, -0.5, 2.0], dev));
     bn.0.bias = Some(param(&[0.1, 0.2, -0.3], dev));
     bn
@@ -124,8 +124,8 @@ fn running_statistics_after_five_steps_match_a_hand_computation() {
         BatchNormOptions::default().cumulative(),
     ] {
         for dev in [Device::cpu(), gpu()] {
-            let bn1 = BatchNorm1d::with(c, opts, &dev);
-            let bn2 = BatchNorm2d::with(c, opts, &dev);
+            let bn1 = BatchNorm1d::with(c, opts, &ParamBuilder::new(&dev, 0));
+            let bn2 = BatchNorm2d::with(c, opts, &ParamBuilder::new(&dev, 0));
             let mut want = [vec![0.0; c], vec![1.0; c]];
             for step in 0..5usize {
                 let v = values(n * c * l, 40 + step as u64);
@@ -167,7 +167,7 @@ fn running_statistics_after_five_steps_match_a_hand_computation() {
 #[test]
 fn evaluation_uses_the_running_statistics_and_without_them_batch_statistics() {
     let dev = Device::cpu();
-    let bn = BatchNorm2d::new(2, &dev);
+    let bn = BatchNorm2d::new(2, &ParamBuilder::new(&dev, 0));
     let stats = vec![
         (
             "weight".to_string(),
@@ -210,7 +210,7 @@ fn evaluation_uses_the_running_statistics_and_without_them_batch_statistics() {
     let opts = BatchNormOptions::default()
         .track_running_stats(false)
         .affine(false);
-    let plain = BatchNorm2d::with(2, opts, &dev);
+    let plain = BatchNorm2d::with(2, opts, &ParamBuilder::new(&dev, 0));
     assert!(plain.named_buffers().is_empty() && plain.named_parameters().is_empty());
     let train = f32s(&plain.forward(&x));
     plain.set_training(false);
@@ -232,7 +232,7 @@ fn evaluation_uses_the_running_statistics_and_without_them_batch_statistics() {
 fn bn_of(xs: &[Tensor]) -> Tensor {
     let c = xs[0].dims()[1];
     let opts = BatchNormOptions::default().track_running_stats(false);
-    let mut bn = BatchNorm2d::with(c, opts, xs[0].device());
+    let mut bn = BatchNorm2d::with(c, opts, &ParamBuilder::new(xs[0].device(), 0));
     bn.0.weight = Some(xs[1].clone());
     bn.0.bias = Some(xs[2].clone());
     bn.forward(&xs[0])
@@ -243,7 +243,7 @@ fn batchnorm_gradients_through_the_batch_statistics_pass_finite_differences() {
     check_gradients(bn_of, &[&[3, 2, 2, 2], &[2], &[2]], 11);
     let bn1d = |xs: &[Tensor]| {
         let opts = BatchNormOptions::default().track_running_stats(false);
-        let mut bn = BatchNorm1d::with(3, opts, xs[0].device());
+        let mut bn = BatchNorm1d::with(3, opts, &ParamBuilder::new(xs[0].device(), 0));
         bn.0.weight = Some(xs[1].clone());
         bn.0.bias = Some(xs[2].clone());
         bn.forward(&xs[0])
@@ -298,10 +298,10 @@ fn a_folded_convolution_gives_the_conv_and_batchnorm_evaluation_output() {
     let opts = kiln::Conv2dOptions::default().stride(2).padding(1);
     let cpu = Device::cpu();
     for conv in [
-        Conv2d::new(3, 4, 3, opts, &cpu, 1),
-        Conv2d::no_bias(3, 4, 3, opts, &cpu, 2),
+        Conv2d::new(3, 4, 3, opts, &ParamBuilder::new(&cpu, 1)),
+        Conv2d::no_bias(3, 4, 3, opts, &ParamBuilder::new(&cpu, 2)),
     ] {
-        let bn = BatchNorm2d::new(4, &cpu);
+        let bn = BatchNorm2d::new(4, &ParamBuilder::new(&cpu, 0));
         // Non-trivial statistics and affine parameters: three training batches.
         for s in 0..3 {
             let x = Tensor::from_slice(&values(2 * 3 * 6 * 6, s), [2, 3, 6, 6], &cpu).unwrap();
@@ -321,8 +321,8 @@ fn a_folded_convolution_gives_the_conv_and_batchnorm_evaluation_output() {
         // Folding on the GPU (the same layers moved there) gives the same weights.
         let dev = gpu();
         let (conv_g, bn_g) = (
-            Conv2d::no_bias(3, 4, 3, opts, &dev, 0),
-            BatchNorm2d::new(4, &dev),
+            Conv2d::no_bias(3, 4, 3, opts, &ParamBuilder::new(&dev, 0)),
+            BatchNorm2d::new(4, &ParamBuilder::new(&dev, 0)),
         );
         let mut conv_g = conv_g;
         conv_g.bias = conv
@@ -342,8 +342,14 @@ fn a_folded_convolution_gives_the_conv_and_batchnorm_evaluation_output() {
     }
     // Layers that do not fit are errors.
     let dev = Device::cpu();
-    let conv = Conv2d::no_bias(3, 4, 3, kiln::Conv2dOptions::default(), &dev, 0);
-    let e = fold_batch_norm(&conv, &BatchNorm2d::new(5, &dev))
+    let conv = Conv2d::no_bias(
+        3,
+        4,
+        3,
+        kiln::Conv2dOptions::default(),
+        &ParamBuilder::new(&dev, 0),
+    );
+    let e = fold_batch_norm(&conv, &BatchNorm2d::new(5, &ParamBuilder::new(&dev, 0)))
         .err()
         .unwrap()
         .to_string();
@@ -351,7 +357,7 @@ fn a_folded_convolution_gives_the_conv_and_batchnorm_evaluation_output() {
     let untracked = BatchNorm2d::with(
         4,
         BatchNormOptions::default().track_running_stats(false),
-        &dev,
+        &ParamBuilder::new(&dev, 0),
     );
     let e = fold_batch_norm(&conv, &untracked)
         .err()
@@ -363,18 +369,19 @@ fn a_folded_convolution_gives_the_conv_and_batchnorm_evaluation_output() {
 /// A small CNN with batch norms for the step tests: `[N, 1, 28, 28] -> [N, 10]`.
 fn bn_cnn(dev: &Device, seed: u64) -> Sequential {
     let opts = kiln::Conv2dOptions::default().stride(2).padding(1);
+    let pb = ParamBuilder::new(dev, seed);
     Sequential::new()
-        .push(Conv2d::no_bias(1, 6, 3, opts, dev, seed))
-        .push(BatchNorm2d::new(6, dev))
+        .push(Conv2d::no_bias(1, 6, 3, opts, &pb.pp(0)))
+        .push(BatchNorm2d::new(6, &pb.pp(1)))
         .push(kiln::nn::Activation::Relu)
-        .push(Conv2d::no_bias(6, 8, 3, opts, dev, seed + 1))
-        .push(BatchNorm2d::new(8, dev))
+        .push(Conv2d::no_bias(6, 8, 3, opts, &pb.pp(3)))
+        .push(BatchNorm2d::new(8, &pb.pp(4)))
         .push(kiln::nn::Activation::Relu)
         .push(AdaptiveAvgPool2d::new([2, 2]))
         .push(Flatten)
-        .push(Linear::no_bias(32, 16, dev, seed + 2))
-        .push(BatchNorm1d::new(16, dev))
-        .push(Linear::new(16, 10, dev, seed + 3))
+        .push(Linear::no_bias(32, 16, &pb.pp(8)))
+        .push(BatchNorm1d::new(16, &pb.pp(9)))
+        .push(Linear::new(16, 10, &pb.pp(10)))
 }
 
 #[test]
@@ -459,7 +466,7 @@ fn a_training_step_with_batchnorm_is_one_cached_plan_that_also_updates_the_stati
 #[test]
 fn misuse_of_batchnorm_panics_naming_the_layer_and_the_shape() {
     let dev = Device::cpu();
-    let bn = BatchNorm2d::new(3, &dev);
+    let bn = BatchNorm2d::new(3, &ParamBuilder::new(&dev, 0));
     let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         bn.forward(&Tensor::zeros([2, 4, 3, 3], &dev))
     }))
@@ -469,7 +476,7 @@ fn misuse_of_batchnorm_panics_naming_the_layer_and_the_shape() {
         msg.contains("BatchNorm2d") && msg.contains("[2, 4, 3, 3]"),
         "{msg}"
     );
-    let bn1 = BatchNorm1d::new(3, &dev);
+    let bn1 = BatchNorm1d::new(3, &ParamBuilder::new(&dev, 0));
     let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         bn1.forward(&Tensor::zeros([1, 3], &dev))
     }))

@@ -11,6 +11,7 @@ use image::GrayImage;
 use kiln::checkpoint;
 use kiln::classify::{load_classifier, ImageInput, MAX_INPUT_SIDE};
 use kiln::data::idx::{read_idx, MAX_IDX_BYTES};
+use kiln::nn::ParamBuilder;
 use kiln::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,7 +84,7 @@ fn idx_headers_declaring_more_than_the_file_holds_are_refused_before_reading() {
 /// A LeNet-5 checkpoint with `examples/mnist.rs`'s metadata, its input size replaced by `size`.
 fn lenet5_checkpoint(name: &str, size: &str) -> PathBuf {
     let cpu = Device::cpu();
-    let net = kiln::models::by_name("lenet5", 1, 10, &cpu, 0).unwrap();
+    let net = kiln::models::by_name("lenet5", 1, 10, &ParamBuilder::new(&cpu, 0)).unwrap();
     let path = temp(name);
     let metadata: Vec<(String, String)> = [
         ("model", "lenet5"),

@@ -335,13 +335,13 @@ fn a_failed_save_leaves_the_previous_file_and_no_temporary_file() {
 
 #[test]
 fn a_model_saved_on_the_gpu_reloads_into_a_fresh_model() {
-    use kiln::nn::{load_parameters, Linear, Module};
+    use kiln::nn::{load_parameters, Linear, Module, ParamBuilder};
     let gpu = common::gpu();
     let d = temp_dir("model");
     let path = d.join("linear.safetensors");
-    let trained = Linear::new(6, 3, &gpu, 1);
+    let trained = Linear::new(6, 3, &ParamBuilder::new(&gpu, 1));
     checkpoint::save(&path, &trained.named_parameters(), &[]).unwrap();
-    let fresh = Linear::new(6, 3, &gpu, 2);
+    let fresh = Linear::new(6, 3, &ParamBuilder::new(&gpu, 2));
     let x = Tensor::from_vec(common::values(12, 5), [2, 6], &gpu).unwrap();
     let before: Vec<f32> = fresh.forward(&x).to_vec().unwrap();
     let ck = checkpoint::load(&path, &Device::cpu()).unwrap();

@@ -14,7 +14,7 @@ use kiln::classify::{
 };
 use kiln::data::{Mnist, MNIST_MEAN, MNIST_STD};
 use kiln::models::{LeNet5, ResNet};
-use kiln::nn::{save_weights, Module};
+use kiln::nn::{save_weights, Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
 use std::path::{Path, PathBuf};
@@ -215,7 +215,7 @@ fn a_checkpoint_gives_a_model_of_its_shape_with_its_weights() {
     let dir = temp_dir("load");
     let cpu = Device::cpu();
     // A PyTorch-style export (no model name): 3 channels, 7 classes, read from the shapes.
-    let net = ResNet::resnet20(3, 7, &cpu, 5).unwrap();
+    let net = ResNet::resnet20(3, 7, &ParamBuilder::new(&cpu, 5)).unwrap();
     let exported = dir.join("resnet20.safetensors");
     save_weights(&net, &exported).unwrap();
     let loaded = load_classifier(Some("resnet20"), &exported, &cpu).unwrap();
@@ -258,7 +258,7 @@ fn a_checkpoint_gives_a_model_of_its_shape_with_its_weights() {
 
     // A training checkpoint (examples/mnist.rs): the name and normalisation come with it, the
     // optimiser's tensors are skipped.
-    let lenet = LeNet5::new(&cpu, 3);
+    let lenet = LeNet5::new(&ParamBuilder::new(&cpu, 3));
     let mut tensors = lenet.state_dict();
     tensors.push(("optimizer.step".into(), Tensor::zeros([1], &cpu)));
     let ckpt = dir.join("lenet5.safetensors");
@@ -298,7 +298,7 @@ fn a_checkpoint_gives_a_model_of_its_shape_with_its_weights() {
 fn a_briefly_trained_lenet5_classifies_a_test_digit_png_as_its_label() {
     let dev = gpu();
     let data = digits();
-    let model = LeNet5::new(&dev, 42);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 42));
     let mut opt = Adam::new(model.parameters(), 2e-3);
     // Two epochs of the 8,000 shipped training digits.
     for epoch in 0..2 {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use kiln::graph::{plan_to_dot as plan_dot, to_dot as graph_dot};
 use kiln::models::LeNet5;
-use kiln::nn::{parameter, Module};
+use kiln::nn::{parameter, Module, ParamBuilder};
 use kiln::prelude::*;
 
 /// Lines of `dot` that declare a node whose id is `prefix` and a number.
@@ -93,7 +93,7 @@ fn a_shared_result_splits_the_plan_into_named_kernels() {
 #[test]
 fn training_step_plan_has_the_kernels_the_gpu_dispatches() {
     let dev = fresh_gpu();
-    let model = LeNet5::new(&dev, 3);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 3));
     let x = Tensor::from_vec(values(4 * 784, 5), [4, 1, 28, 28], &dev).unwrap();
     let labels = Tensor::from_vec(vec![1i32, 7, 3, 0], [4], &dev).unwrap();
     let loss = model.forward(&x).cross_entropy(&labels);

@@ -12,6 +12,7 @@ mod fuzz_harness;
 mod fuzz_support;
 use fuzz_harness::IDX_LIMIT;
 use fuzz_support::{metered, mutate, Rng};
+use kiln::nn::ParamBuilder;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -257,7 +258,7 @@ fn small_checkpoint() -> Vec<u8> {
 fn lenet5_checkpoint() -> Vec<u8> {
     use kiln::optim::Optimizer;
     let dev = kiln::Device::cpu();
-    let model = kiln::models::by_name("lenet5", 1, 10, &dev, 3).unwrap();
+    let model = kiln::models::by_name("lenet5", 1, 10, &ParamBuilder::new(&dev, 3)).unwrap();
     let mut adam = kiln::optim::Adam::new(model.parameters(), 1e-3);
     let x = kiln::Tensor::randn([2, 1, 28, 28], 1, &dev);
     let loss = model.forward(&x).sum();

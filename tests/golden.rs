@@ -19,7 +19,7 @@ mod common;
 use common::*;
 use kiln::checkpoint::{self, Checkpoint};
 use kiln::models::{LeNet5, ResNet};
-use kiln::nn::{load_state_dict, realize_pending_updates, BatchNorm2d, Module};
+use kiln::nn::{load_state_dict, realize_pending_updates, BatchNorm2d, Module, ParamBuilder};
 use kiln::prelude::*;
 
 /// Largest accepted [`rel_err`].
@@ -98,7 +98,7 @@ fn assert_golden(what: &str, dev: &Device, got: &Tensor, want: &Tensor) {
 
 fn lenet5_matches_pytorch(dev: &Device) {
     let ck = golden();
-    let net = LeNet5::new(dev, 12345);
+    let net = LeNet5::new(&ParamBuilder::new(dev, 12345));
     let sd = state_dict_of(&ck, "lenet5");
     assert_eq!(sd.len(), 10, "conv1, conv2, fc1..fc3, weight and bias each");
     load_state_dict(&net, &sd).unwrap();
@@ -108,7 +108,7 @@ fn lenet5_matches_pytorch(dev: &Device) {
 
 fn resnet20_matches_pytorch(dev: &Device) {
     let ck = golden();
-    let net = ResNet::resnet20(1, 10, dev, 12345).unwrap();
+    let net = ResNet::resnet20(1, 10, &ParamBuilder::new(dev, 12345)).unwrap();
     let sd = state_dict_of(&ck, "resnet20");
     // Every name of the state dict loads, i64 counters included (as i32); nothing is left over.
     assert_eq!(sd.len(), net.state_dict().len());
@@ -127,7 +127,7 @@ fn resnet20_matches_pytorch(dev: &Device) {
 
 fn batchnorm_training_step_matches_pytorch(dev: &Device) {
     let ck = golden();
-    let bn = BatchNorm2d::new(3, dev);
+    let bn = BatchNorm2d::new(3, &ParamBuilder::new(dev, 0));
     let values = vec![
         ("weight".to_string(), get(&ck, "bn.weight")),
         ("bias".to_string(), get(&ck, "bn.bias")),

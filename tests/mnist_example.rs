@@ -14,6 +14,7 @@ mod mnist_example;
 mod common;
 use clap::Parser;
 use common::*;
+use kiln::nn::ParamBuilder;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -170,7 +171,7 @@ fn empty_data_sets_and_images_too_small_for_the_model_are_refused() {
         "{msg}"
     );
     let dev = kiln::Device::cpu();
-    let lenet = kiln::models::by_name("lenet5", 1, 10, &dev, 1).unwrap();
+    let lenet = kiln::models::by_name("lenet5", 1, 10, &ParamBuilder::new(&dev, 1)).unwrap();
     assert_eq!(
         kiln::preflight::input_sizes(lenet.as_ref(), 1),
         Some((28, 31))

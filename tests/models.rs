@@ -8,8 +8,8 @@
 mod common;
 use common::*;
 use kiln::data::Mnist;
-use kiln::models::{by_name, AlexNet, ResNet, ShortcutKind, SmallAlexNet};
-use kiln::nn::{pending_updates, Module};
+use kiln::models::{by_name, AlexNet, ResNet, ShortcutKind};
+use kiln::nn::{pending_updates, Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
 
@@ -104,7 +104,7 @@ fn the_closed_form_counts_are_torchvisions_numbers() {
 #[test]
 fn resnet18_is_torchvisions_resnet18_and_takes_any_image_size() {
     let dev = Device::cpu();
-    let net = ResNet::resnet18(3, 1000, &dev, 0).unwrap();
+    let net = ResNet::resnet18(3, 1000, &ParamBuilder::new(&dev, 0)).unwrap();
     assert_eq!(net.num_parameters(), 11_689_512);
     assert_eq!(listing(&net), torchvision("resnet18"));
     let names: Vec<String> = net.state_dict().into_iter().map(|(n, _)| n).collect();
@@ -136,7 +136,7 @@ fn resnet18_is_torchvisions_resnet18_and_takes_any_image_size() {
 
 #[test]
 fn resnet34_matches_torchvision_in_count_and_names() {
-    let net = ResNet::resnet34(3, 1000, &Device::cpu(), 0).unwrap();
+    let net = ResNet::resnet34(3, 1000, &ParamBuilder::new(&Device::cpu(), 0)).unwrap();
     assert_eq!(net.num_parameters(), 21_797_672);
     let sd = net.state_dict();
     assert_eq!(sd.len(), 218);
@@ -150,7 +150,7 @@ fn resnet34_matches_torchvision_in_count_and_names() {
 #[test]
 fn resnet50_is_torchvisions_resnet50() {
     let dev = Device::cpu();
-    let net = ResNet::resnet50(3, 1000, &dev, 0).unwrap();
+    let net = ResNet::resnet50(3, 1000, &ParamBuilder::new(&dev, 0)).unwrap();
     assert_eq!(net.num_parameters(), 25_557_032);
     assert_eq!(listing(&net), torchvision("resnet50"));
     net.set_training(false);
@@ -163,13 +163,13 @@ fn resnet101_and_resnet152_match_torchvision_in_count_and_names() {
     let dev = Device::cpu();
     for (net, count, entries, last_block) in [
         (
-            ResNet::resnet101(3, 1000, &dev, 0).unwrap(),
+            ResNet::resnet101(3, 1000, &ParamBuilder::new(&dev, 0)).unwrap(),
             44_549_160,
             626,
             "layer3.22",
         ),
         (
-            ResNet::resnet152(3, 1000, &dev, 0).unwrap(),
+            ResNet::resnet152(3, 1000, &ParamBuilder::new(&dev, 0)).unwrap(),
             60_192_808,
             932,
             "layer3.35",
@@ -193,7 +193,7 @@ fn resnet101_and_resnet152_match_torchvision_in_count_and_names() {
 #[test]
 fn alexnet_is_torchvisions_alexnet() {
     let dev = Device::cpu();
-    let net = AlexNet::new(3, 1000, &dev, 0).unwrap();
+    let net = AlexNet::new(3, 1000, &ParamBuilder::new(&dev, 0)).unwrap();
     assert_eq!(net.num_parameters(), 61_100_840);
     assert_eq!(listing(&net), torchvision("alexnet"));
     let names: Vec<String> = net.state_dict().into_iter().map(|(n, _)| n).collect();
@@ -205,7 +205,9 @@ fn alexnet_is_torchvisions_alexnet() {
         assert_eq!(net.forward(&x).dims(), &[n, 1000], "{size}x{size}");
     }
     assert_eq!(
-        AlexNet::new(1, 10, &dev, 0).unwrap().num_parameters(),
+        AlexNet::new(1, 10, &ParamBuilder::new(&dev, 0))
+            .unwrap()
+            .num_parameters(),
         61_100_840 - 2 * 64 * 121 - 990 * 4097
     );
 }
@@ -213,15 +215,19 @@ fn alexnet_is_torchvisions_alexnet() {
 #[test]
 fn the_cifar_resnets_have_the_papers_sizes_and_take_28_and_32_pixel_images() {
     let dev = Device::cpu();
-    let r20 = ResNet::resnet20(3, 10, &dev, 0).unwrap();
+    let r20 = ResNet::resnet20(3, 10, &ParamBuilder::new(&dev, 0)).unwrap();
     assert_eq!(r20.num_parameters(), 269_722);
     assert_eq!(r20.num_parameters(), cifar_resnet_count(3, 3, 10));
     assert_eq!(
-        ResNet::resnet32(1, 10, &dev, 0).unwrap().num_parameters(),
+        ResNet::resnet32(1, 10, &ParamBuilder::new(&dev, 0))
+            .unwrap()
+            .num_parameters(),
         cifar_resnet_count(5, 1, 10)
     );
     assert_eq!(
-        ResNet::resnet56(3, 100, &dev, 0).unwrap().num_parameters(),
+        ResNet::resnet56(3, 100, &ParamBuilder::new(&dev, 0))
+            .unwrap()
+            .num_parameters(),
         cifar_resnet_count(9, 3, 100)
     );
     let names: Vec<String> = r20.state_dict().into_iter().map(|(n, _)| n).collect();
@@ -234,7 +240,14 @@ fn the_cifar_resnets_have_the_papers_sizes_and_take_28_and_32_pixel_images() {
     assert_eq!(names[names.len() - 1], "fc.bias");
 
     // Option B: projections where the shape changes, named as torchvision names them.
-    let r20b = ResNet::cifar(3, 3, 10, ShortcutKind::Projection, &dev, 0).unwrap();
+    let r20b = ResNet::cifar(
+        3,
+        3,
+        10,
+        ShortcutKind::Projection,
+        &ParamBuilder::new(&dev, 0),
+    )
+    .unwrap();
     let extra = (16 * 32 + 64) + (32 * 64 + 128);
     assert_eq!(r20b.num_parameters(), 269_722 + extra);
     let sd = r20b.state_dict();
@@ -257,7 +270,7 @@ fn the_cifar_resnets_have_the_papers_sizes_and_take_28_and_32_pixel_images() {
             assert_eq!(net.forward(&x).dims(), &[4, 10]);
         }
     }
-    let gray = ResNet::resnet20(1, 10, &dev, 0).unwrap();
+    let gray = ResNet::resnet20(1, 10, &ParamBuilder::new(&dev, 0)).unwrap();
     gray.set_training(false);
     assert_eq!(
         gray.forward(&Tensor::zeros([2, 1, 28, 28], &dev)).dims(),
@@ -270,10 +283,16 @@ fn option_a_shortcuts_subsample_and_pad_with_zero_channels() {
     // The shortcut of layer2.0 (16 -> 32 channels, stride 2): x[:, :, ::2, ::2] with 8 zero
     // channels on each side.
     let dev = Device::cpu();
-    let net = ResNet::resnet20(3, 10, &dev, 0).unwrap();
+    let net = ResNet::resnet20(3, 10, &ParamBuilder::new(&dev, 0)).unwrap();
     let block = &net.layers[1];
     let x = Tensor::from_slice(&values(2 * 16 * 5 * 5, 1), [2, 16, 5, 5], &dev).unwrap();
-    let shortcut = kiln::models::Shortcut::new(16, 32, 2, ShortcutKind::ZeroPad, &dev, 0);
+    let shortcut = kiln::models::Shortcut::new(
+        16,
+        32,
+        2,
+        ShortcutKind::ZeroPad,
+        &ParamBuilder::new(&dev, 0),
+    );
     let y = shortcut.forward(&x);
     assert_eq!(y.dims(), &[2, 32, 3, 3]);
     let (xv, yv) = (x.to_vec::<f32>().unwrap(), y.to_vec::<f32>().unwrap());
@@ -309,10 +328,10 @@ fn the_small_alexnet_takes_28_and_32_pixel_images_with_or_without_lrn() {
         convs + (512 * 512 + 512) * 2 + 512 * classes + classes
     };
     for lrn in [false, true] {
-        let net = SmallAlexNet::new(1, 10, lrn, &dev, 0).unwrap();
+        let net = AlexNet::small(1, 10, lrn, &ParamBuilder::new(&dev, 0)).unwrap();
         assert_eq!(net.num_parameters(), count(1, 10));
         assert_eq!(net.num_parameters(), 1_361_770);
-        let net3 = SmallAlexNet::new(3, 100, lrn, &dev, 0).unwrap();
+        let net3 = AlexNet::small(3, 100, lrn, &ParamBuilder::new(&dev, 0)).unwrap();
         assert_eq!(net3.num_parameters(), count(3, 100));
         net.set_training(false);
         net3.set_training(false);
@@ -334,7 +353,7 @@ fn the_small_alexnet_takes_28_and_32_pixel_images_with_or_without_lrn() {
         assert_eq!(names[names.len() - 1], "classifier.6.bias");
     }
     // Training mode: dropout is active in the classifier, so two passes differ.
-    let net = SmallAlexNet::new(1, 10, true, &dev, 3).unwrap();
+    let net = AlexNet::small(1, 10, true, &ParamBuilder::new(&dev, 3)).unwrap();
     let x = Tensor::from_slice(&values(2 * 28 * 28, 2), [2, 1, 28, 28], &dev).unwrap();
     let a = net.forward(&x).to_vec::<f32>().unwrap();
     let b = net.forward(&x).to_vec::<f32>().unwrap();
@@ -354,19 +373,19 @@ fn by_name_builds_the_examples_models_and_lists_them_for_an_unknown_name() {
         ("alexnet", 1_361_770),
         ("resnet20", 269_434),
     ] {
-        let model = by_name(name, 1, 10, &dev, 0).unwrap();
+        let model = by_name(name, 1, 10, &ParamBuilder::new(&dev, 0)).unwrap();
         assert_eq!(model.num_parameters(), params, "{name}");
         model.set_training(false);
         let x = Tensor::zeros([3, 1, 28, 28], &dev);
         assert_eq!(model.forward(&x).dims(), &[3, 10], "{name}");
     }
     assert_eq!(
-        by_name("resnet20", 3, 100, &dev, 0)
+        by_name("resnet20", 3, 100, &ParamBuilder::new(&dev, 0))
             .unwrap()
             .num_parameters(),
         275_572
     );
-    let e = by_name("resnet18", 1, 10, &dev, 0)
+    let e = by_name("resnet18", 1, 10, &ParamBuilder::new(&dev, 0))
         .err()
         .unwrap()
         .to_string();
@@ -384,7 +403,7 @@ const EPOCHS: usize = 6;
 fn resnet20_learns_the_digits_with_adam_and_its_step_stays_one_cached_plan() {
     let dev = fresh_gpu();
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
-    let model = ResNet::resnet20(1, 10, &dev, 1).unwrap();
+    let model = ResNet::resnet20(1, 10, &ParamBuilder::new(&dev, 1)).unwrap();
     let mut opt = Adam::new(model.parameters(), 3e-3);
     let mut losses = vec![];
     for epoch in 0..EPOCHS {

@@ -9,7 +9,7 @@ use common::*;
 use kiln::data::Mnist;
 use kiln::debug::{check_finite, first_non_finite};
 use kiln::models::LeNet5;
-use kiln::nn::Module;
+use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Sgd};
 use kiln::prelude::*;
 
@@ -134,7 +134,7 @@ fn a_learning_rate_of_1e9_is_caught_at_the_step_it_diverges_and_skipping_keeps_l
     let data = digits();
     let batches: Vec<(Tensor, Tensor)> = data.train().take(64 * 4).batches(64).collect();
     for policy in [NonFinitePolicy::Apply, NonFinitePolicy::Skip] {
-        let model = LeNet5::new(&dev, 3);
+        let model = LeNet5::new(&ParamBuilder::new(&dev, 3));
         let mut opt = Adam::new(model.parameters(), 1e9);
         opt.set_non_finite_policy(policy);
         let mut flags = vec![];
@@ -169,7 +169,7 @@ fn the_flag_keeps_a_step_at_one_submission() {
     let dev = fresh_gpu();
     let data = digits();
     for policy in [NonFinitePolicy::Apply, NonFinitePolicy::Skip] {
-        let model = LeNet5::new(&dev, 1);
+        let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
         let mut opt = Adam::new(model.parameters(), 1e-3);
         opt.set_non_finite_policy(policy);
         let mut batches = data.train().batches(32).on(&dev);
@@ -265,7 +265,7 @@ fn check_finite_names_the_first_non_finite_tensor() {
 fn a_skipped_step_leaves_batch_norm_statistics_alone() {
     use kiln::nn::BatchNorm2d;
     let dev = gpu();
-    let bn = BatchNorm2d::new(2, &dev);
+    let bn = BatchNorm2d::new(2, &ParamBuilder::new(&dev, 0));
     let (mean, var) = (
         bn.0.running_mean.clone().unwrap(),
         bn.0.running_var.clone().unwrap(),

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use kiln::data::Mnist;
 use kiln::models::{LeNet5, ResNet};
-use kiln::nn::{Linear, Module, Sequential};
+use kiln::nn::{Linear, Module, ParamBuilder, Sequential};
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
 use kiln::wgpu_backend::{wgpu_device_with, WgpuOptions};
@@ -44,12 +44,12 @@ fn lenet_logits(dev: &Device, model: &LeNet5, batch: usize) -> Tensor {
 fn lenet5_inference_over_64_batch_sizes_keeps_memory_bounded() {
     // The largest plan: batch 64 (its parameters are made before, so not counted).
     let largest = footprint(|dev| {
-        let model = LeNet5::new(dev, 42);
+        let model = LeNet5::new(&ParamBuilder::new(dev, 42));
         lenet_logits(dev, &model, 64)
     });
     let dev = device_with_budget(largest);
-    let model = LeNet5::new(&dev, 42);
-    let reference = LeNet5::new(&Device::cpu(), 42);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 42));
+    let reference = LeNet5::new(&ParamBuilder::new(&Device::cpu(), 42));
     let base = dev.stats().bytes_live;
     for call in 0..1000 {
         let batch = call % 64 + 1;
@@ -77,7 +77,7 @@ fn lenet5_inference_over_64_batch_sizes_keeps_memory_bounded() {
 #[test]
 fn resnet20_on_two_image_sizes_keeps_memory_bounded() {
     let make = |dev: &Device, size: usize| {
-        let model = ResNet::resnet20(1, 10, dev, 7).unwrap();
+        let model = ResNet::resnet20(1, 10, &ParamBuilder::new(dev, 7)).unwrap();
         let x = Tensor::from_slice(
             &values(2 * size * size, size as u64),
             [2, 1, size, size],
@@ -90,7 +90,7 @@ fn resnet20_on_two_image_sizes_keeps_memory_bounded() {
     // Room for less than one plan (the newest is always kept): every change of size evicts the
     // other plan, whichever kernel family makes them (their sizes differ).
     let dev = device_with_budget(largest / 2);
-    let model = ResNet::resnet20(1, 10, &dev, 7).unwrap();
+    let model = ResNet::resnet20(1, 10, &ParamBuilder::new(&dev, 7)).unwrap();
     let base = dev.stats().bytes_live;
     let mut first = [vec![], vec![]];
     for call in 0..12 {
@@ -126,11 +126,12 @@ fn training_with_a_partial_last_batch_keeps_memory_flat_over_10_epochs() {
     // A device of its own (its counters count this test only), with the default budget.
     let dev = device_with_budget(WgpuOptions::default().plan_cache_budget());
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
+    let pb = ParamBuilder::new(&dev, 1);
     let model = Sequential::new()
         .push(kiln::nn::Flatten)
-        .push(Linear::new(784, 32, &dev, 1))
+        .push(Linear::new(784, 32, &pb.pp(1)))
         .push(kiln::nn::Activation::Relu)
-        .push(Linear::new(32, 10, &dev, 2));
+        .push(Linear::new(32, 10, &pb.pp(3)));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let mut live_after_epoch = vec![];
     for epoch in 0..10 {

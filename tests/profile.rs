@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use kiln::models::LeNet5;
-use kiln::nn::Module;
+use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
 
@@ -22,7 +22,7 @@ fn kernel_times_add_up_to_the_steps_gpu_time() {
         "{} has no timestamp queries",
         dev.name()
     );
-    let model = LeNet5::new(&dev, 1);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     // Batch 64, as the examples train: each of lavapipe's ~0.1 ms gaps between dispatches is then
     // small beside the kernels.

@@ -5,14 +5,14 @@ mod common;
 use common::*;
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
-use kiln::nn::Module;
+use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 
 #[test]
 fn a_lenet5_adam_step_takes_at_most_38_dispatches() {
     let dev = fresh_gpu();
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
-    let model = LeNet5::new(&dev, 1);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let mut batches = data.train().batches(64).on(&dev);
     let mut per_step = vec![];

@@ -4,7 +4,7 @@
 //! shortcuts).
 
 use kiln::models::LeNet5;
-use kiln::nn::{prefixed, Conv2d, Linear, Module};
+use kiln::nn::{prefixed, Conv2d, Linear, Module, ParamBuilder};
 use kiln::prelude::*;
 use kiln::viz::{summary, LayerKind, ReceptiveField};
 
@@ -27,7 +27,7 @@ fn local(size: usize, jump: usize) -> ReceptiveField {
 
 #[test]
 fn lenet5_summary_counts_parameters_mult_adds_and_receptive_fields() {
-    let model = LeNet5::new(&Device::cpu(), 0);
+    let model = LeNet5::new(&ParamBuilder::new(&Device::cpu(), 0));
     let s = summary(&model, &[1, 1, 28, 28]).unwrap();
     println!("{s}");
     assert_eq!(s.total_params, 61_706);
@@ -183,12 +183,12 @@ impl TinyResNet {
     fn new(dev: &Device) -> TinyResNet {
         let o = Conv2dOptions::default();
         TinyResNet {
-            stem: Conv2d::new(3, 8, 3, o.padding(1), dev, 1),
+            stem: Conv2d::new(3, 8, 3, o.padding(1), &ParamBuilder::new(dev, 1)),
             bn: Affine::new(8, dev),
-            conv_a: Conv2d::new(8, 8, 3, o.stride(2).padding(1), dev, 2),
-            conv_b: Conv2d::new(8, 8, 3, o.padding(1), dev, 3),
-            shortcut: Conv2d::new(8, 8, 1, o.stride(2), dev, 4),
-            fc: Linear::new(8, 10, dev, 5),
+            conv_a: Conv2d::new(8, 8, 3, o.stride(2).padding(1), &ParamBuilder::new(dev, 2)),
+            conv_b: Conv2d::new(8, 8, 3, o.padding(1), &ParamBuilder::new(dev, 3)),
+            shortcut: Conv2d::new(8, 8, 1, o.stride(2), &ParamBuilder::new(dev, 4)),
+            fc: Linear::new(8, 10, &ParamBuilder::new(dev, 5)),
         }
     }
 }
@@ -337,9 +337,9 @@ fn dilated_and_strided_fields_and_unused_parameters() {
     let dev = Device::cpu();
     let o = Conv2dOptions::default();
     let net = Net {
-        a: Conv2d::new(1, 2, 3, o.dilation(2), &dev, 1),
-        b: Conv2d::new(2, 2, 3, o.stride(2), &dev, 2),
-        spare: Linear::new(3, 3, &dev, 3),
+        a: Conv2d::new(1, 2, 3, o.dilation(2), &ParamBuilder::new(&dev, 1)),
+        b: Conv2d::new(2, 2, 3, o.stride(2), &ParamBuilder::new(&dev, 2)),
+        spare: Linear::new(3, 3, &ParamBuilder::new(&dev, 3)),
     };
     let s = summary(&net, &[1, 1, 32, 32]).unwrap();
     println!("{s}");
@@ -359,7 +359,7 @@ fn dilated_and_strided_fields_and_unused_parameters() {
 #[test]
 fn cifar_resnet20_summary_lists_batch_norms_residual_adds_and_the_field_of_each_stage() {
     use kiln::models::{ResNet, ShortcutKind};
-    let model = ResNet::resnet20(3, 10, &Device::cpu(), 0).unwrap();
+    let model = ResNet::resnet20(3, 10, &ParamBuilder::new(&Device::cpu(), 0)).unwrap();
     assert_eq!(model.is_training(), Some(true));
     let s = summary(&model, &[1, 3, 32, 32]).unwrap();
     println!("{s}");
@@ -389,7 +389,14 @@ fn cifar_resnet20_summary_lists_batch_norms_residual_adds_and_the_field_of_each_
     assert_eq!(s.total_params, 269_722);
     assert_eq!(s.total_params, model.num_parameters());
     assert_eq!(s.trainable_params, 269_722);
-    let option_b = ResNet::cifar(3, 3, 10, ShortcutKind::Projection, &Device::cpu(), 0).unwrap();
+    let option_b = ResNet::cifar(
+        3,
+        3,
+        10,
+        ShortcutKind::Projection,
+        &ParamBuilder::new(&Device::cpu(), 0),
+    )
+    .unwrap();
     assert_eq!(option_b.num_parameters(), 272_474);
     assert_eq!(s.output_shape, vec![1, 10]);
 

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{gpu, values};
-use kiln::nn::{Linear, Module};
+use kiln::nn::{Linear, Module, ParamBuilder};
 use kiln::optim::{Optimizer, Sgd};
 use kiln::prelude::*;
 
@@ -20,7 +20,7 @@ const ITERATIONS: usize = 60;
 /// One thread's whole run: its losses, its forward sums and its final parameters, as bits.
 fn run(dev: &Device, thread: usize) -> Vec<u32> {
     let seed = 1000 + thread as u64;
-    let model = Linear::new(16, 8, dev, seed);
+    let model = Linear::new(16, 8, &ParamBuilder::new(dev, seed));
     let mut opt = Sgd::new(model.parameters(), 0.01 * (thread + 1) as f64);
     let mut out = vec![];
     for it in 0..ITERATIONS {

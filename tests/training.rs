@@ -7,7 +7,9 @@ use common::*;
 use kiln::checkpoint;
 use kiln::data::Mnist;
 use kiln::models::LeNet5;
-use kiln::nn::{evaluate, load_parameters, Conv2d, Flatten, Linear, MaxPool2d, Module, Sequential};
+use kiln::nn::{
+    evaluate, load_parameters, Conv2d, Flatten, Linear, MaxPool2d, Module, ParamBuilder, Sequential,
+};
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::prelude::*;
 use kiln::Conv2dOptions;
@@ -28,7 +30,7 @@ fn step(model: &dyn Module, opt: &mut dyn Optimizer, images: &Tensor, labels: &T
 fn lenet5_reaches_96_percent_on_the_shipped_digits_within_5_epochs() {
     let dev = gpu();
     let data = digits();
-    let model = LeNet5::new(&dev, 42);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 42));
     assert_eq!(model.num_parameters(), 61_706);
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let mut accuracy = 0.0;
@@ -51,26 +53,26 @@ fn lenet5_reaches_96_percent_on_the_shipped_digits_within_5_epochs() {
 
 /// A small CNN for the tests that take many steps: `[N, 1, 28, 28] -> [N, 10]`.
 fn small_cnn(dev: &Device, seed: u64) -> Sequential {
+    let pb = ParamBuilder::new(dev, seed);
     Sequential::new()
         .push(Conv2d::new(
             1,
             4,
             3,
             Conv2dOptions::default().stride(2),
-            dev,
-            seed,
+            &pb.pp(0),
         ))
         .push(kiln::nn::Activation::Relu)
         .push(MaxPool2d::new(2))
         .push(Flatten)
-        .push(Linear::new(4 * 6 * 6, 10, dev, seed + 1))
+        .push(Linear::new(4 * 6 * 6, 10, &pb.pp(4)))
 }
 
 #[test]
 fn after_the_first_step_a_step_is_one_submission_with_nothing_compiled_or_allocated() {
     let dev = fresh_gpu();
     let data = digits();
-    let model = LeNet5::new(&dev, 1);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let mut batches = data.train().batches(32).on(&dev);
     for _ in 0..2 {
@@ -137,12 +139,12 @@ fn a_resumed_run_matches_the_uninterrupted_run_bit_for_bit() {
     let dev = gpu();
     let data = digits();
     // Uninterrupted: 3 epochs.
-    let model = LeNet5::new(&dev, 7);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 7));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let straight = run_epochs(&model, &mut opt, &data, 0, 3);
 
     // Interrupted after epoch 1, saved, and resumed in a fresh model and optimiser.
-    let model = LeNet5::new(&dev, 7);
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 7));
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let mut resumed = run_epochs(&model, &mut opt, &data, 0, 1);
     let path = std::env::temp_dir().join(format!("kiln-resume-{}.safetensors", std::process::id()));
@@ -155,7 +157,7 @@ fn a_resumed_run_matches_the_uninterrupted_run_bit_for_bit() {
     checkpoint::save(&path, &tensors, &[]).unwrap();
     drop((model, opt));
 
-    let model = LeNet5::new(&dev, 99); // different initial weights: the checkpoint must win
+    let model = LeNet5::new(&ParamBuilder::new(&dev, 99)); // different initial weights: the checkpoint must win
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let ckpt = checkpoint::load(&path, &dev).unwrap();
     std::fs::remove_file(&path).unwrap();

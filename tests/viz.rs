@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use kiln::models::LeNet5;
-use kiln::nn::{parameter, Module};
+use kiln::nn::{parameter, Module, ParamBuilder};
 use kiln::prelude::*;
 use kiln::viz::{self, Metrics, Picture, Rect};
 
@@ -249,7 +249,8 @@ fn saliency_of_a_model_that_reads_one_pixel_lights_that_pixel() {
 #[test]
 fn saliency_on_the_gpu_matches_the_reference() {
     let digit = Tensor::from_vec(values(784, 11), [1, 1, 28, 28], &Device::cpu()).unwrap();
-    let on = |dev: &Device| viz::saliency(&LeNet5::new(dev, 7), &digit, 4).unwrap();
+    let on =
+        |dev: &Device| viz::saliency(&LeNet5::new(&ParamBuilder::new(dev, 7)), &digit, 4).unwrap();
     let (g, c) = (on(&gpu()), on(&Device::cpu()));
     assert_close(&g, &c, 1e-5, 1e-3);
     assert!(c.to_vec::<f32>().unwrap().iter().any(|&x| x > 0.0));

@@ -8,7 +8,7 @@ use common::*;
 use kiln::models::{ResNet, ShortcutKind};
 use kiln::nn::{
     load_state_dict, load_weights, realize_pending_updates, save_weights, BatchNorm2d, Conv2d,
-    Module, Sequential,
+    Module, ParamBuilder, Sequential,
 };
 use kiln::prelude::*;
 
@@ -24,7 +24,14 @@ fn values_of(model: &dyn Module) -> Vec<(String, Vec<usize>, Vec<f64>)> {
 /// A ResNet-20 with projection shortcuts whose parameters and running statistics are not the
 /// initial ones: two training-mode passes and a perturbation of every parameter.
 fn trained_resnet(dev: &Device, seed: u64) -> ResNet {
-    let net = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, dev, seed).unwrap();
+    let net = ResNet::cifar(
+        3,
+        1,
+        10,
+        ShortcutKind::Projection,
+        &ParamBuilder::new(dev, seed),
+    )
+    .unwrap();
     for s in 0..2 {
         let x = Tensor::from_slice(&values(2 * 28 * 28, s), [2, 1, 28, 28], dev).unwrap();
         net.forward(&x);
@@ -72,13 +79,27 @@ fn a_saved_state_dict_loads_back_into_a_fresh_model_on_either_device() {
     );
 
     for dev in [cpu.clone(), gpu()] {
-        let fresh = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &dev, 99).unwrap();
+        let fresh = ResNet::cifar(
+            3,
+            1,
+            10,
+            ShortcutKind::Projection,
+            &ParamBuilder::new(&dev, 99),
+        )
+        .unwrap();
         assert_ne!(values_of(&fresh), values_of(&net));
         load_weights(&fresh, &path).unwrap();
         assert_eq!(values_of(&fresh), values_of(&net));
     }
     // The loaded model computes what the saved one did.
-    let fresh = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &cpu, 5).unwrap();
+    let fresh = ResNet::cifar(
+        3,
+        1,
+        10,
+        ShortcutKind::Projection,
+        &ParamBuilder::new(&cpu, 5),
+    )
+    .unwrap();
     load_weights(&fresh, &path).unwrap();
     net.set_training(false);
     fresh.set_training(false);
@@ -108,7 +129,14 @@ fn a_file_that_does_not_fit_is_refused_naming_every_problem_and_nothing_changes(
     }
     let path = d.join("misfit.safetensors");
     kiln::checkpoint::save(&path, &sd, &[]).unwrap();
-    let target = ResNet::cifar(3, 1, 10, ShortcutKind::Projection, &dev, 3).unwrap();
+    let target = ResNet::cifar(
+        3,
+        1,
+        10,
+        ShortcutKind::Projection,
+        &ParamBuilder::new(&dev, 3),
+    )
+    .unwrap();
     let before = values_of(&target);
     let e = load_weights(&target, &path).unwrap_err().to_string();
     for part in [
@@ -189,16 +217,16 @@ fn bf16_f16_f64_and_i64_tensors_of_a_pytorch_file_are_converted_on_load() {
     let path = d.join("half.safetensors");
     std::fs::write(&path, file).unwrap();
     for dev in [Device::cpu(), gpu()] {
+        let pb = ParamBuilder::new(&dev, 0);
         let model = Sequential::new()
             .push(Conv2d::no_bias(
                 1,
                 2,
                 1,
                 kiln::Conv2dOptions::default(),
-                &dev,
-                0,
+                &pb.pp(0),
             ))
-            .push(BatchNorm2d::new(2, &dev));
+            .push(BatchNorm2d::new(2, &pb.pp(1)));
         load_weights(&model, &path).unwrap();
         let got = values_of(&model);
         let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
@@ -245,7 +273,7 @@ fn bf16_f16_f64_and_i64_tensors_of_a_pytorch_file_are_converted_on_load() {
 #[test]
 fn loading_replaces_a_pending_statistics_update() {
     let dev = Device::cpu();
-    let bn = BatchNorm2d::new(2, &dev);
+    let bn = BatchNorm2d::new(2, &ParamBuilder::new(&dev, 0));
     bn.forward(&Tensor::from_slice(&values(8, 1), [2, 2, 2, 1], &dev).unwrap());
     let sd: Vec<(String, Tensor)> = bn
         .state_dict()

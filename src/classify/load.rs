@@ -3,7 +3,7 @@
 use super::MAX_INPUT_SIDE;
 use crate::checkpoint;
 use crate::models::{by_name, MODEL_NAMES};
-use crate::nn::{load_state_dict, Module};
+use crate::nn::{load_state_dict, Module, ParamBuilder};
 use crate::{Device, KilnError, Result, Tensor};
 use std::path::Path;
 
@@ -131,7 +131,7 @@ pub fn classifier_from_checkpoint(
     let path = source;
     if let Some(n) = name.filter(|n| !MODEL_NAMES.contains(n)) {
         // The same error as by_name's, before the file is blamed for anything.
-        by_name(n, 1, 10, &Device::cpu(), 0)?;
+        by_name(n, 1, 10, &ParamBuilder::new(&Device::cpu(), 0))?;
     }
     // The metadata is checked before any model is built.
     let input_size = match ck.meta(META_INPUT_SIZE) {
@@ -182,7 +182,7 @@ pub fn classifier_from_checkpoint(
     }
     // The shapes of the first convolution and the last linear layer give the input channels
     // and the classes of the model the file holds.
-    let probe = by_name(&name, 1, 10, &Device::cpu(), 0)?;
+    let probe = by_name(&name, 1, 10, &ParamBuilder::new(&Device::cpu(), 0))?;
     let entries = probe.state_dict();
     let first_conv = entries.iter().find(|(_, t)| t.rank() == 4);
     let last_linear = entries.iter().rev().find(|(_, t)| t.rank() == 2);
@@ -231,7 +231,7 @@ pub fn classifier_from_checkpoint(
         }
         _ => None,
     };
-    let model = by_name(&name, in_channels, classes, device, 0)?;
+    let model = by_name(&name, in_channels, classes, &ParamBuilder::new(device, 0))?;
     let weights: Vec<(String, Tensor)> = ck
         .tensors
         .iter()

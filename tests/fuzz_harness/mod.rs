@@ -6,6 +6,7 @@
 use kiln::checkpoint;
 use kiln::classify::{classifier_from_checkpoint, ImageInput};
 use kiln::data::idx::read_idx_from;
+use kiln::nn::ParamBuilder;
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::{Device, Result};
 use std::path::Path;
@@ -38,7 +39,7 @@ pub fn checkpoint(data: &[u8]) -> Result<()> {
     let (model, classifier) = match classifier_from_checkpoint(None, &ck, Path::new("fuzz"), &dev) {
         Ok(net) => (net.model, Ok(())),
         Err(e) => {
-            let lenet5 = kiln::models::by_name("lenet5", 1, 10, &dev, 0)?;
+            let lenet5 = kiln::models::by_name("lenet5", 1, 10, &ParamBuilder::new(&dev, 0))?;
             (
                 lenet5,
                 if ck.meta("model").is_some() {

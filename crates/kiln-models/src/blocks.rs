@@ -2,22 +2,22 @@
 //! 1x1-3x3-1x1 `Bottleneck`, and the shortcuts that match a block's input to its output when the
 //! shape changes. Names follow torchvision (`conv1`, `bn1`, .., `downsample.0`, `downsample.1`).
 
-use kiln_core::nn::{init, parameter, BatchNorm2d, Conv2d, Module};
-use kiln_core::{Conv2dOptions, Device, Tensor};
+use kiln_core::nn::{BatchNorm2d, Conv2d, Init, Module, ParamBuilder};
+use kiln_core::{Conv2dOptions, Tensor};
 
 /// A convolution without a bias, initialised as torchvision initialises ResNet's
-/// (Kaiming normal, fan-out mode): `k x k`, `stride`, padding `k / 2`.
+/// (Kaiming normal, fan-out mode): `k x k`, `stride`, padding `k / 2`; its `weight` under `pb`'s
+/// prefix.
 pub(crate) fn conv(
     inputs: usize,
     outputs: usize,
     k: usize,
     stride: usize,
-    device: &Device,
-    seed: u64,
+    pb: &ParamBuilder,
 ) -> Conv2d {
     let shape = [outputs, inputs, k, k];
     Conv2d {
-        weight: parameter(init::kaiming_normal_fan_out(&shape, seed, device)),
+        weight: pb.param("weight", &shape, Init::KaimingNormalFanOut),
         bias: None,
         options: Conv2dOptions::default().stride(stride).padding(k / 2),
     }
@@ -54,14 +54,14 @@ pub enum Shortcut {
 
 impl Shortcut {
     /// The shortcut from `inputs` to `outputs` channels with `stride`: the identity if nothing
-    /// changes, else of `kind`.
+    /// changes, else of `kind`. `pb` is the builder of the block's `downsample` (a projection's
+    /// layers are `0` and `1` under it).
     pub fn new(
         inputs: usize,
         outputs: usize,
         stride: usize,
         kind: ShortcutKind,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> Shortcut {
         if stride == 1 && inputs == outputs {
             return Shortcut::Identity;
@@ -80,8 +80,8 @@ impl Shortcut {
                 }
             }
             ShortcutKind::Projection => Shortcut::Projection(
-                conv(inputs, outputs, 1, stride, device, seed),
-                BatchNorm2d::new(outputs, device),
+                conv(inputs, outputs, 1, stride, &pb.pp(0)),
+                BatchNorm2d::new(outputs, &pb.pp(1)),
             ),
         }
     }
@@ -132,22 +132,20 @@ impl BasicBlock {
     /// Output channels per input channel of the last convolution (1).
     pub const EXPANSION: usize = 1;
 
-    /// A block from `inputs` to `planes` channels; `seed` draws its weights.
+    /// A block from `inputs` to `planes` channels, its tensors under `pb`'s prefix.
     pub fn new(
         inputs: usize,
         planes: usize,
         stride: usize,
         shortcut: ShortcutKind,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> BasicBlock {
-        let s = |k: u64| seed.wrapping_mul(8).wrapping_add(k);
         BasicBlock {
-            conv1: conv(inputs, planes, 3, stride, device, s(1)),
-            bn1: BatchNorm2d::new(planes, device),
-            conv2: conv(planes, planes, 3, 1, device, s(2)),
-            bn2: BatchNorm2d::new(planes, device),
-            shortcut: Shortcut::new(inputs, planes, stride, shortcut, device, s(3)),
+            conv1: conv(inputs, planes, 3, stride, &pb.pp("conv1")),
+            bn1: BatchNorm2d::new(planes, &pb.pp("bn1")),
+            conv2: conv(planes, planes, 3, 1, &pb.pp("conv2")),
+            bn2: BatchNorm2d::new(planes, &pb.pp("bn2")),
+            shortcut: Shortcut::new(inputs, planes, stride, shortcut, &pb.pp("downsample")),
         }
     }
 }
@@ -197,25 +195,23 @@ impl Bottleneck {
     /// Output channels per `planes` (4).
     pub const EXPANSION: usize = 4;
 
-    /// A block from `inputs` to `4 planes` channels; `seed` draws its weights.
+    /// A block from `inputs` to `4 planes` channels, its tensors under `pb`'s prefix.
     pub fn new(
         inputs: usize,
         planes: usize,
         stride: usize,
         shortcut: ShortcutKind,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> Bottleneck {
-        let s = |k: u64| seed.wrapping_mul(8).wrapping_add(k);
         let outputs = planes * Bottleneck::EXPANSION;
         Bottleneck {
-            conv1: conv(inputs, planes, 1, 1, device, s(1)),
-            bn1: BatchNorm2d::new(planes, device),
-            conv2: conv(planes, planes, 3, stride, device, s(2)),
-            bn2: BatchNorm2d::new(planes, device),
-            conv3: conv(planes, outputs, 1, 1, device, s(3)),
-            bn3: BatchNorm2d::new(outputs, device),
-            shortcut: Shortcut::new(inputs, outputs, stride, shortcut, device, s(4)),
+            conv1: conv(inputs, planes, 1, 1, &pb.pp("conv1")),
+            bn1: BatchNorm2d::new(planes, &pb.pp("bn1")),
+            conv2: conv(planes, planes, 3, stride, &pb.pp("conv2")),
+            bn2: BatchNorm2d::new(planes, &pb.pp("bn2")),
+            conv3: conv(planes, outputs, 1, 1, &pb.pp("conv3")),
+            bn3: BatchNorm2d::new(outputs, &pb.pp("bn3")),
+            shortcut: Shortcut::new(inputs, outputs, stride, shortcut, &pb.pp("downsample")),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! that 28x28 MNIST digits give the paper's 32x32 geometry.
 
 use crate::check_parameter;
-use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module};
-use kiln_core::{Conv2dOptions, Device, Result, Tensor};
+use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module, ParamBuilder};
+use kiln_core::{Conv2dOptions, Result, Tensor};
 
 /// LeNet-5 for `[N, 1, 28, 28]` images and 10 classes: conv1 1->6 (5x5, pad 2) -> ReLU ->
 /// max-pool 2 -> conv2 6->16 (5x5) -> ReLU -> max-pool 2 -> flatten (400) -> fc1 120 -> ReLU ->
@@ -24,31 +24,32 @@ pub struct LeNet5 {
 }
 
 impl LeNet5 {
-    /// A LeNet-5 with PyTorch's default initialisation, drawn from `seed`.
-    pub fn new(device: &Device, seed: u64) -> LeNet5 {
-        LeNet5::with_channels(1, 10, device, seed)
+    /// A LeNet-5 with PyTorch's default initialisation, its parameters drawn by `pb` (on its
+    /// device, from its seed and their names).
+    ///
+    /// ```
+    /// # use kiln_core::{Device, nn::{Module, ParamBuilder}};
+    /// let net = kiln_models::LeNet5::new(&ParamBuilder::new(&Device::cpu(), 42));
+    /// assert_eq!(net.num_parameters(), 61_706);
+    /// ```
+    pub fn new(pb: &ParamBuilder) -> LeNet5 {
+        LeNet5::with_channels(1, 10, pb)
             .expect("LeNet-5's 61,706 parameters fit every device (WebGPU guarantees 256 MiB)")
     }
     /// The same network for `[N, in_channels, 28, 28]` images and `classes` classes (the same
     /// weights as [`LeNet5::new`] for 1 channel and 10 classes). Errors
     /// ([`kiln_core::KilnError::BufferTooLarge`]) when `in_channels` or `classes` make a weight
-    /// larger than `device` can hold.
-    pub fn with_channels(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<LeNet5> {
-        check_parameter(device, "conv1.weight", &[6, in_channels, 5, 5])?;
-        check_parameter(device, "fc3.weight", &[classes, 84])?;
-        let s = |k: u64| seed.wrapping_mul(1000).wrapping_add(k);
+    /// larger than `pb`'s device can hold.
+    pub fn with_channels(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<LeNet5> {
+        check_parameter(pb, "conv1.weight", &[6, in_channels, 5, 5])?;
+        check_parameter(pb, "fc3.weight", &[classes, 84])?;
         let conv1_opts = Conv2dOptions::default().padding(2);
         Ok(LeNet5 {
-            conv1: Conv2d::new(in_channels, 6, 5, conv1_opts, device, s(1)),
-            conv2: Conv2d::new(6, 16, 5, Conv2dOptions::default(), device, s(2)),
-            fc1: Linear::new(16 * 5 * 5, 120, device, s(3)),
-            fc2: Linear::new(120, 84, device, s(4)),
-            fc3: Linear::new(84, classes, device, s(5)),
+            conv1: Conv2d::new(in_channels, 6, 5, conv1_opts, &pb.pp("conv1")),
+            conv2: Conv2d::new(6, 16, 5, Conv2dOptions::default(), &pb.pp("conv2")),
+            fc1: Linear::new(16 * 5 * 5, 120, &pb.pp("fc1")),
+            fc2: Linear::new(120, 84, &pb.pp("fc2")),
+            fc3: Linear::new(84, classes, &pb.pp("fc3")),
             pool: MaxPool2d::new(2),
         })
     }

@@ -4,8 +4,8 @@
 
 use crate::blocks::{conv, BasicBlock, Bottleneck, ShortcutKind};
 use crate::check_parameter;
-use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, Sequential};
-use kiln_core::{Device, Pool2dOptions, Result, Tensor};
+use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ParamBuilder, Sequential};
+use kiln_core::{Pool2dOptions, Result, Tensor};
 
 /// Which residual block a network is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,9 +31,9 @@ impl BlockKind {
 /// any `H, W` the strides leave at least one pixel of (the pooling is adaptive).
 ///
 /// ```
-/// # use kiln_core::{Device, Tensor, nn::Module};
+/// # use kiln_core::{Device, Tensor, nn::{Module, ParamBuilder}};
 /// # use kiln_models::ResNet;
-/// let net = ResNet::resnet20(1, 10, &Device::cpu(), 0).unwrap();
+/// let net = ResNet::resnet20(1, 10, &ParamBuilder::new(&Device::cpu(), 0)).unwrap();
 /// assert_eq!(net.num_parameters(), 269_722 - 16 * 9 * 2); // one input channel instead of three
 /// let logits = net.forward(&Tensor::zeros([2, 1, 28, 28], &Device::cpu()));
 /// assert_eq!(logits.dims(), &[2, 10]);
@@ -52,128 +52,69 @@ pub struct ResNet {
     pub fc: Linear,
 }
 
-/// Seeds for the layers of one network, drawn in order from the network's seed.
-struct Seeds(u64);
-
-impl Seeds {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        self.0
-    }
-}
-
 impl ResNet {
     /// torchvision's ImageNet ResNet with `blocks[i]` blocks in stage i (widths 64, 128, 256,
     /// 512 times the block's expansion): stem 7x7/2 conv, BN, ReLU, 3x3/2 max-pool; projection
     /// shortcuts where the shape changes; convolutions initialised Kaiming-normal (fan-out),
-    /// batch norms to the identity, the classifier as PyTorch's `Linear`. Errors
-    /// ([`kiln_core::KilnError::BufferTooLarge`]) when a weight (the stem's, which grows with
-    /// `in_channels`, or the classifier's, which grows with `classes`) is larger than `device`
-    /// can hold; nothing is allocated then.
+    /// batch norms to the identity, the classifier as PyTorch's `Linear`; `pb` draws the
+    /// weights. Errors ([`kiln_core::KilnError::BufferTooLarge`]) when a weight (the stem's,
+    /// which grows with `in_channels`, or the classifier's, which grows with `classes`) is larger
+    /// than `pb`'s device can hold; nothing is allocated then.
     pub fn imagenet(
         block: BlockKind,
         blocks: [usize; 4],
         in_channels: usize,
         classes: usize,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> Result<ResNet> {
-        check_parameter(device, "conv1.weight", &[64, in_channels, 7, 7])?;
-        check_parameter(device, "fc.weight", &[classes, 512 * block.expansion()])?;
-        let mut seeds = Seeds(seed);
-        let conv1 = conv(in_channels, 64, 7, 2, device, seeds.next());
-        let mut width = 64;
-        let mut layers = vec![];
-        for (i, (&n, planes)) in blocks.iter().zip([64, 128, 256, 512]).enumerate() {
-            let stride = if i == 0 { 1 } else { 2 };
-            let (stage, out) = stage(
-                block,
-                width,
-                planes,
-                n,
-                stride,
-                ShortcutKind::Projection,
-                device,
-                &mut seeds,
-            );
-            layers.push(stage);
-            width = out;
-        }
+        check_parameter(pb, "conv1.weight", &[64, in_channels, 7, 7])?;
+        check_parameter(pb, "fc.weight", &[classes, 512 * block.expansion()])?;
+        let conv1 = conv(in_channels, 64, 7, 2, &pb.pp("conv1"));
+        let stages = Stages {
+            block,
+            planes: &[64, 128, 256, 512],
+            blocks: &blocks,
+            shortcut: ShortcutKind::Projection,
+        };
+        let (layers, width) = stages.build(64, pb);
         Ok(ResNet {
             conv1,
-            bn1: BatchNorm2d::new(64, device),
+            bn1: BatchNorm2d::new(64, &pb.pp("bn1")),
             maxpool: Some(MaxPool2d::with(Pool2dOptions::new(3).stride(2).padding(1))),
             layers,
-            fc: Linear::new(width, classes, device, seeds.next()),
+            fc: Linear::new(width, classes, &pb.pp("fc")),
         })
     }
 
     /// ResNet-18: basic blocks [2, 2, 2, 2]; 11,689,512 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet18(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
-        ResNet::imagenet(
-            BlockKind::Basic,
-            [2, 2, 2, 2],
-            in_channels,
-            classes,
-            device,
-            seed,
-        )
+    pub fn resnet18(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
+        let b = BlockKind::Basic;
+        ResNet::imagenet(b, [2, 2, 2, 2], in_channels, classes, pb)
     }
     /// ResNet-34: basic blocks [3, 4, 6, 3]; 21,797,672 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet34(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
-        ResNet::imagenet(
-            BlockKind::Basic,
-            [3, 4, 6, 3],
-            in_channels,
-            classes,
-            device,
-            seed,
-        )
+    pub fn resnet34(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
+        let b = BlockKind::Basic;
+        ResNet::imagenet(b, [3, 4, 6, 3], in_channels, classes, pb)
     }
     /// ResNet-50: bottlenecks [3, 4, 6, 3]; 25,557,032 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet50(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
+    pub fn resnet50(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
-        ResNet::imagenet(b, [3, 4, 6, 3], in_channels, classes, device, seed)
+        ResNet::imagenet(b, [3, 4, 6, 3], in_channels, classes, pb)
     }
     /// ResNet-101: bottlenecks [3, 4, 23, 3]; 44,549,160 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet101(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
+    pub fn resnet101(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
-        ResNet::imagenet(b, [3, 4, 23, 3], in_channels, classes, device, seed)
+        ResNet::imagenet(b, [3, 4, 23, 3], in_channels, classes, pb)
     }
     /// ResNet-152: bottlenecks [3, 8, 36, 3]; 60,192,808 parameters for 3 channels and 1000
     /// classes.
-    pub fn resnet152(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
+    pub fn resnet152(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
         let b = BlockKind::Bottleneck;
-        ResNet::imagenet(b, [3, 8, 36, 3], in_channels, classes, device, seed)
+        ResNet::imagenet(b, [3, 8, 36, 3], in_channels, classes, pb)
     }
 
     /// The paper's CIFAR-10 ResNet of depth `6 n + 2`: a 3x3 convolution to 16 channels, BN,
@@ -187,89 +128,89 @@ impl ResNet {
         in_channels: usize,
         classes: usize,
         shortcut: ShortcutKind,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> Result<ResNet> {
-        check_parameter(device, "conv1.weight", &[16, in_channels, 3, 3])?;
-        check_parameter(device, "fc.weight", &[classes, 64])?;
-        let mut seeds = Seeds(seed);
-        let conv1 = conv(in_channels, 16, 3, 1, device, seeds.next());
-        let mut width = 16;
-        let mut layers = vec![];
-        for (i, planes) in [16, 32, 64].into_iter().enumerate() {
-            let stride = if i == 0 { 1 } else { 2 };
-            let b = BlockKind::Basic;
-            let (s, out) = stage(b, width, planes, n, stride, shortcut, device, &mut seeds);
-            layers.push(s);
-            width = out;
-        }
+        check_parameter(pb, "conv1.weight", &[16, in_channels, 3, 3])?;
+        check_parameter(pb, "fc.weight", &[classes, 64])?;
+        let conv1 = conv(in_channels, 16, 3, 1, &pb.pp("conv1"));
+        let stages = Stages {
+            block: BlockKind::Basic,
+            planes: &[16, 32, 64],
+            blocks: &[n; 3],
+            shortcut,
+        };
+        let (layers, width) = stages.build(16, pb);
         Ok(ResNet {
             conv1,
-            bn1: BatchNorm2d::new(16, device),
+            bn1: BatchNorm2d::new(16, &pb.pp("bn1")),
             maxpool: None,
             layers,
-            fc: Linear::new(width, classes, device, seeds.next()),
+            fc: Linear::new(width, classes, &pb.pp("fc")),
         })
     }
 
     /// ResNet-20 (3 blocks per stage) with option A shortcuts; 269,722 parameters for 3 channels
     /// and 10 classes.
-    pub fn resnet20(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
-        ResNet::cifar(3, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
+    pub fn resnet20(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
+        ResNet::cifar(3, in_channels, classes, ShortcutKind::ZeroPad, pb)
     }
     /// ResNet-32 (5 blocks per stage) with option A shortcuts.
-    pub fn resnet32(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
-        ResNet::cifar(5, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
+    pub fn resnet32(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
+        ResNet::cifar(5, in_channels, classes, ShortcutKind::ZeroPad, pb)
     }
     /// ResNet-56 (9 blocks per stage) with option A shortcuts.
-    pub fn resnet56(
-        in_channels: usize,
-        classes: usize,
-        device: &Device,
-        seed: u64,
-    ) -> Result<ResNet> {
-        ResNet::cifar(9, in_channels, classes, ShortcutKind::ZeroPad, device, seed)
+    pub fn resnet56(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
+        ResNet::cifar(9, in_channels, classes, ShortcutKind::ZeroPad, pb)
     }
 }
 
-/// One stage: `n` blocks from `inputs` channels to `planes * expansion`, the first with
-/// `stride`. Returns the stage and its output width.
-#[allow(clippy::too_many_arguments)]
-fn stage(
+/// The stages of a residual network: stage i (`layer{i + 1}`) has `blocks[i]` blocks of kind
+/// `block` with `planes[i]` planes; every stage but the first starts with stride 2; `shortcut`
+/// where a block changes the shape.
+struct Stages<'a> {
     block: BlockKind,
-    inputs: usize,
-    planes: usize,
-    n: usize,
-    stride: usize,
+    planes: &'a [usize],
+    blocks: &'a [usize],
     shortcut: ShortcutKind,
-    device: &Device,
-    seeds: &mut Seeds,
-) -> (Sequential, usize) {
-    let out = planes * block.expansion();
-    let mut layer = Sequential::new();
-    for i in 0..n {
-        let (from, s) = if i == 0 { (inputs, stride) } else { (out, 1) };
-        let seed = seeds.next();
-        layer = match block {
-            BlockKind::Basic => {
-                layer.push(BasicBlock::new(from, planes, s, shortcut, device, seed))
-            }
-            BlockKind::Bottleneck => {
-                layer.push(Bottleneck::new(from, planes, s, shortcut, device, seed))
-            }
-        };
+}
+
+impl Stages<'_> {
+    /// The stages from `inputs` channels, named `layer1`, `layer2`, .. under `pb`'s prefix,
+    /// and their output width.
+    fn build(&self, inputs: usize, pb: &ParamBuilder) -> (Vec<Sequential>, usize) {
+        let mut width = inputs;
+        let mut layers = vec![];
+        for (i, (&planes, &n)) in self.planes.iter().zip(self.blocks).enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            let stage_pb = pb.pp(format!("layer{}", i + 1));
+            layers.push(self.stage(width, planes, n, stride, &stage_pb));
+            width = planes * self.block.expansion();
+        }
+        (layers, width)
     }
-    (layer, out)
+
+    /// One stage: `n` blocks from `inputs` channels to `planes * expansion`, the first with
+    /// `stride`, named `0`, `1`, .. under `pb`'s prefix.
+    fn stage(
+        &self,
+        inputs: usize,
+        planes: usize,
+        n: usize,
+        stride: usize,
+        pb: &ParamBuilder,
+    ) -> Sequential {
+        let out = planes * self.block.expansion();
+        let mut layer = Sequential::new();
+        for i in 0..n {
+            let (from, s) = if i == 0 { (inputs, stride) } else { (out, 1) };
+            let (shortcut, pb) = (self.shortcut, &pb.pp(i));
+            layer = match self.block {
+                BlockKind::Basic => layer.push(BasicBlock::new(from, planes, s, shortcut, pb)),
+                BlockKind::Bottleneck => layer.push(Bottleneck::new(from, planes, s, shortcut, pb)),
+            };
+        }
+        layer
+    }
 }
 
 impl Module for ResNet {

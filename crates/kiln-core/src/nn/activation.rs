@@ -1,7 +1,6 @@
 //! Activation layers: the activation functions as modules, for [`super::Sequential`].
 
-use super::{prefixed, Linear, Module};
-use crate::device::Device;
+use super::{prefixed, Linear, Module, ParamBuilder};
 use crate::tensor::Tensor;
 
 /// An elementwise (or, for softmax, per-row) activation function.
@@ -51,10 +50,11 @@ pub struct Maxout {
 }
 
 impl Maxout {
-    /// A maxout layer with fresh parameters.
-    pub fn new(inputs: usize, outputs: usize, pieces: usize, device: &Device, seed: u64) -> Maxout {
+    /// A maxout layer with fresh parameters (`linear.weight`, `linear.bias` under `pb`'s
+    /// prefix).
+    pub fn new(inputs: usize, outputs: usize, pieces: usize, pb: &ParamBuilder) -> Maxout {
         Maxout {
-            linear: Linear::new(inputs, outputs * pieces, device, seed),
+            linear: Linear::new(inputs, outputs * pieces, &pb.pp("linear")),
             pieces,
         }
     }

@@ -1,8 +1,7 @@
 //! Batch normalisation (Ioffe & Szegedy, 2015), as PyTorch's `BatchNorm1d` and `BatchNorm2d`.
 
 use super::pending::{record_update, updated_value};
-use super::{buffer, parameter, Module};
-use crate::device::Device;
+use super::{buffer, Init, Module, ParamBuilder};
 use crate::dtype::DType;
 use crate::tensor::{no_grad, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,22 +104,24 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    /// A layer for `channels` channels, in training mode, its tensors on `device`.
-    pub fn new(channels: usize, options: BatchNormOptions, device: &Device) -> BatchNorm {
+    /// A layer for `channels` channels, in training mode, its tensors (`weight`, `bias`,
+    /// `running_mean`, ..) under `pb`'s prefix on its device.
+    pub fn new(channels: usize, options: BatchNormOptions, pb: &ParamBuilder) -> BatchNorm {
         let c = [channels];
         let (weight, bias) = if options.affine {
             (
-                Some(parameter(Tensor::ones(c, device))),
-                Some(parameter(Tensor::zeros(c, device))),
+                Some(pb.param("weight", &c, Init::Const(1.0))),
+                Some(pb.param("bias", &c, Init::Const(0.0))),
             )
         } else {
             (None, None)
         };
         let (running_mean, running_var, num_batches_tracked) = if options.track_running_stats {
+            let zero = Tensor::full_dtype((), 0.0, DType::I32, pb.device());
             (
-                Some(buffer(Tensor::zeros(c, device))),
-                Some(buffer(Tensor::ones(c, device))),
-                Some(buffer(Tensor::full_dtype((), 0.0, DType::I32, device))),
+                Some(pb.buffer("running_mean", &c, Init::Const(0.0))),
+                Some(pb.buffer("running_var", &c, Init::Const(1.0))),
+                Some(buffer(zero)),
             )
         } else {
             (None, None, None)
@@ -271,8 +272,8 @@ impl Module for BatchNorm {
 /// `BatchNorm2d`). See [`BatchNorm`] for the modes.
 ///
 /// ```
-/// # use kiln_core::{Device, Tensor, nn::{BatchNorm2d, Module}};
-/// let bn = BatchNorm2d::new(3, &Device::cpu());
+/// # use kiln_core::{Device, Tensor, nn::{BatchNorm2d, Module, ParamBuilder}};
+/// let bn = BatchNorm2d::new(3, &ParamBuilder::new(&Device::cpu(), 0).pp("bn1"));
 /// let y = bn.forward(&Tensor::randn([4, 3, 5, 5], 0, &Device::cpu()));
 /// assert_eq!(y.dims(), &[4, 3, 5, 5]);
 /// assert_eq!(bn.state_dict().len(), 5); // weight, bias, running_mean, running_var, num_batches_tracked
@@ -280,17 +281,14 @@ impl Module for BatchNorm {
 pub struct BatchNorm2d(pub BatchNorm);
 
 impl BatchNorm2d {
-    /// PyTorch's defaults (eps 1e-5, momentum 0.1, affine, running statistics).
-    pub fn new(channels: usize, device: &Device) -> BatchNorm2d {
-        BatchNorm2d(BatchNorm::new(
-            channels,
-            BatchNormOptions::default(),
-            device,
-        ))
+    /// PyTorch's defaults (eps 1e-5, momentum 0.1, affine, running statistics); the tensors
+    /// under `pb`'s prefix.
+    pub fn new(channels: usize, pb: &ParamBuilder) -> BatchNorm2d {
+        BatchNorm2d(BatchNorm::new(channels, BatchNormOptions::default(), pb))
     }
     /// Any options.
-    pub fn with(channels: usize, options: BatchNormOptions, device: &Device) -> BatchNorm2d {
-        BatchNorm2d(BatchNorm::new(channels, options, device))
+    pub fn with(channels: usize, options: BatchNormOptions, pb: &ParamBuilder) -> BatchNorm2d {
+        BatchNorm2d(BatchNorm::new(channels, options, pb))
     }
 }
 
@@ -299,17 +297,14 @@ impl BatchNorm2d {
 pub struct BatchNorm1d(pub BatchNorm);
 
 impl BatchNorm1d {
-    /// PyTorch's defaults (eps 1e-5, momentum 0.1, affine, running statistics).
-    pub fn new(channels: usize, device: &Device) -> BatchNorm1d {
-        BatchNorm1d(BatchNorm::new(
-            channels,
-            BatchNormOptions::default(),
-            device,
-        ))
+    /// PyTorch's defaults (eps 1e-5, momentum 0.1, affine, running statistics); the tensors
+    /// under `pb`'s prefix.
+    pub fn new(channels: usize, pb: &ParamBuilder) -> BatchNorm1d {
+        BatchNorm1d(BatchNorm::new(channels, BatchNormOptions::default(), pb))
     }
     /// Any options.
-    pub fn with(channels: usize, options: BatchNormOptions, device: &Device) -> BatchNorm1d {
-        BatchNorm1d(BatchNorm::new(channels, options, device))
+    pub fn with(channels: usize, options: BatchNormOptions, pb: &ParamBuilder) -> BatchNorm1d {
+        BatchNorm1d(BatchNorm::new(channels, options, pb))
     }
 }
 

@@ -1,7 +1,6 @@
 //! Convolution layers.
 
-use super::{init, parameter, Module};
-use crate::device::Device;
+use super::{init, Init, Module, ParamBuilder};
 use crate::tensor::Tensor;
 use crate::{Conv2dOptions, ConvTranspose2dOptions};
 
@@ -18,25 +17,19 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// A `k x k` convolution from `inputs` to `outputs` channels with a bias.
+    /// A `k x k` convolution from `inputs` to `outputs` channels with a bias: `weight` and
+    /// `bias` under `pb`'s prefix, drawn as PyTorch does.
     pub fn new(
         inputs: usize,
         outputs: usize,
         k: usize,
         options: Conv2dOptions,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> Conv2d {
-        check_groups(inputs, outputs, options.groups);
-        let shape = [outputs, inputs / options.groups, k, k];
-        let weight = parameter(init::kaiming_uniform_default(&shape, seed, device));
-        let fan_in = init::fans(&shape).0;
-        let bias = parameter(init::bias_default(outputs, fan_in, seed ^ 0xb1a5, device));
-        Conv2d {
-            weight,
-            bias: Some(bias),
-            options,
-        }
+        let mut layer = Conv2d::no_bias(inputs, outputs, k, options, pb);
+        let fan_in = init::fans(layer.weight.dims()).0;
+        layer.bias = Some(pb.param("bias", &[outputs], Init::BiasDefault { fan_in }));
+        layer
     }
     /// A `k x k` convolution without a bias (before a batch norm, whose shift replaces it), its
     /// weight initialised as in [`Conv2d::new`].
@@ -45,13 +38,12 @@ impl Conv2d {
         outputs: usize,
         k: usize,
         options: Conv2dOptions,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> Conv2d {
         check_groups(inputs, outputs, options.groups);
         let shape = [outputs, inputs / options.groups, k, k];
         Conv2d {
-            weight: parameter(init::kaiming_uniform_default(&shape, seed, device)),
+            weight: pb.param("weight", &shape, Init::KaimingUniformDefault),
             bias: None,
             options,
         }
@@ -91,14 +83,14 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    /// A `k x k` transposed convolution from `inputs` to `outputs` channels with a bias.
+    /// A `k x k` transposed convolution from `inputs` to `outputs` channels with a bias:
+    /// `weight` and `bias` under `pb`'s prefix, drawn as PyTorch does.
     pub fn new(
         inputs: usize,
         outputs: usize,
         k: usize,
         options: ConvTranspose2dOptions,
-        device: &Device,
-        seed: u64,
+        pb: &ParamBuilder,
     ) -> ConvTranspose2d {
         let g = options.groups;
         assert!(
@@ -107,9 +99,9 @@ impl ConvTranspose2d {
         );
         // PyTorch computes the fans of this layout as if it were [in, out/g, k, k].
         let shape = [inputs, outputs / g, k, k];
-        let weight = parameter(init::kaiming_uniform_default(&shape, seed, device));
+        let weight = pb.param("weight", &shape, Init::KaimingUniformDefault);
         let fan_in = init::fans(&shape).0;
-        let bias = parameter(init::bias_default(outputs, fan_in, seed ^ 0xb1a5, device));
+        let bias = pb.param("bias", &[outputs], Init::BiasDefault { fan_in });
         ConvTranspose2d {
             weight,
             bias: Some(bias),

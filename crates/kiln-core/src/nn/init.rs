@@ -1,8 +1,58 @@
 //! Weight initialisers, as `torch.nn.init` defines them. Each returns a seeded lazy tensor (the
-//! same numbers on every device); layers wrap it with [`super::parameter`].
+//! same numbers on every device); [`Init`] names one of them for
+//! [`super::ParamBuilder::param`], which draws its seed from the parameter's name.
 
 use crate::device::Device;
 use crate::tensor::Tensor;
+
+/// How a parameter's first values are drawn: one of this module's initialisers, named for
+/// [`super::ParamBuilder::param`] (which supplies the shape, the seed and the device).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Every element the same value (batch norm's weight 1 and bias 0).
+    Const(f64),
+    /// Uniform on `[-bound, bound)` ([`uniform`]).
+    Uniform(f64),
+    /// PyTorch's default for `Linear` and `Conv2d` weights ([`kaiming_uniform_default`]).
+    KaimingUniformDefault,
+    /// PyTorch's default bias of a layer whose weight has `fan_in` inputs per output
+    /// ([`bias_default`]).
+    BiasDefault {
+        /// The fan-in of the layer's weight.
+        fan_in: usize,
+    },
+    /// Kaiming (He) uniform for ReLU layers ([`kaiming_uniform`]).
+    KaimingUniform,
+    /// Kaiming (He) normal for ReLU layers ([`kaiming_normal`]).
+    KaimingNormal,
+    /// Kaiming (He) normal in fan-out mode, torchvision's ResNet convolutions
+    /// ([`kaiming_normal_fan_out`]).
+    KaimingNormalFanOut,
+    /// Xavier (Glorot) uniform ([`xavier_uniform`]).
+    XavierUniform,
+    /// Xavier (Glorot) normal ([`xavier_normal`]).
+    XavierNormal,
+}
+
+impl Init {
+    /// The lazy f32 tensor of `shape` this scheme draws from `seed` on `device` (`Const`
+    /// ignores the seed).
+    pub fn tensor(self, shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        match self {
+            Init::Const(v) => Tensor::full(shape, v as f32, device),
+            Init::Uniform(bound) => uniform(shape, bound, seed, device),
+            Init::KaimingUniformDefault => kaiming_uniform_default(shape, seed, device),
+            Init::BiasDefault { fan_in } => {
+                uniform(shape, 1.0 / (fan_in.max(1) as f64).sqrt(), seed, device)
+            }
+            Init::KaimingUniform => kaiming_uniform(shape, seed, device),
+            Init::KaimingNormal => kaiming_normal(shape, seed, device),
+            Init::KaimingNormalFanOut => kaiming_normal_fan_out(shape, seed, device),
+            Init::XavierUniform => xavier_uniform(shape, seed, device),
+            Init::XavierNormal => xavier_normal(shape, seed, device),
+        }
+    }
+}
 
 /// `(fan_in, fan_out)` of a weight: `[out, in]` for a dense layer, `[out, in, kh, kw]` for a
 /// convolution (both multiplied by the receptive field `kh * kw`).

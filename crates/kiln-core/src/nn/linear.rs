@@ -1,15 +1,14 @@
 //! The dense (fully connected) layer.
 
-use super::{init, parameter, Module};
-use crate::device::Device;
+use super::{Init, Module, ParamBuilder};
 use crate::tensor::Tensor;
 
 /// `y = x Wᵀ + b`: `x [.., in] -> y [.., out]`, weight `[out, in]`, bias `[out]`, initialised as
 /// PyTorch does (Kaiming-uniform with a = sqrt(5), fan-in uniform bias).
 ///
 /// ```
-/// # use kiln_core::{Device, Tensor, nn::{Linear, Module}};
-/// let fc = Linear::new(4, 3, &Device::cpu(), 0);
+/// # use kiln_core::{Device, Tensor, nn::{Linear, Module, ParamBuilder}};
+/// let fc = Linear::new(4, 3, &ParamBuilder::new(&Device::cpu(), 0).pp("fc"));
 /// let y = fc.forward(&Tensor::ones([2, 4], &Device::cpu()));
 /// assert_eq!(y.dims(), &[2, 3]);
 /// assert_eq!(fc.num_parameters(), 15);
@@ -22,26 +21,15 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer with a bias, its parameters drawn from `seed`.
-    pub fn new(inputs: usize, outputs: usize, device: &Device, seed: u64) -> Linear {
-        let weight = parameter(init::kaiming_uniform_default(
-            &[outputs, inputs],
-            seed,
-            device,
-        ));
-        let bias = parameter(init::bias_default(outputs, inputs, seed ^ 0xb1a5, device));
-        Linear {
-            weight,
-            bias: Some(bias),
-        }
+    /// A layer with a bias: `weight` and `bias` under `pb`'s prefix, drawn as PyTorch does.
+    pub fn new(inputs: usize, outputs: usize, pb: &ParamBuilder) -> Linear {
+        let mut layer = Linear::no_bias(inputs, outputs, pb);
+        layer.bias = Some(pb.param("bias", &[outputs], Init::BiasDefault { fan_in: inputs }));
+        layer
     }
-    /// A layer without a bias.
-    pub fn no_bias(inputs: usize, outputs: usize, device: &Device, seed: u64) -> Linear {
-        let weight = parameter(init::kaiming_uniform_default(
-            &[outputs, inputs],
-            seed,
-            device,
-        ));
+    /// A layer without a bias: `weight` under `pb`'s prefix.
+    pub fn no_bias(inputs: usize, outputs: usize, pb: &ParamBuilder) -> Linear {
+        let weight = pb.param("weight", &[outputs, inputs], Init::KaimingUniformDefault);
         Linear { weight, bias: None }
     }
 }

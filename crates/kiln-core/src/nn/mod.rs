@@ -2,10 +2,12 @@
 //! gradients) and its buffers (state that is not trained, such as BatchNorm's running
 //! statistics), and implementing [`Module`]; names follow PyTorch's `state_dict`
 //! (`conv1.weight`, `bn1.running_mean`, `features.0.weight`), so weights move between kiln and
-//! PyTorch.
+//! PyTorch. Layers are built through a [`ParamBuilder`], which carries the device and draws each
+//! parameter's first values from the model's seed and the parameter's full name.
 
 mod activation;
 mod batchnorm;
+mod builder;
 mod conv;
 mod dropout;
 mod evaluate;
@@ -20,10 +22,12 @@ mod state;
 
 pub use activation::{Activation, Maxout};
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
+pub use builder::{name_seed, ParamBuilder};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use dropout::Dropout;
 pub use evaluate::evaluate;
 pub use fold::fold_batch_norm;
+pub use init::Init;
 pub use linear::Linear;
 pub use lrn::LocalResponseNorm;
 pub use pending::{pending_updates, realize_pending_updates, record_update, updated_value};
