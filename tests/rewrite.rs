@@ -73,7 +73,7 @@ fn small_weight_gradients_keep_their_per_image_products() {
         y.mul(&y).sum().grad_wrt(&[&w])
     };
     let fired = check_rewrite(build, limits(), 1e-5);
-    assert_eq!(count(&fired, "fold_summed_batch_into_contraction"), 0);
+    assert!(fired.is_empty(), "{fired:?}");
 }
 
 #[test]

@@ -180,6 +180,9 @@ pub struct GpuStorage {
     buffer: Option<GpuBuffer>,
     bytes: u64,
     pool: Arc<BufferPool>,
+    /// A staging buffer that the submission which computed the values also copied them into
+    /// (small targets: a loss, a flag), so that reading them needs no submission of its own.
+    staged: Mutex<Option<GpuBuffer>>,
 }
 
 impl GpuStorage {
@@ -189,11 +192,22 @@ impl GpuStorage {
             buffer: Some(buffer),
             bytes,
             pool,
+            staged: Mutex::new(None),
         }
     }
     /// The buffer.
     pub fn buffer(&self) -> &GpuBuffer {
         self.buffer.as_ref().expect("buffer present until drop")
+    }
+    /// Keeps `staging`, into which the submission that computes these values also copies them.
+    pub fn set_staged(&self, staging: GpuBuffer) {
+        if let Some(old) = self.staged.lock().unwrap().replace(staging) {
+            self.pool.give(old);
+        }
+    }
+    /// Takes the staging copy, if the values were staged and not read since.
+    pub fn take_staged(&self) -> Option<GpuBuffer> {
+        self.staged.lock().unwrap().take()
     }
 }
 
@@ -209,6 +223,9 @@ impl StorageHandle for GpuStorage {
 impl Drop for GpuStorage {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
+            self.pool.give(b);
+        }
+        if let Some(b) = self.staged.lock().unwrap().take() {
             self.pool.give(b);
         }
     }

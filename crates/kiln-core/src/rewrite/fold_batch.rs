@@ -18,7 +18,8 @@ pub const SMALL_GRADIENT: usize = 16_384;
 /// kernel, no `[B, M, K]` buffer of partial products. Only when the result has at least
 /// [`SMALL_GRADIENT`] elements: a small result (a convolution's `[out, in k k]`) has too few
 /// outputs to keep a device busy through a contraction of length `S N`: B products and a sum
-/// spread the work better. Reads no limits.
+/// spread the work better (split-K with one image per chunk; longer chunks were slower on
+/// lavapipe, see docs/DESIGN.md). Reads no limits.
 pub fn fold_summed_batch_into_contraction(cx: &Context, i: usize) -> Option<Tensor> {
     let y = cx.node(i);
     let Op::Reduce {
