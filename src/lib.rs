@@ -84,11 +84,23 @@ impl DeviceExt for Device {
     }
 }
 
-/// Everything a program usually needs: `use kiln::prelude::*;`.
+/// Everything a program usually needs: `use kiln::prelude::*;`. Tensors and devices, the
+/// [`Module`](kiln_core::nn::Module) and [`Optimizer`](kiln_core::optim::Optimizer) traits
+/// (whose methods `forward`, `parameters` and `step` are), the optimisers and
+/// [`evaluate`](kiln_core::nn::evaluate); a model and a data set are named from
+/// [`models`](crate::models) and [`data`](crate::data).
 pub mod prelude {
     pub use crate::DeviceExt;
+    pub use kiln_core::nn::{evaluate, Module};
+    pub use kiln_core::optim::{Adam, Optimizer, Sgd};
     pub use kiln_core::{
         no_grad, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Gradients, IntoShape,
         KilnError, Padding, Pool2dOptions, Result, Shape, Tensor,
     };
 }
+
+/// The code blocks of README.md, compiled by `cargo test --doc` (its first program must need
+/// only `use kiln::prelude::*` and the model and data it names).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
