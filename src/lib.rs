@@ -21,6 +21,11 @@
 //! ```
 
 pub use kiln_core::*;
+/// The scheduler (everything of `kiln_core::schedule`): the backends' business, not a user's.
+#[doc(hidden)]
+pub mod schedule {
+    pub use kiln_core::schedule::*;
+}
 pub use kiln_models as models;
 pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
@@ -85,10 +90,9 @@ impl DeviceExt for Device {
 }
 
 /// Everything a program usually needs: `use kiln::prelude::*;`. Tensors and devices, the
-/// [`Module`](kiln_core::nn::Module) and [`Optimizer`](kiln_core::optim::Optimizer) traits
-/// (whose methods `forward`, `parameters` and `step` are), the optimisers and
-/// [`evaluate`](kiln_core::nn::evaluate); a model and a data set are named from
-/// [`models`](crate::models) and [`data`](crate::data).
+/// [`Module`](nn::Module) and [`Optimizer`](optim::Optimizer) traits (whose methods `forward`,
+/// `parameters` and `step` are), the optimisers and [`evaluate`](nn::evaluate); a model and a
+/// data set are named from [`models`] and [`data`].
 pub mod prelude {
     pub use crate::DeviceExt;
     pub use kiln_core::nn::{evaluate, Module};

@@ -348,6 +348,7 @@ fn contract_broadcast_batches(
 
 /// The vector-Jacobian products of node `y` for upstream gradient `g` (shape of `y`): one entry
 /// per input, `None` where the input has no gradient (integer inputs, comparisons, indices).
+#[doc(hidden)]
 pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
     let ins = y.inputs();
     let x = |i: usize| &ins[i];
