@@ -175,11 +175,12 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         DeviceKind::Cpu => Device::cpu(),
     };
     let run_dir = args.run_dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(|e| {
-        KilnError::Data(format!(
+    std::fs::create_dir_all(&run_dir).map_err(|e| KilnError::Io {
+        msg: format!(
             "{}: cannot create the run directory: {e}",
             run_dir.display()
-        ))
+        ),
+        source: e,
     })?;
     preflight::check_writable_dir(&run_dir, "the run directory")?;
     let checkpoint = args
