@@ -453,7 +453,7 @@ fn test_pass(model: &dyn Module, split: Split<'_>, norm: Norm) -> kiln::Result<T
         for (images, y) in split.batches(500).normalize(norm.mean, norm.std) {
             let logits = model.forward(&images);
             let loss = logits.cross_entropy(&y).mul_scalar(y.numel() as f64);
-            let pred = logits.argmax(1, false);
+            let pred = logits.argmax(1);
             Tensor::realize_all(&[&loss, &pred])?;
             loss_sum += loss.item::<f32>()? as f64;
             preds.extend(pred.to_vec::<i32>()?.into_iter().map(|p| p as usize));

@@ -14,7 +14,7 @@
 //! let a = Tensor::randn([256, 512], 7, &dev);        // seeded: same numbers on every device
 //! let b = Tensor::from_vec(vec![0.5f32; 512 * 128], [512, 128], &dev)?;
 //! let bias = Tensor::zeros([128], &dev);
-//! let c = (a.matmul(&b) + &bias).relu().sum_axes(&[1], true);   // nothing runs yet
+//! let c = (a.matmul(&b) + &bias).relu().sum_axes_keepdim(&[1]);   // nothing runs yet
 //! let v: Vec<f32> = c.to_vec()?;                     // one plan, one submission, one readback
 //! println!("{}", dev.stats());
 //! # Ok(()) }

@@ -368,7 +368,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let axes: Vec<usize> = (0..y.rank())
                 .filter(|&d| x(0).dims()[d] == 1 && y.dims()[d] != 1)
                 .collect();
-            vec![Some(g.sum_axes(&axes, true))]
+            vec![Some(g.sum_axes_keepdim(&axes))]
         }
         Op::Slice { start, step } => vec![Some(unslice(g, x(0).dims(), start, step))],
         Op::Pad { before, .. } => {
@@ -395,7 +395,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let size = &x(0).dims()[lead..];
             let spread = g.unwindow(size, &w.stride, &w.dilation);
             let k_axes: Vec<usize> = (lead..lead + r).collect();
-            vec![Some(spread.sum_axes(&k_axes, false))]
+            vec![Some(spread.sum_axes(&k_axes))]
         }
         Op::Unwindow(w) => {
             // The adjoint reads g at (k, o * stride + k * dilation): a window of g, on its
@@ -516,7 +516,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
                     // pooling window view it can outgrow a binding (ResNet-50's stem max-pool
                     // at batch 32: 231 MB); recomputing it in each kernel costs a comparison.
                     let hit = || x0.eq(&y.expand(x0.shape())).cast(g.dtype());
-                    let count = hit().sum_axes(axes, true);
+                    let count = hit().sum_axes_keepdim(axes);
                     vec![Some(hit().mul(&g.div(&count).expand(x0.shape())))]
                 }
                 ReduceOp::ArgMax | ReduceOp::ArgMin => vec![None],
@@ -557,7 +557,7 @@ fn window_taps<'a>(x: &'a Tensor, axes: &[usize]) -> Option<&'a [usize]> {
 /// by the forward); the taps that hold it are a comparison folded into the col2im that follows.
 fn first_max_of_windows(x: &Tensor, axes: &[usize], g: &Tensor) -> Tensor {
     let kernel = window_taps(x, axes).expect("a window's tap axes");
-    let first = x.argmax_axes(axes, true); // [.., 1.., O..], i32
+    let first = x.argmax_axes_keepdim(axes); // [.., 1.., O..], i32
     let taps: usize = kernel.iter().product();
     let mut tap_dims = vec![1; axes[0]];
     tap_dims.extend_from_slice(kernel);
