@@ -246,22 +246,22 @@ fn main() {
         (
             "reduce sum rows",
             "4096x1024 -> 4096".into(),
-            Box::new(|| x.sum_axes(&[1], false)),
+            Box::new(|| x.sum_axes(&[1])),
         ),
         (
             "reduce max rows",
             "4096x1024 -> 4096".into(),
-            Box::new(|| x.max_axes(&[1], false)),
+            Box::new(|| x.max_axes(&[1])),
         ),
         (
             "reduce argmax rows",
             "4096x1024 -> 4096".into(),
-            Box::new(|| x.argmax(1, false)),
+            Box::new(|| x.argmax(1)),
         ),
         (
             "reduce sum columns",
             "1024x4096 -> 4096".into(),
-            Box::new(|| cols.sum_axes(&[0], false)),
+            Box::new(|| cols.sum_axes(&[0])),
         ),
         (
             "reduce sum all",
@@ -272,8 +272,8 @@ fn main() {
             "softmax rows (3 kernels)",
             "4096x1024".into(),
             Box::new(|| {
-                let e = (&x - &x.max_axes(&[1], true)).exp();
-                &e / &e.sum_axes(&[1], true)
+                let e = (&x - &x.max_axes_keepdim(&[1])).exp();
+                &e / &e.sum_axes_keepdim(&[1])
             }),
         ),
     ];

@@ -175,11 +175,12 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         DeviceKind::Cpu => Device::cpu(),
     };
     let run_dir = args.run_dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(|e| {
-        KilnError::Data(format!(
+    std::fs::create_dir_all(&run_dir).map_err(|e| KilnError::Io {
+        msg: format!(
             "{}: cannot create the run directory: {e}",
             run_dir.display()
-        ))
+        ),
+        source: e,
     })?;
     preflight::check_writable_dir(&run_dir, "the run directory")?;
     let checkpoint = args
@@ -453,7 +454,7 @@ fn test_pass(model: &dyn Module, split: Split<'_>, norm: Norm) -> kiln::Result<T
         for (images, y) in split.batches(500).normalize(norm.mean, norm.std) {
             let logits = model.forward(&images);
             let loss = logits.cross_entropy(&y).mul_scalar(y.numel() as f64);
-            let pred = logits.argmax(1, false);
+            let pred = logits.argmax(1);
             Tensor::realize_all(&[&loss, &pred])?;
             loss_sum += loss.item::<f32>()? as f64;
             preds.extend(pred.to_vec::<i32>()?.into_iter().map(|p| p as usize));

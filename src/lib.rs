@@ -14,13 +14,18 @@
 //! let a = Tensor::randn([256, 512], 7, &dev);        // seeded: same numbers on every device
 //! let b = Tensor::from_vec(vec![0.5f32; 512 * 128], [512, 128], &dev)?;
 //! let bias = Tensor::zeros([128], &dev);
-//! let c = (a.matmul(&b) + &bias).relu().sum_axes(&[1], true);   // nothing runs yet
+//! let c = (a.matmul(&b) + &bias).relu().sum_axes_keepdim(&[1]);   // nothing runs yet
 //! let v: Vec<f32> = c.to_vec()?;                     // one plan, one submission, one readback
 //! println!("{}", dev.stats());
 //! # Ok(()) }
 //! ```
 
 pub use kiln_core::*;
+/// The scheduler (everything of `kiln_core::schedule`): the backends' business, not a user's.
+#[doc(hidden)]
+pub mod schedule {
+    pub use kiln_core::schedule::*;
+}
 pub use kiln_models as models;
 pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
@@ -84,11 +89,22 @@ impl DeviceExt for Device {
     }
 }
 
-/// Everything a program usually needs: `use kiln::prelude::*;`.
+/// Everything a program usually needs: `use kiln::prelude::*;`. Tensors and devices, the
+/// [`Module`](nn::Module) and [`Optimizer`](optim::Optimizer) traits (whose methods `forward`,
+/// `parameters` and `step` are), the optimisers and [`evaluate`](nn::evaluate); a model and a
+/// data set are named from [`models`] and [`data`].
 pub mod prelude {
     pub use crate::DeviceExt;
+    pub use kiln_core::nn::{evaluate, Module, ParamBuilder};
+    pub use kiln_core::optim::{Adam, Optimizer, Sgd};
     pub use kiln_core::{
         no_grad, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Gradients, IntoShape,
         KilnError, Padding, Pool2dOptions, Result, Shape, Tensor,
     };
 }
+
+/// The code blocks of README.md, compiled by `cargo test --doc` (its first program must need
+/// only `use kiln::prelude::*` and the model and data it names).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -34,15 +34,15 @@ pub fn report(dev: &Device, dir: Option<&Path>) -> Result<Option<Profile>> {
     };
     println!("{profile}");
     if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            KilnError::Data(format!(
-                "{}: cannot create the directory: {e}",
-                dir.display()
-            ))
+        std::fs::create_dir_all(dir).map_err(|e| KilnError::Io {
+            msg: format!("{}: cannot create the directory: {e}", dir.display()),
+            source: e,
         })?;
         let path = dir.join("profile.json");
-        std::fs::write(&path, profile.to_json())
-            .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))?;
+        std::fs::write(&path, profile.to_json()).map_err(|e| KilnError::Io {
+            msg: format!("{}: cannot write: {e}", path.display()),
+            source: e,
+        })?;
         println!("profile: {}", path.display());
     }
     Ok(Some(profile))

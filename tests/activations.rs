@@ -201,7 +201,7 @@ fn softmax_and_log_softmax_match_f64_math() {
         // Rows sum to one.
         expect(
             "softmax row sums",
-            &x.softmax(1).sum_axes(&[1], false),
+            &x.softmax(1).sum_axes(&[1]),
             &[1.0; 3],
             1e-6,
             0.0,
@@ -238,7 +238,7 @@ fn softmax_of_large_inputs_stays_finite() {
         let x = t(&[-1000.0, 0.0, 80.0, 90.0], &[2, 2], &dev);
         expect(
             "logsumexp over 1",
-            &x.logsumexp(&[1], false),
+            &x.logsumexp(&[1]),
             &[0.0, 90.0 + (1.0 + (-10.0f64).exp()).ln()],
             1e-6,
             1e-7,
@@ -261,7 +261,7 @@ fn logsumexp_over_axes() {
     };
     for dev in devices() {
         let x = t(&v, &[2, 3], &dev);
-        let r = x.logsumexp(&[1], false);
+        let r = x.logsumexp(&[1]);
         assert_eq!(r.dims(), &[2]);
         expect(
             "logsumexp rows",
@@ -270,20 +270,14 @@ fn logsumexp_over_axes() {
             1e-6,
             1e-6,
         );
-        let c = x.logsumexp(&[0], true);
+        let c = x.logsumexp_keepdim(&[0]);
         assert_eq!(c.dims(), &[1, 3]);
         let cols: Vec<f64> = (0..3).map(|j| lse(&[v[j], v[3 + j]])).collect();
         expect("logsumexp columns", &c, &cols, 1e-6, 1e-6);
-        let all = x.logsumexp(&[0, 1], false);
+        let all = x.logsumexp(&[0, 1]);
         assert_eq!(all.dims(), &[] as &[usize]);
         expect("logsumexp all", &all, &[lse(&v)], 1e-6, 1e-6);
-        expect(
-            "logsumexp of no axes",
-            &x.logsumexp(&[], false),
-            &v,
-            0.0,
-            0.0,
-        );
+        expect("logsumexp of no axes", &x.logsumexp(&[]), &v, 0.0, 0.0);
     }
 }
 
@@ -391,13 +385,9 @@ fn gradients_of_softmax_family() {
     both(|x| x[0].mul_scalar(3.0).log_softmax(1), &[&[3, 5]], 113);
     both(|x| x[0].mul_scalar(3.0).log_softmax(0), &[&[3, 5]], 114);
     both(|x| x[0].softmax(1), &[&[2, 3, 4]], 115);
+    both(|x| x[0].mul_scalar(3.0).logsumexp(&[1]), &[&[3, 5]], 116);
     both(
-        |x| x[0].mul_scalar(3.0).logsumexp(&[1], false),
-        &[&[3, 5]],
-        116,
-    );
-    both(
-        |x| x[0].mul_scalar(3.0).logsumexp(&[0, 2], true),
+        |x| x[0].mul_scalar(3.0).logsumexp_keepdim(&[0, 2]),
         &[&[2, 3, 4]],
         117,
     );

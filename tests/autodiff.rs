@@ -53,10 +53,10 @@ fn gradients_of_binary_ops_with_broadcasting() {
 
 #[test]
 fn gradients_of_reductions_and_matmul() {
-    both(|x| x[0].sum_axes(&[1], true), &[&[3, 4, 2]], 21);
-    both(|x| x[0].max_axes(&[0, 2], false), &[&[3, 4, 2]], 22);
-    both(|x| x[0].min_axes(&[1], false), &[&[3, 4]], 23);
-    both(|x| x[0].mean_axes(&[1], false), &[&[3, 4]], 24);
+    both(|x| x[0].sum_axes_keepdim(&[1]), &[&[3, 4, 2]], 21);
+    both(|x| x[0].max_axes(&[0, 2]), &[&[3, 4, 2]], 22);
+    both(|x| x[0].min_axes(&[1]), &[&[3, 4]], 23);
+    both(|x| x[0].mean_axes(&[1]), &[&[3, 4]], 24);
     both(|x| x[0].matmul(&x[1]), &[&[3, 4], &[4, 5]], 25);
     both(|x| x[0].matmul(&x[1].t()), &[&[2, 3, 4], &[5, 4]], 26);
 }

@@ -67,18 +67,8 @@ fn reductions_and_matmuls_read_across_windows() {
     let dev = capped();
     let (a, ca) = pair_on(&dev, &[40, 70], 3); // 11.2 KB
     let (b, cb) = pair_on(&dev, &[70, 30], 4); // 8.4 KB
-    assert_close(
-        &a.sum_axes(&[0], false),
-        &ca.sum_axes(&[0], false),
-        1e-5,
-        1e-5,
-    );
-    assert_close(
-        &a.max_axes(&[1], false),
-        &ca.max_axes(&[1], false),
-        0.0,
-        0.0,
-    );
+    assert_close(&a.sum_axes(&[0]), &ca.sum_axes(&[0]), 1e-5, 1e-5);
+    assert_close(&a.max_axes(&[1]), &ca.max_axes(&[1]), 0.0, 0.0);
     assert_close(&a.matmul(&b), &ca.matmul(&cb), 1e-4, 1e-4);
     // Transposed operands and an output over one binding (50 x 40 x 4 = 8 KB).
     let (c, cc) = pair_on(&dev, &[70, 50], 5);
@@ -101,7 +91,7 @@ fn f16_chains_on(dev: &Device) {
     let f = |a: &Tensor| a.cast(DType::F16).mul_scalar(3.0).cast(DType::F32);
     assert_close(&f(&a), &f(&ca), 0.0, 0.0);
     let (m, cm) = pair_on(&dev, &[60, 50], 7);
-    let g = |m: &Tensor| m.cast(DType::F16).sum_axes(&[1], false).cast(DType::F32);
+    let g = |m: &Tensor| m.cast(DType::F16).sum_axes(&[1]).cast(DType::F32);
     assert_close(&g(&m), &g(&cm), 1e-2, 1e-2);
     // An f16 matmul output of 40 x 60 (4.8 KB; its f32 scratch, without native f16, 9.6 KB),
     // stored as f16 before it is read.

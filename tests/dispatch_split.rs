@@ -64,14 +64,12 @@ fn elementwise_and_reduction_kernels_split_over_three_dimensions() {
     }
     // One invocation per output (64 per workgroup): 60 workgroups.
     let x = pair_on(&dev, &[64 * 60, 5], 2);
-    check("small groups", &[&x], ARITH, |t| t[0].sum_axes(&[1], false));
-    check("argmax", &[&x], EXACT, |t| t[0].argmax(1, false));
+    check("small groups", &[&x], ARITH, |t| t[0].sum_axes(&[1]));
+    check("argmax", &[&x], EXACT, |t| t[0].argmax(1));
     // One workgroup per output: 100 workgroups.
     let x = pair_on(&dev, &[100, 300], 3);
-    check("long groups", &[&x], (1e-5, 1e-4), |t| {
-        t[0].sum_axes(&[1], false)
-    });
-    check("long max", &[&x], EXACT, |t| t[0].max_axes(&[1], true));
+    check("long groups", &[&x], (1e-5, 1e-4), |t| t[0].sum_axes(&[1]));
+    check("long max", &[&x], EXACT, |t| t[0].max_axes_keepdim(&[1]));
 }
 
 #[test]
@@ -175,7 +173,7 @@ fn elementwise_and_reduction_past_65535_workgroups() {
     let rows = 64 * 65_540;
     let got = Tensor::arange_i32(0, 2 * rows as i32, 1, &dev)
         .reshape([rows, 2])
-        .sum_axes(&[1], false)
+        .sum_axes(&[1])
         .to_vec::<i32>()
         .unwrap();
     if let Some(i) = (0..rows).find(|&i| got[i] != 4 * i as i32 + 1) {

@@ -69,7 +69,7 @@ fn a_shared_result_splits_the_plan_into_named_kernels() {
     // y is read twice (by the sum and by the multiply), so it gets a buffer of its own: the
     // matmul kernel writes it, a reduction kernel sums its rows, an elementwise kernel computes
     // y * sum + 1.
-    let s = y.sum_axes(&[1], true);
+    let s = y.sum_axes_keepdim(&[1]);
     let z = y.mul(&s.expand([2, 4])).add_scalar(1.0);
     let dot = graph_dot(&[&z], &names);
     println!("{dot}");

@@ -79,9 +79,7 @@ fn other_shape_mistakes_panic_with_the_op_name() {
     let a = Tensor::zeros([2, 3], &dev);
     assert!(panic_of(|| drop(a.reshape([4, 2]))).0.contains("reshape"));
     assert!(panic_of(|| drop(a.permute(&[0, 0]))).0.contains("permute"));
-    assert!(panic_of(|| drop(a.sum_axes(&[2], false)))
-        .0
-        .contains("axes"));
+    assert!(panic_of(|| drop(a.sum_axes(&[2]))).0.contains("axes"));
     assert!(
         panic_of(|| drop(Tensor::cat(&[&a, &Tensor::zeros([2, 4], &dev)], 0)))
             .0
@@ -174,4 +172,120 @@ fn a_lost_device_is_an_error_that_says_what_to_do() {
     let msg = err.to_string();
     assert!(matches!(err, KilnError::DeviceLost(_)), "{msg}");
     assert!(msg.contains("recreate the device"), "{msg}");
+}
+
+/// The kind of the first `std::io::Error` in `err`'s source chain, found by walking it as a
+/// caller of any error library would (not through `KilnError::io_kind`).
+fn io_kind_in_chain(err: &KilnError) -> Option<std::io::ErrorKind> {
+    let mut next = std::error::Error::source(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// A path under the system's temporary directory that does not exist.
+fn missing(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("kiln-errors-{}-missing-{name}", std::process::id()));
+    assert!(!p.exists());
+    p
+}
+
+#[test]
+fn a_missing_idx_file_is_an_io_error_whose_source_is_not_found() {
+    let path = missing("t10k-images-idx3-ubyte");
+    let err = kiln::data::read_idx(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, KilnError::Io { .. }), "{err:?}");
+    assert_eq!(
+        io_kind_in_chain(&err),
+        Some(std::io::ErrorKind::NotFound),
+        "{msg}"
+    );
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+    // The message is what it was: the file, and what went wrong.
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("cannot read"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_checkpoint_is_an_io_error_whose_source_is_not_found() {
+    let path = missing("model.safetensors");
+    let err = kiln::checkpoint::load(&path, &Device::cpu()).unwrap_err();
+    assert!(matches!(err, KilnError::Io { .. }), "{err:?}");
+    assert_eq!(io_kind_in_chain(&err), Some(std::io::ErrorKind::NotFound));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("cannot read"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_mnist_directory_is_an_io_error_whose_source_is_not_found() {
+    let dir = missing("mnist");
+    let err = kiln::data::Mnist::from_dir(&dir).unwrap_err();
+    assert!(matches!(err, KilnError::Io { .. }), "{err:?}");
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+    assert!(err.to_string().contains("no such directory"), "{err}");
+    // A directory without the files: the first one looked for is not found.
+    std::fs::create_dir(&dir).unwrap();
+    let err = kiln::data::Mnist::from_dir(&dir).unwrap_err();
+    std::fs::remove_dir(&dir).unwrap();
+    assert!(matches!(err, KilnError::Io { .. }), "{err:?}");
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+    assert!(err.to_string().contains("train-images-idx3-ubyte"), "{err}");
+}
+
+#[test]
+fn saving_into_a_missing_directory_is_an_io_error_whose_source_is_not_found() {
+    let path = missing("dir").join("model.safetensors");
+    let t = Tensor::ones([2], &Device::cpu());
+    let err = kiln::checkpoint::save(&path, &[("w".to_string(), t)], &[]).unwrap_err();
+    assert!(matches!(err, KilnError::Io { .. }), "{err:?}");
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+}
+
+#[test]
+fn a_missing_image_is_an_io_error_whose_source_is_not_found() {
+    let path = missing("digit.png");
+    let err = kiln::classify::ImageInput::new(1, [28, 28])
+        .read(&path)
+        .unwrap_err();
+    assert!(matches!(err, KilnError::Io { .. }), "{err:?}");
+    assert_eq!(io_kind_in_chain(&err), Some(std::io::ErrorKind::NotFound));
+}
+
+#[test]
+fn a_corrupt_checkpoint_keeps_the_safetensors_error_as_its_source() {
+    // A header length of 5 bytes, then 5 bytes that are not JSON.
+    let mut bytes = 5u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"nope!");
+    let err = kiln::checkpoint::load_bytes(&bytes, &Device::cpu()).unwrap_err();
+    assert!(matches!(err, KilnError::Format { .. }), "{err:?}");
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        source
+            .downcast_ref::<safetensors::SafeTensorError>()
+            .is_some(),
+        "{source:?}"
+    );
+    assert_eq!(err.io_kind(), None, "not an io error");
+    assert!(
+        err.to_string()
+            .starts_with("checkpoint bytes: not a valid safetensors file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupt_idx_file_is_a_data_error_without_an_io_source() {
+    let err = kiln::data::idx::read_idx_from(&[1u8, 2, 3, 4, 5][..], 1 << 20).unwrap_err();
+    assert!(matches!(err, KilnError::Data(_)), "{err:?}");
+    assert_eq!(err.io_kind(), None);
 }

@@ -278,25 +278,23 @@ fn reductions_match_the_reference() {
         let a = pair_on(&dev, &shape, 3, |x| x);
         let s = format!("{shape:?}");
         check(&format!("sum {s}"), &[&a], (1e-2, 4e-3), |t| {
-            t[0].sum_axes(&[1], false)
+            t[0].sum_axes(&[1])
         });
         check(&format!("max {s}"), &[&a], EXACT, |t| {
-            t[0].max_axes(&[1], true)
+            t[0].max_axes_keepdim(&[1])
         });
         check(&format!("min over rows {s}"), &[&a], EXACT, |t| {
-            t[0].min_axes(&[0], false)
+            t[0].min_axes(&[0])
         });
-        check(&format!("argmax {s}"), &[&a], EXACT, |t| {
-            t[0].argmax(1, false)
-        });
+        check(&format!("argmax {s}"), &[&a], EXACT, |t| t[0].argmax(1));
         check(&format!("mean {s}"), &[&a], (2e-3, 4e-3), |t| {
-            t[0].mean_axes(&[1], false)
+            t[0].mean_axes(&[1])
         });
         check(&format!("full sum {s}"), &[&a], (3e-2, 4e-3), |t| {
             t[0].sum()
         });
         check(&format!("sum to f32 {s}"), &[&a], (1e-2, 4e-3), |t| {
-            t[0].sum_axes(&[1], false).cast(DType::F32)
+            t[0].sum_axes(&[1]).cast(DType::F32)
         });
     }
 }
@@ -349,7 +347,7 @@ fn repeated_runs_are_bit_identical() {
             .conv2d(&w, None, &Conv2dOptions::default().padding(1))
             .relu()
             .max_pool2d(&Pool2dOptions::new(2));
-        let z = m.matmul(&m.t()).sum_axes(&[1], false) + m.exp().sum_axes(&[1], false);
+        let z = m.matmul(&m.t()).sum_axes(&[1]) + m.exp().sum_axes(&[1]);
         (y.to_bytes().unwrap(), z.to_bytes().unwrap())
     };
     let first = run();
@@ -370,9 +368,7 @@ fn the_opengl_adapter_without_shader_f16_runs_f16_graphs() {
     let a = pair_on(&gl, &[7, 9], 14, |x| x);
     let b = pair_on(&gl, &[9, 5], 15, |x| x);
     check("gl elementwise", &[&a], F16_TOL, |t| t[0].exp() * 0.5 + 1.0);
-    check("gl sum", &[&a], (1e-2, 4e-3), |t| {
-        t[0].sum_axes(&[1], false)
-    });
+    check("gl sum", &[&a], (1e-2, 4e-3), |t| t[0].sum_axes(&[1]));
     check("gl matmul", &[&a, &b], DOT_TOL, |t| {
         t[0].matmul(t[1]).relu()
     });

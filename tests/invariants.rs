@@ -13,9 +13,9 @@ fn step(dev: &Device, w: &Tensor, seed: u64) -> Tensor {
     let x = Tensor::from_vec(values(32 * 64, seed), [32, 64], dev).unwrap();
     let b = Tensor::from_vec(values(16, 99), [16], dev).unwrap();
     let h = (x.matmul(w) + &b).relu();
-    let m = h.max_axes(&[1], true);
+    let m = h.max_axes_keepdim(&[1]);
     let p = (&h - &m).exp();
-    let s = p.sum_axes(&[1], true);
+    let s = p.sum_axes_keepdim(&[1]);
     (&p / &s * &h).mean()
 }
 
@@ -119,7 +119,7 @@ fn the_same_computation_gives_the_same_bits_every_run() {
         let a = Tensor::randn([300, 257], 3, &dev);
         let b = Tensor::randn([257, 129], 4, &dev);
         let big = Tensor::rand([2_000_000], 5, &dev);
-        let c = a.matmul(&b).tanh().sum_axes(&[0], false);
+        let c = a.matmul(&b).tanh().sum_axes(&[0]);
         let s = big.sum().reshape([1]);
         let both = Tensor::cat(&[&c, &s], 0);
         both.to_vec::<f32>()

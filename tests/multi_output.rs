@@ -101,7 +101,7 @@ fn an_update_rides_in_the_epilogue_of_the_reduction_that_computes_its_gradient()
         let dy = rand_t(&[37, 11], 50, dev);
         let m = rand_t(&[11], 51, dev);
         let v = rand_t(&[11], 52, dev).abs();
-        let g = dy.sum_axes(&[0], false);
+        let g = dy.sum_axes(&[0]);
         let m2 = m.mul_scalar(0.9).add(&g.mul_scalar(0.1));
         let v2 = v.mul_scalar(0.999).add(&g.square().mul_scalar(0.001));
         let p2 = m2.div(&v2.sqrt().add_scalar(1e-8));
@@ -117,7 +117,7 @@ fn an_update_rides_in_the_epilogue_of_the_reduction_that_computes_its_gradient()
     // A large reduction (one workgroup per output) stores its extra outputs once too.
     check(|dev| {
         let dy = rand_t(&[5000, 3], 53, dev);
-        let g = dy.sum_axes(&[0], false);
+        let g = dy.sum_axes(&[0]);
         let m = rand_t(&[3], 54, dev);
         vec![g.clone(), m.mul_scalar(0.5).add(&g)]
     });

@@ -149,8 +149,8 @@ fn eye_of_several_sizes() {
     let (g, c) = pair(&[6, 6], 3);
     close(
         "x * eye(6) summed",
-        &(&g * &Tensor::eye(6, &gpu())).sum_axes(&[1], false),
-        &(&c * &Tensor::eye(6, &cpu())).sum_axes(&[1], false),
+        &(&g * &Tensor::eye(6, &gpu())).sum_axes(&[1]),
+        &(&c * &Tensor::eye(6, &cpu())).sum_axes(&[1]),
         ARITH,
     );
 }
@@ -304,8 +304,8 @@ fn f16_arithmetic_matches_the_reference() {
         p.pow(a) + p.sqrt() + p.log()
     });
     check1("f16 comparisons", &a, EXACT, |a| a.gt(&a.scalar_like(0.25)));
-    check1("f16 sum", &a, (1e-2, 2e-3), |a| a.sum_axes(&[1], false));
-    check1("f16 max", &a, EXACT, |a| a.max_axes(&[0], true));
+    check1("f16 sum", &a, (1e-2, 2e-3), |a| a.sum_axes(&[1]));
+    check1("f16 max", &a, EXACT, |a| a.max_axes_keepdim(&[0]));
     check1("f16 full sum", &a, (2e-2, 2e-3), |a| a.sum());
     let m = pair_f16(&[9, 5], 3, |x| x);
     check2("f16 matmul", &a, &m, (1e-2, 4e-3), |a, m| a.matmul(m));
@@ -345,7 +345,7 @@ fn a_cached_plan_replays_with_new_scalars_and_data() {
             let padded = x.pad(&[(1, 0), (0, 1)], v as f64 * 2.0);
             let r = Tensor::rand([5, 7], 1000 + k, dev);
             (
-                (&x * &full + v).sum_axes(&[1], false),
+                (&x * &full + v).sum_axes(&[1]),
                 range * (v + 2.0),
                 padded.exp(),
                 r.narrow(1, 0, 6).narrow(0, 0, n.min(5)),

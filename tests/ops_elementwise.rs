@@ -175,7 +175,7 @@ fn comparisons_where_and_logical_not() {
     });
     check2("where with broadcast branches", &a, &b, EXACT, |a, b| {
         let cond = b.ge(&b.scalar_like(0.0));
-        cond.where_cond(&a.sum_axes(&[1], true), b)
+        cond.where_cond(&a.sum_axes_keepdim(&[1]), b)
     });
     check2(
         "comparisons combined in one kernel",
@@ -325,8 +325,8 @@ fn a_node_used_by_two_consumers() {
     let x = pair(&[40, 9], 23);
     let (g, c) = (x.0.exp() - 1.0, x.1.exp() - 1.0);
     // Two consumers of `h` in one graph, and both consumers as targets of one realize.
-    let gu = (g.sin() + g.cos() * &g, g.sum_axes(&[0], false));
-    let cu = (c.sin() + c.cos() * &c, c.sum_axes(&[0], false));
+    let gu = (g.sin() + g.cos() * &g, g.sum_axes(&[0]));
+    let cu = (c.sin() + c.cos() * &c, c.sum_axes(&[0]));
     Tensor::realize_all(&[&gu.0, &gu.1]).unwrap();
     close("first consumer", &gu.0, &cu.0, TRANSC);
     close("second consumer", &gu.1, &cu.1, dot_tol(40));
@@ -353,7 +353,7 @@ fn bool_arithmetic_rounds_to_bool_like_the_reference() {
     check2("bool maximum", &a, &b, EXACT, |a, b| a.maximum(b));
     check2("bool minimum", &a, &b, EXACT, |a, b| a.minimum(b));
     check2("bool le, gt", &a, &b, EXACT, |a, b| a.le(b).eq(&b.gt(a)));
-    check1("bool sum counts", &a, EXACT, |a| a.sum_axes(&[0], false));
+    check1("bool sum counts", &a, EXACT, |a| a.sum_axes(&[0]));
 }
 
 #[test]
@@ -372,8 +372,8 @@ fn more_inputs_than_one_kernel_can_bind() {
     close("sum of 40 inputs", &g, &c, (1e-4, 1e-5));
     close(
         "a reduction of 40 inputs",
-        &g.sum_axes(&[1], false),
-        &c.sum_axes(&[1], false),
+        &g.sum_axes(&[1]),
+        &c.sum_axes(&[1]),
         (1e-3, 1e-5),
     );
     // The same 40 inputs in the epilogue of a matmul and of a reduction, as one subtree and as
@@ -399,8 +399,8 @@ fn more_inputs_than_one_kernel_can_bind() {
     );
     close(
         "a reduction with an epilogue chain reading 40 inputs",
-        &chain(a.0.sum_axes(&[1], true), 0),
-        &chain(a.1.sum_axes(&[1], true), 1),
+        &chain(a.0.sum_axes_keepdim(&[1]), 0),
+        &chain(a.1.sum_axes_keepdim(&[1]), 1),
         ARITH,
     );
     let refs = |k: usize| -> Vec<&Tensor> {
@@ -424,7 +424,7 @@ fn four_elements_per_invocation_with_mixed_reads() {
     let x = pair(&[6, 8], 140);
     let y = pair(&[6, 8], 141);
     check2("x + y.relu() * x.t()-ish", &x, &y, ARITH, |x, y| {
-        (x + &y.relu()) * x.reshape([8, 6]).t().reshape([6, 8]) - x.sum_axes(&[1], true)
+        (x + &y.relu()) * x.reshape([8, 6]).t().reshape([6, 8]) - x.sum_axes_keepdim(&[1])
     });
     check2("x * flip(x) + y", &x, &y, ARITH, |x, y| {
         x * &x.flip(&[1]) + y

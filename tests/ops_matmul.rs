@@ -321,19 +321,14 @@ fn chained_and_shared_matmuls() {
     // One matmul read by two consumers and a reduction.
     check2("a matmul used twice", &a, &b, dot_tol(30), |a, b| {
         let h = a.matmul(b);
-        h.relu() - h.sum_axes(&[1], true) / 40.0
+        h.relu() - h.sum_axes_keepdim(&[1]) / 40.0
     });
     check2(
         "a matmul of a reduction",
         &a,
         &b,
         dot_tol(30 * 40),
-        |a, b| {
-            a.unsqueeze(2)
-                .expand([20, 30, 3])
-                .sum_axes(&[2], false)
-                .matmul(b)
-        },
+        |a, b| a.unsqueeze(2).expand([20, 30, 3]).sum_axes(&[2]).matmul(b),
     );
     check2(
         "matmul then reductions",
@@ -342,9 +337,7 @@ fn chained_and_shared_matmuls() {
         dot_tol(30 * 40),
         |a, b| {
             let h = a.matmul(b);
-            h.max_axes(&[0], false).sum()
-                + h.argmax(1, false).cast(DType::F32).sum()
-                + h.sum_axes(&[1], false).sum()
+            h.max_axes(&[0]).sum() + h.argmax(1).cast(DType::F32).sum() + h.sum_axes(&[1]).sum()
         },
     );
 }

@@ -159,7 +159,7 @@ fn pad_with_a_constant() {
             .slice(1, 1, 8, 3)
     });
     check1("pad then sum", &x, dot_tol(30), |x| {
-        x.pad(&[(2, 3), (0, 1)], 0.25).sum_axes(&[0], false)
+        x.pad(&[(2, 3), (0, 1)], 0.25).sum_axes(&[0])
     });
     let i = pair_i32(&[2, 3], 9, -9, 9);
     check1("pad i32 with -1", &i, EXACT, |i| {
@@ -210,8 +210,8 @@ fn cat_of_two_three_and_nine_inputs() {
     close("cat of 9", &g, &c9, TRANSC);
     close(
         "cat of 9 then transpose and sum",
-        &g.t().sum_axes(&[0], false),
-        &c9.t().sum_axes(&[0], false),
+        &g.t().sum_axes(&[0]),
+        &c9.t().sum_axes(&[0]),
         dot_tol(45),
     );
     // Nine plain inputs along axis 0, realized as the target of the realize.
@@ -236,7 +236,7 @@ fn stack_along_each_axis() {
         });
     }
     check2("stack then reduce", &a, &b, dot_tol(3), |a, b| {
-        Tensor::stack(&[a, b, &(a * b)], 0).sum_axes(&[0], false)
+        Tensor::stack(&[a, b, &(a * b)], 0).sum_axes(&[0])
     });
 }
 
@@ -344,24 +344,19 @@ fn non_contiguous_views_feed_matmul_and_reductions() {
             &format!("sum over {axes:?} of a permuted, flipped view"),
             &x,
             dot_tol(270),
-            |x| x.permute(&[1, 2, 0]).flip(&[0, 2]).sum_axes(&axes, false),
+            |x| x.permute(&[1, 2, 0]).flip(&[0, 2]).sum_axes(&axes),
         );
         check1(
             &format!("argmax over {axes:?} of a strided view"),
             &x,
             EXACT,
-            |x| x.slice(0, 1, 9, 2).t().argmax_axes(&axes, true),
+            |x| x.slice(0, 1, 9, 2).t().argmax_axes_keepdim(&axes),
         );
         check1(
             &format!("max over {axes:?} of an expanded view"),
             &x,
             TRANSC,
-            |x| {
-                x.narrow(0, 0, 1)
-                    .expand([4, 6, 5])
-                    .exp()
-                    .max_axes(&axes, false)
-            },
+            |x| x.narrow(0, 0, 1).expand([4, 6, 5]).exp().max_axes(&axes),
         );
     }
 }
@@ -374,7 +369,7 @@ fn empty_and_size_one_dimensions() {
     check1("[0,3] flip", &e, EXACT, |e| e.flip(&[0, 1]));
     check1("[0,3] pad to [2,3]", &e, EXACT, |e| e.pad(&[(1, 1)], 4.0));
     check1("[0,3] flipped, padded, then summed", &e, EXACT, |e| {
-        e.flip(&[0]).pad(&[(1, 1)], 4.0).sum_axes(&[0], false)
+        e.flip(&[0]).pad(&[(1, 1)], 4.0).sum_axes(&[0])
     });
     let one = pair(&[1, 3], 21);
     check2("cat [0,3] with [1,3]", &e, &one, EXACT, |e, o| {
@@ -385,7 +380,7 @@ fn empty_and_size_one_dimensions() {
     });
     let z = pair(&[3, 0], 22);
     check1("[3,0] flip then sum over 1", &z, EXACT, |z| {
-        z.flip(&[1]).sum_axes(&[1], false)
+        z.flip(&[1]).sum_axes(&[1])
     });
     check1("[3,0] expand", &z, EXACT, |z| {
         z.unsqueeze(0).expand([2, 3, 0])

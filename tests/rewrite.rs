@@ -81,14 +81,14 @@ fn a_long_sum_into_few_outputs_runs_in_two_stages() {
     // 3 outputs of 70,000 values each (a group over two axes, padded to whole chunks).
     let build = |dev: &Device| {
         let x = Tensor::randn([3, 100, 700], 9, dev);
-        vec![x.sum_axes(&[1, 2], false), x.sum()]
+        vec![x.sum_axes(&[1, 2]), x.sum()]
     };
     let fired = check_rewrite(build, limits(), 1e-5);
     assert_eq!(count(&fired, "two_stage_sum"), 2);
     // The rewritten graph has two reductions per sum.
     let dev = Device::cpu();
     let x = Tensor::randn([3, 100, 700], 9, &dev);
-    let s = x.sum_axes(&[2, 1], true);
+    let s = x.sum_axes_keepdim(&[2, 1]);
     let p = kiln::Pending::collect(&[&s]);
     let r = kiln::rewrite::rewrite(&p, &limits());
     let reductions = r
@@ -105,7 +105,7 @@ fn a_long_sum_into_few_outputs_runs_in_two_stages() {
 fn short_sums_and_sums_into_many_outputs_stay_one_reduction() {
     let build = |dev: &Device| {
         let x = Tensor::randn([128, 600], 10, dev);
-        vec![x.sum_axes(&[1], false), x.sum_axes(&[0], false)]
+        vec![x.sum_axes(&[1]), x.sum_axes(&[0])]
     };
     let fired = check_rewrite(build, limits(), 1e-5);
     assert!(fired.is_empty(), "{fired:?}");
@@ -136,12 +136,7 @@ fn the_gpu_computes_rewritten_training_graphs_like_the_reference() {
         13,
     );
     let (g, c) = pair(&[3, 100, 700], 14);
-    assert_close(
-        &g.sum_axes(&[1, 2], false),
-        &c.sum_axes(&[1, 2], false),
-        1e-2,
-        1e-4,
-    );
+    assert_close(&g.sum_axes(&[1, 2]), &c.sum_axes(&[1, 2]), 1e-2, 1e-4);
 }
 
 #[test]

@@ -84,19 +84,16 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
         (
             "cat and where",
             Tensor::cat(&[&a, &a.neg(), &a.abs()], 1)
-                .gt(&a.sum_axes(&[1], true))
+                .gt(&a.sum_axes_keepdim(&[1]))
                 .where_cond(&a.repeat_cols(3), &a.repeat_cols(3).neg()),
         ),
         (
             "random",
             Tensor::rand([4, 4], 1, dev) + Tensor::randn([4, 4], 2, dev),
         ),
-        (
-            "reduce prologue and epilogue",
-            a.exp().sum_axes(&[1], false).log(),
-        ),
-        ("argmax", a.argmax(1, false)),
-        ("var", a.var_axes(&[0], true)),
+        ("reduce prologue and epilogue", a.exp().sum_axes(&[1]).log()),
+        ("argmax", a.argmax(1)),
+        ("var", a.var_axes_keepdim(&[0])),
         ("matmul epilogue", (a.matmul(&b) + &bias).relu()),
         (
             "matmul transposed and batched",
@@ -110,14 +107,13 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
                 .lt(&a)
                 .cast(DType::U32),
         ),
-        (
-            "f16",
-            (h.exp() + h.clone()).sum_axes(&[0], false).cast(DType::F32),
-        ),
+        ("f16", (h.exp() + h.clone()).sum_axes(&[0]).cast(DType::F32)),
         ("f16 matmul output", (h.matmul(&h.t()) + 1.0).relu()),
         (
             "f16 reduction outputs",
-            h.max_axes(&[1], true) + h.sum_axes(&[1], true) + h.argmax(1, true).cast(DType::F16),
+            h.max_axes_keepdim(&[1])
+                + h.sum_axes_keepdim(&[1])
+                + h.argmax_keepdim(1).cast(DType::F16),
         ),
         (
             "f16 affine sample epilogue",
@@ -141,7 +137,7 @@ fn representative_graphs(dev: &Device) -> Vec<(&'static str, Tensor)> {
         ),
         (
             "integers",
-            (&i / &Tensor::arange_i32(-2, 2, 1, dev)).max_axes(&[1], false),
+            (&i / &Tensor::arange_i32(-2, 2, 1, dev)).max_axes(&[1]),
         ),
     ]
 }
@@ -240,18 +236,18 @@ fn fusion_keeps_chains_in_one_kernel() {
         "an elementwise prologue folds into matmul"
     );
     assert_eq!(
-        count(&a.exp().sum_axes(&[1], false).log()),
+        count(&a.exp().sum_axes(&[1]).log()),
         1,
         "prologue and epilogue fold into the reduction"
     );
     assert_eq!(
-        count(&a.mean_axes(&[0, 1], false)),
+        count(&a.mean_axes(&[0, 1])),
         1,
         "mean is one reduction kernel"
     );
     let x = a.exp();
     assert_eq!(
-        count(&(&x + &x.t().sum_axes(&[0], true).t())),
+        count(&(&x + &x.t().sum_axes_keepdim(&[0]).t())),
         3,
         "a node read by two kernels is stored once"
     );

@@ -5,8 +5,7 @@
 #![allow(dead_code)]
 
 use kiln::prelude::*;
-use kiln::wgpu_backend::backend::KernelTiming;
-use kiln::wgpu_backend::{adapter, WgpuBackend};
+use kiln::wgpu_backend::{adapter, KernelTiming, WgpuBackend};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

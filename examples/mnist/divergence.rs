@@ -23,8 +23,10 @@ pub(crate) fn save_metrics(
     for s in skipped {
         csv += &format!("{},{},skipped_step,{},,\n", s.step, s.epoch, s.loss);
     }
-    std::fs::write(path, csv)
-        .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))
+    std::fs::write(path, csv).map_err(|e| KilnError::Io {
+        msg: format!("{}: cannot write: {e}", path.display()),
+        source: e,
+    })
 }
 
 /// What the error of a diverged run says: the settings behind the likely causes.

@@ -96,8 +96,10 @@ pub(crate) fn pictures(
             written.extend(rendered);
         } else {
             // Graphviz takes many minutes to lay out a plan this large: write the DOT only.
-            std::fs::write(&path, dot)
-                .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))?;
+            std::fs::write(&path, dot).map_err(|e| KilnError::Io {
+                msg: format!("{}: cannot write: {e}", path.display()),
+                source: e,
+            })?;
             println!(
                 "plan.dot: {kernels} kernels, too many to render here; `dot -Tsvg {} -o plan.svg` \
                  renders it",

@@ -143,8 +143,9 @@ impl ImageInput {
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let path = path.as_ref();
         self.check_size()?;
-        let reader = ImageReader::open(path).map_err(|e| {
-            KilnError::Data(format!("{}: cannot open the image: {e}", path.display()))
+        let reader = ImageReader::open(path).map_err(|e| KilnError::Io {
+            msg: format!("{}: cannot open the image: {e}", path.display()),
+            source: e,
         })?;
         self.decode_from(reader, &path.display().to_string())
     }
@@ -164,9 +165,10 @@ impl ImageInput {
         reader: ImageReader<R>,
         source: &str,
     ) -> Result<Vec<u8>> {
-        let mut reader = reader
-            .with_guessed_format()
-            .map_err(|e| KilnError::Data(format!("{source}: cannot read the image: {e}")))?;
+        let mut reader = reader.with_guessed_format().map_err(|e| KilnError::Io {
+            msg: format!("{source}: cannot read the image: {e}"),
+            source: e,
+        })?;
         let mut limits = Limits::default();
         limits.max_image_width = Some(MAX_IMAGE_SIDE);
         limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -180,7 +182,14 @@ impl ImageInput {
                 ),
                 _ => format!("cannot decode the image (PNG and JPEG are supported): {e}"),
             };
-            KilnError::Data(format!("{source}: {why}"))
+            let msg = format!("{source}: {why}");
+            match e {
+                image::ImageError::IoError(source) => KilnError::Io { msg, source },
+                other => KilnError::Format {
+                    msg,
+                    source: Box::new(other),
+                },
+            }
         })?;
         self.pixels(&img)
     }

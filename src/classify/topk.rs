@@ -38,11 +38,9 @@ pub fn top_k(logits: &Tensor, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
 /// the end ignored). Errors name the file: unreadable, empty, or a blank line between names.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<String>> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        KilnError::Data(format!(
-            "{}: cannot read the class names: {e}",
-            path.display()
-        ))
+    let text = std::fs::read_to_string(path).map_err(|e| KilnError::Io {
+        msg: format!("{}: cannot read the class names: {e}", path.display()),
+        source: e,
     })?;
     let mut names: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
     while names.last().is_some_and(|n| n.is_empty()) {

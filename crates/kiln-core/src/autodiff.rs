@@ -2,7 +2,7 @@
 //! same graph as the forward pass, so a training step's forward, backward and update are scheduled,
 //! fused and submitted together.
 //!
-//! All of it is [`vjp`], one table of vector-Jacobian rules (one arm per op), and `gradients`,
+//! All of it is `vjp`, one table of vector-Jacobian rules (one arm per op), and `gradients`,
 //! a short reverse walk that applies it and sums the contributions each node receives.
 
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
@@ -177,13 +177,35 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
 
 /// The vector-Jacobian products of node `y` for upstream gradient `g` (shape of `y`): one entry
 /// per input, `None` where the input has no gradient (integer inputs, comparisons, indices).
-pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+/// One rule per op, grouped by family below.
+pub(crate) fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    match y.op() {
+        Op::Buffer | Op::Data(_) | Op::Full(_) | Op::Arange { .. } | Op::Rand { .. } => vec![],
+        Op::Reshape
+        | Op::Permute(_)
+        | Op::Expand
+        | Op::Slice { .. }
+        | Op::Pad { .. }
+        | Op::Cat { .. }
+        | Op::Window(_)
+        | Op::Unwindow(_) => view_vjp(y, g),
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => elementwise_vjp(y, g),
+        Op::Reduce { .. } | Op::Matmul => reduction_vjp(y, g),
+        // ---- data-dependent sampling ----
+        // No gradient for either input. The image's would be the transpose of the sampling (each
+        // input pixel gathering from the output pixels whose taps reach it: a second data-
+        // dependent kernel), the matrices' the image's spatial derivative at every sample; data
+        // augmentation needs neither. `affine_sample` refuses inputs that require a gradient, so
+        // no gradient is silently dropped here.
+        Op::AffineSample => vec![None, None],
+    }
+}
+
+/// Views move the gradient back where the elements came from.
+fn view_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
     let ins = y.inputs();
     let x = |i: usize| &ins[i];
     match y.op() {
-        Op::Buffer | Op::Data(_) | Op::Full(_) | Op::Arange { .. } | Op::Rand { .. } => vec![],
-
-        // ---- views: move the gradient back where the elements came from ----
         Op::Reshape => vec![Some(g.reshape(x(0).shape()))],
         Op::Permute(perm) => {
             let mut inverse = vec![0; perm.len()];
@@ -196,7 +218,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let axes: Vec<usize> = (0..y.rank())
                 .filter(|&d| x(0).dims()[d] == 1 && y.dims()[d] != 1)
                 .collect();
-            vec![Some(g.sum_axes(&axes, true))]
+            vec![Some(g.sum_axes_keepdim(&axes))]
         }
         Op::Slice { start, step } => vec![Some(unslice(g, x(0).dims(), start, step))],
         Op::Pad { before, .. } => {
@@ -223,7 +245,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let size = &x(0).dims()[lead..];
             let spread = g.unwindow(size, &w.stride, &w.dilation);
             let k_axes: Vec<usize> = (lead..lead + r).collect();
-            vec![Some(spread.sum_axes(&k_axes, false))]
+            vec![Some(spread.sum_axes(&k_axes))]
         }
         Op::Unwindow(w) => {
             // The adjoint reads g at (k, o * stride + k * dilation): a window of g, on its
@@ -258,7 +280,15 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             vec![Some(t)]
         }
 
-        // ---- elementwise ----
+        other => unreachable!("{other:?} is not a view"),
+    }
+}
+
+/// Elementwise ops: the local derivative times `g`.
+fn elementwise_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    let ins = y.inputs();
+    let x = |i: usize| &ins[i];
+    match y.op() {
         Op::Unary(op) => {
             let x0 = x(0);
             let gx = match op {
@@ -330,7 +360,15 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             }
         }
 
-        // ---- reductions and contractions ----
+        other => unreachable!("{other:?} is not elementwise"),
+    }
+}
+
+/// Reductions and contractions.
+fn reduction_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    let ins = y.inputs();
+    let x = |i: usize| &ins[i];
+    match y.op() {
         Op::Reduce { op, axes } => {
             let x0 = x(0);
             match op {
@@ -344,7 +382,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
                     // pooling window view it can outgrow a binding (ResNet-50's stem max-pool
                     // at batch 32: 231 MB); recomputing it in each kernel costs a comparison.
                     let hit = || x0.eq(&y.expand(x0.shape())).cast(g.dtype());
-                    let count = hit().sum_axes(axes, true);
+                    let count = hit().sum_axes_keepdim(axes);
                     vec![Some(hit().mul(&g.div(&count).expand(x0.shape())))]
                 }
                 ReduceOp::ArgMax | ReduceOp::ArgMin => vec![None],
@@ -355,13 +393,7 @@ pub fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             vec![Some(g.matmul(&b.t())), Some(a.t().matmul(g))]
         }
 
-        // ---- data-dependent sampling ----
-        // No gradient for either input. The image's would be the transpose of the sampling (each
-        // input pixel gathering from the output pixels whose taps reach it: a second data-
-        // dependent kernel), the matrices' the image's spatial derivative at every sample; data
-        // augmentation needs neither. `affine_sample` refuses inputs that require a gradient, so
-        // no gradient is silently dropped here.
-        Op::AffineSample => vec![None, None],
+        other => unreachable!("{other:?} is not a reduction"),
     }
 }
 
@@ -385,7 +417,7 @@ fn window_taps<'a>(x: &'a Tensor, axes: &[usize]) -> Option<&'a [usize]> {
 /// by the forward); the taps that hold it are a comparison folded into the col2im that follows.
 fn first_max_of_windows(x: &Tensor, axes: &[usize], g: &Tensor) -> Tensor {
     let kernel = window_taps(x, axes).expect("a window's tap axes");
-    let first = x.argmax_axes(axes, true); // [.., 1.., O..], i32
+    let first = x.argmax_axes_keepdim(axes); // [.., 1.., O..], i32
     let taps: usize = kernel.iter().product();
     let mut tap_dims = vec![1; axes[0]];
     tap_dims.extend_from_slice(kernel);

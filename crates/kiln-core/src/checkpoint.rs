@@ -39,6 +39,22 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
     KilnError::Data(format!("{}: {what}", path.display()))
 }
 
+/// A [`KilnError::Io`] whose message is `path: what` (`what` says the io error `source`).
+fn io_error(path: &Path, what: impl std::fmt::Display, source: std::io::Error) -> KilnError {
+    KilnError::Io {
+        msg: format!("{}: {what}", path.display()),
+        source,
+    }
+}
+
+/// A [`KilnError::Format`] whose message is `path: what`, keeping the safetensors error.
+fn format_error(path: &Path, what: impl std::fmt::Display, source: SafeTensorError) -> KilnError {
+    KilnError::Format {
+        msg: format!("{}: {what}", path.display()),
+        source: Box::new(source),
+    }
+}
+
 /// Named tensors and metadata read from a checkpoint file by [`load`].
 #[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
@@ -157,7 +173,7 @@ pub fn save(
     // std's with it), so this compiles under either.
     let info = (!meta.is_empty()).then(|| meta.into_iter().collect());
     let file = safetensors::serialize(entries.iter().map(|(n, e)| (n.as_str(), e)), info)
-        .map_err(|e| bad(path, format!("cannot encode the checkpoint: {e}")))?;
+        .map_err(|e| format_error(path, format!("cannot encode the checkpoint: {e}"), e))?;
     drop(entries);
     write_atomic(path, |f| f.write_all(&file))
 }
@@ -200,13 +216,11 @@ pub fn write_atomic(
         .create_new(true)
         .open(&tmp)
         .map_err(|e| {
-            bad(
-                path,
-                format!(
-                    "cannot create the temporary file {} to write to: {e} (does the directory exist and is it writable?)",
-                    tmp.display()
-                ),
-            )
+            let what = format!(
+                "cannot create the temporary file {} to write to: {e} (does the directory exist and is it writable?)",
+                tmp.display()
+            );
+            io_error(path, what, e)
         })?;
     let written = (|| {
         if let Ok(old) = std::fs::metadata(path) {
@@ -218,26 +232,29 @@ pub fn write_atomic(
     drop(file);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(bad(
+        return Err(io_error(
             path,
             format!("writing failed ({e}); the previous file, if any, is unchanged"),
+            e,
         ));
     }
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(bad(
+        return Err(io_error(
             path,
             format!(
                 "cannot rename {} over it ({e}); the previous file, if any, is unchanged",
                 tmp.display()
             ),
+            e,
         ));
     }
     #[cfg(unix)]
     File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| {
-        bad(
+        io_error(
             path,
             format!("written, but syncing its directory failed: {e}"),
+            e,
         )
     })?;
     Ok(())
@@ -387,13 +404,18 @@ pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 /// pipe or a device, the header's length is read and checked first, so that an endless stream
 /// such as `/dev/zero` is refused instead of read until memory runs out.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let cannot = |e: std::io::Error| bad(path, format!("cannot read: {e}"));
+    let cannot = |e: std::io::Error| io_error(path, format!("cannot read: {e}"), e);
     let mut file = File::open(path).map_err(cannot)?;
     let mut bytes = vec![];
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         let mut head = [0u8; 8];
-        file.read_exact(&mut head)
-            .map_err(|e| bad(path, format!("cannot read its 8-byte header length: {e}")))?;
+        file.read_exact(&mut head).map_err(|e| {
+            io_error(
+                path,
+                format!("cannot read its 8-byte header length: {e}"),
+                e,
+            )
+        })?;
         let n = u64::from_le_bytes(head);
         if !(2..=MAX_HEADER_BYTES).contains(&n) {
             return Err(bad(
@@ -433,7 +455,7 @@ fn decode(bytes: &[u8], path: &Path, device: &Device) -> Result<Checkpoint> {
         }
     }
     let (header_len, header) =
-        SafeTensors::read_metadata(bytes).map_err(|e| bad(path, explain(&e, bytes)))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| format_error(path, explain(&e, bytes), e))?;
     // read_metadata checked that the offsets tile the data exactly, to the file's end.
     let data = &bytes[8 + header_len..];
     let mut metadata: Vec<(String, String)> = header

@@ -2,6 +2,22 @@
 //!
 //! Mistakes in model code (wrong shapes, wrong dtypes) are not errors but panics at graph-build
 //! time; see [`crate::Tensor`].
+//!
+//! An error that comes from another one keeps it as its [`source()`](std::error::Error::source):
+//! a file that cannot be read is a [`KilnError::Io`] holding the [`std::io::Error`], so a missing
+//! file can be told from a corrupt one by its kind:
+//!
+//! ```
+//! use kiln_core::{data::read_idx, KilnError};
+//! let err = read_idx("no/such/file-idx3-ubyte").unwrap_err();
+//! assert!(matches!(err, KilnError::Io { .. }));
+//! assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+//! let source = std::error::Error::source(&err).unwrap();
+//! let io = source.downcast_ref::<std::io::Error>().unwrap();
+//! assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+//! ```
+
+use std::error::Error as _;
 
 /// Everything that can go wrong at run time in kiln, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +72,28 @@ pub enum KilnError {
     /// A data file is missing, truncated or corrupt (the message names the file).
     #[error("data: {0}")]
     Data(String),
+    /// A file could not be read or written (missing, no permission, disk full): the message
+    /// names the file and what was being done; the source is the operating system's error, whose
+    /// kind [`KilnError::io_kind`] returns.
+    #[error("{msg}")]
+    Io {
+        /// What failed, naming the file; it ends with (or contains) the source's message.
+        msg: String,
+        /// The error the operating system gave.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not in the format the library that reads or writes it expects (a corrupt image
+    /// or checkpoint header): the message names the file and says what is wrong; the source is
+    /// that library's error (`image::ImageError`, `safetensors::SafeTensorError`, ...).
+    #[error("{msg}")]
+    Format {
+        /// What is wrong, naming the file.
+        msg: String,
+        /// The error of the library that decoded or encoded the file.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// An input of an operation fed from data (image sampling, augmentation) has the wrong
     /// shape or dtype; the message says what was expected.
     #[error("{op}: {msg}")]
@@ -72,6 +110,23 @@ pub enum KilnError {
     /// Any other backend failure, with its message.
     #[error("backend: {0}")]
     Backend(String),
+}
+
+impl KilnError {
+    /// The kind of the first [`std::io::Error`] in this error's source chain (`NotFound`,
+    /// `PermissionDenied`, ...), or `None` when no io error caused it. Looks past other
+    /// libraries' errors too: an image that cannot be read because its file vanished says
+    /// `NotFound` here.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let mut next = self.source();
+        while let Some(e) = next {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            next = e.source();
+        }
+        None
+    }
 }
 
 /// kiln's result type.

@@ -5,7 +5,7 @@
 //! use kiln_core::{Device, Tensor};
 //! let dev = Device::cpu();
 //! let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2], &dev).unwrap();
-//! let b = (a.matmul(&a) + 1.0).relu().sum_axes(&[1], false);   // nothing runs yet
+//! let b = (a.matmul(&a) + 1.0).relu().sum_axes(&[1]);   // nothing runs yet
 //! assert_eq!(b.to_vec::<f32>().unwrap(), vec![19.0, 39.0]);
 //! ```
 

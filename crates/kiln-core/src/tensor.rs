@@ -71,8 +71,8 @@ pub fn is_grad_enabled() -> bool {
 pub struct Tensor(Arc<Node>);
 
 impl Tensor {
-    /// Records a new node. Used by op methods and backends; the caller has checked the shapes.
-    pub fn from_op(
+    /// Records a new node. Used by op methods; the caller has checked the shapes.
+    pub(crate) fn from_op(
         op: Op,
         inputs: Vec<Tensor>,
         shape: Shape,
@@ -94,7 +94,12 @@ impl Tensor {
         }))
     }
     /// Wraps storage that a backend already holds as a realized leaf.
-    pub fn from_storage(storage: Storage, shape: Shape, dtype: DType, device: &Device) -> Tensor {
+    pub(crate) fn from_storage(
+        storage: Storage,
+        shape: Shape,
+        dtype: DType,
+        device: &Device,
+    ) -> Tensor {
         let t = Tensor::from_op(Op::Buffer, vec![], shape, dtype, device);
         t.set_storage(storage);
         t
@@ -161,7 +166,8 @@ impl Tensor {
     pub fn device(&self) -> &Device {
         &self.0.device
     }
-    /// The realized values, if computed.
+    /// The realized values, if computed (backends read their inputs with this).
+    #[doc(hidden)]
     pub fn storage(&self) -> Option<Storage> {
         self.0.storage.lock().unwrap().clone()
     }
@@ -170,6 +176,7 @@ impl Tensor {
         self.0.storage.lock().unwrap().is_some()
     }
     /// Stores computed values on this node (backends call this).
+    #[doc(hidden)]
     pub fn set_storage(&self, storage: Storage) {
         *self.0.storage.lock().unwrap() = Some(storage);
     }

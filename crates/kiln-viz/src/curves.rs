@@ -129,15 +129,15 @@ impl Metrics {
     pub fn save_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                KilnError::Data(format!(
-                    "{}: cannot create the directory: {e}",
-                    dir.display()
-                ))
+            std::fs::create_dir_all(dir).map_err(|e| KilnError::Io {
+                msg: format!("{}: cannot create the directory: {e}", dir.display()),
+                source: e,
             })?;
         }
-        std::fs::write(path, self.to_csv())
-            .map_err(|e| KilnError::Data(format!("{}: cannot write: {e}", path.display())))
+        std::fs::write(path, self.to_csv()).map_err(|e| KilnError::Io {
+            msg: format!("{}: cannot write: {e}", path.display()),
+            source: e,
+        })
     }
 }
 

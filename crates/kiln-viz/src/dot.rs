@@ -275,15 +275,14 @@ pub fn save_dot(
 ) -> kiln_core::Result<Option<PathBuf>> {
     let path = path.as_ref();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            kiln_core::KilnError::Data(format!(
-                "{}: cannot create the directory: {e}",
-                dir.display()
-            ))
+        std::fs::create_dir_all(dir).map_err(|e| kiln_core::KilnError::Io {
+            msg: format!("{}: cannot create the directory: {e}", dir.display()),
+            source: e,
         })?;
     }
-    std::fs::write(path, dot).map_err(|e| {
-        kiln_core::KilnError::Data(format!("{}: cannot write: {e}", path.display()))
+    std::fs::write(path, dot).map_err(|e| kiln_core::KilnError::Io {
+        msg: format!("{}: cannot write: {e}", path.display()),
+        source: e,
     })?;
     let rendered = path.with_extension(format);
     let ok = std::process::Command::new("dot")

@@ -84,24 +84,32 @@ pub(crate) fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
 
 fn write_png(image: &DynamicImage, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            KilnError::Data(format!(
-                "{}: cannot create the directory: {e}",
-                dir.display()
-            ))
+        std::fs::create_dir_all(dir).map_err(|e| KilnError::Io {
+            msg: format!("{}: cannot create the directory: {e}", dir.display()),
+            source: e,
         })?;
     }
-    let err = |e: &dyn std::fmt::Display| {
-        KilnError::Data(format!("{}: cannot write the PNG: {e}", path.display()))
-    };
+    let msg = |e: &dyn std::fmt::Display| format!("{}: cannot write the PNG: {e}", path.display());
     // Best compression: pictures meant for documentation stay small.
-    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
+    let file = std::fs::File::create(path).map_err(|e| KilnError::Io {
+        msg: msg(&e),
+        source: e,
+    })?;
     let encoder = PngEncoder::new_with_quality(
         std::io::BufWriter::new(file),
         CompressionType::Best,
         FilterType::Adaptive,
     );
-    image.write_with_encoder(encoder).map_err(|e| err(&e))
+    image.write_with_encoder(encoder).map_err(|e| match e {
+        image::ImageError::IoError(source) => KilnError::Io {
+            msg: msg(&source),
+            source,
+        },
+        other => KilnError::Format {
+            msg: msg(&other),
+            source: Box::new(other),
+        },
+    })
 }
 
 /// A blank picture of `w x h` pixels filled with [`BACKGROUND`].

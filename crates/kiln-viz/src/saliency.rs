@@ -50,7 +50,7 @@ pub fn saliency(model: &dyn Module, image: &Tensor, class: usize) -> Result<Tens
         }
         let score = logits.narrow(1, class, 1).sum();
         let grad = score.grad_wrt(&[&x]).remove(0);
-        no_grad(|| grad.abs().max_axes(&[1], false).reshape([h, w]).detach())
+        no_grad(|| grad.abs().max_axes(&[1]).reshape([h, w]).detach())
     })();
     model.set_training(was_training);
     result

@@ -84,6 +84,7 @@ impl WgpuBackend {
     }
 
     /// The opened device, for benchmarks and tools.
+    #[doc(hidden)]
     pub fn context(&self) -> &Context {
         &self.ctx
     }

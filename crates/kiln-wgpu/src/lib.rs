@@ -5,22 +5,26 @@
 
 #![warn(missing_docs)]
 
+// Adapter choice and WGSL generation are public for kiln's own tests and benches only.
+#[doc(hidden)]
 pub mod adapter;
-pub mod backend;
-pub mod bind_windows;
+mod backend;
+mod bind_windows;
+#[doc(hidden)]
 pub mod codegen;
-pub mod context;
-pub mod counters;
-pub mod options;
-pub mod plan_cache;
-pub mod plan_store;
-pub mod pool;
-pub mod readback;
+mod context;
+mod counters;
+mod options;
+mod plan_cache;
+mod plan_store;
+mod pool;
+mod readback;
 
 pub use adapter::{AdapterSummary, INSTALL_HINT};
-pub use backend::WgpuBackend;
+pub use backend::{KernelTiming, WgpuBackend};
 pub use kiln_core::KernelFamily;
 pub use options::WgpuOptions;
+pub use plan_store::DEFAULT_PLAN_CACHE_BYTES;
 /// The wgpu crate kiln-wgpu is built on (for [`WgpuOptions::backend`] and tools).
 pub use wgpu;
 

@@ -30,7 +30,7 @@ pub struct WgpuOptions {
     /// Device bytes the plan cache's intermediate buffers and the buffer pool's free buffers may
     /// keep together before the least recently used are released. `None`:
     /// `KILN_PLAN_CACHE_MB` from the environment when set by [`WgpuOptions::from_env`], else
-    /// [`crate::plan_store::DEFAULT_PLAN_CACHE_BYTES`] (1 GiB).
+    /// [`crate::DEFAULT_PLAN_CACHE_BYTES`] (1 GiB).
     pub plan_cache_bytes: Option<u64>,
     /// The kernel family to generate (see [`KernelFamily`]); `None`: follow the adapter's type
     /// (`Software` on a software adapter such as lavapipe, `Gpu` elsewhere). Forcing `Gpu` on

@@ -177,11 +177,6 @@ pub fn schedule_limits(ctx: &Context) -> ScheduleLimits {
     }
 }
 
-/// Schedules and compiles `p`.
-pub fn compile(ctx: &Context, pipelines: &PipelineCache, p: &Pending) -> Result<CompiledPlan> {
-    compile_plan(ctx, pipelines, p, schedule_for(ctx, p)?)
-}
-
 /// The size of the windows that buffers over one storage binding are bound in on this device.
 fn window_bytes(ctx: &Context) -> u64 {
     codegen::windows::window_bytes(

@@ -96,16 +96,6 @@ impl PlanStore {
         true
     }
 
-    /// Number of plans held.
-    pub fn len(&self) -> usize {
-        self.plans.len()
-    }
-
-    /// True when no plan is held.
-    pub fn is_empty(&self) -> bool {
-        self.plans.is_empty()
-    }
-
     /// The bound on the bytes of the plans held.
     pub fn budget(&self) -> u64 {
         self.budget

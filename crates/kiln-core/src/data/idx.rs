@@ -31,10 +31,6 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
-    KilnError::Data(format!("{}: {what}", path.display()))
-}
-
 /// Reads an IDX file of u8 elements; `.gz` files (or any file starting with the gzip magic) are
 /// decompressed (several concatenated gzip members are read as one stream). Errors name the file
 /// and say what is wrong: missing, corrupt or truncated gzip data, a wrong magic number (not IDX,
@@ -48,7 +44,10 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> KilnError {
 /// per byte of a gzip file, never more than [`MAX_IDX_BYTES`].
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    let file = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| KilnError::Io {
+        msg: format!("{}: cannot read: {e}", path.display()),
+        source: e,
+    })?;
     // Only a regular file has a size to check a declaration against (not a pipe).
     let size = file
         .metadata()
@@ -56,7 +55,7 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
         .filter(|m| m.is_file())
         .map(|m| m.len());
     let reader = std::io::BufReader::with_capacity(TRAILING_SLACK, file);
-    decode(reader, size, MAX_IDX_BYTES).map_err(|what| bad(path, what))
+    decode(reader, size, MAX_IDX_BYTES).map_err(|problem| problem.into_error(Some(path)))
 }
 
 /// Reads an IDX stream of u8 elements (raw, or gzip-compressed) from `reader`, as [`read_idx`]
@@ -67,7 +66,7 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
 /// Limit: it allocates at most the declared data size (at most `max_bytes`) plus 64 KiB, and
 /// pulls at most that much (inflated) out of `reader`, whatever the stream holds after it.
 pub fn read_idx_from(reader: impl Read, max_bytes: usize) -> Result<IdxArray> {
-    decode(reader, None, max_bytes).map_err(KilnError::Data)
+    decode(reader, None, max_bytes).map_err(|problem| problem.into_error(None))
 }
 
 /// Reads `reader` until `buf` is full or the stream ends; returns how many bytes were read.
@@ -90,16 +89,66 @@ fn decode(
     mut reader: impl Read,
     file_size: Option<u64>,
     max_bytes: usize,
-) -> std::result::Result<IdxArray, String> {
+) -> std::result::Result<IdxArray, Problem> {
     let mut magic = [0u8; 2];
-    let got = read_up_to(&mut reader, &mut magic).map_err(|e| format!("cannot read: {e}"))?;
+    let got =
+        read_up_to(&mut reader, &mut magic).map_err(|e| Problem::read("cannot read", e, true))?;
     let stream = (&magic[..got]).chain(reader);
     if magic[..got] == [0x1f, 0x8b] {
+        // The inflater's errors say the data is corrupt: a `Data` error, not an `Io` one.
         let stream = flate2::read::MultiGzDecoder::new(stream);
         let holds = file_size.map(|n| Holds::Inflated(n, n.saturating_mul(MAX_DEFLATE_RATIO)));
-        parse(stream, holds, max_bytes, "corrupt or truncated gzip data")
+        parse(
+            stream,
+            holds,
+            max_bytes,
+            "corrupt or truncated gzip data",
+            false,
+        )
     } else {
-        parse(stream, file_size.map(Holds::Raw), max_bytes, "cannot read")
+        parse(
+            stream,
+            file_size.map(Holds::Raw),
+            max_bytes,
+            "cannot read",
+            true,
+        )
+    }
+}
+
+/// What is wrong with an IDX stream, and the read error behind it where the stream could not be
+/// read (kept as the [`KilnError::Io`]'s source).
+struct Problem {
+    what: String,
+    source: Option<std::io::Error>,
+}
+
+impl From<String> for Problem {
+    fn from(what: String) -> Problem {
+        Problem { what, source: None }
+    }
+}
+
+impl Problem {
+    /// A read error `e`, said as `doing: e`; kept as the source if `keep`.
+    fn read(doing: &str, e: std::io::Error, keep: bool) -> Problem {
+        Problem {
+            what: format!("{doing}: {e}"),
+            source: keep.then_some(e),
+        }
+    }
+
+    /// The error, its message prefixed with the file's name where there is one: [`KilnError::Io`]
+    /// with the read error as its source, else [`KilnError::Data`].
+    fn into_error(self, path: Option<&Path>) -> KilnError {
+        let msg = match path {
+            Some(path) => format!("{}: {}", path.display(), self.what),
+            None => self.what,
+        };
+        match self.source {
+            Some(source) => KilnError::Io { msg, source },
+            None => KilnError::Data(msg),
+        }
     }
 }
 
@@ -120,14 +169,15 @@ fn parse(
     holds: Option<Holds>,
     max_bytes: usize,
     io_error: &str,
-) -> std::result::Result<IdxArray, String> {
-    let io = |e: std::io::Error| format!("{io_error}: {e}");
+    keep_io_errors: bool,
+) -> std::result::Result<IdxArray, Problem> {
+    let io = |e: std::io::Error| Problem::read(io_error, e, keep_io_errors);
     let mut head = [0u8; 4];
     let n = read_up_to(&mut r, &mut head).map_err(io)?;
     if n < 4 {
-        return Err(format!(
-            "{n} bytes is too short for an IDX header (truncated or empty file)"
-        ));
+        return Err(
+            format!("{n} bytes is too short for an IDX header (truncated or empty file)").into(),
+        );
     }
     let magic = format!(
         "{:02x}{:02x}{:02x}{:02x}",
@@ -136,7 +186,7 @@ fn parse(
     if head[0] != 0 || head[1] != 0 {
         return Err(format!(
             "magic number {magic} is not that of an IDX file (00 00 type rank); is this an IDX file?"
-        ));
+        ).into());
     }
     if head[2] != 0x08 {
         let ty = match head[2] {
@@ -149,13 +199,14 @@ fn parse(
         };
         return Err(format!(
             "magic number {magic}: elements of {ty}, but only IDX files of unsigned bytes (00 00 08 rank) are supported"
-        ));
+        ).into());
     }
     let rank = head[3] as usize;
     if rank == 0 {
         return Err(format!(
             "magic number {magic} gives rank 0; an IDX file has at least one dimension"
-        ));
+        )
+        .into());
     }
     // At most 255 dimensions: 1020 bytes.
     let header = 4 + 4 * rank;
@@ -165,7 +216,8 @@ fn parse(
         return Err(format!(
             "header of rank {rank} needs {header} bytes, the file has {} (truncated file)",
             4 + n
-        ));
+        )
+        .into());
     }
     let dims: Vec<usize> = dim_bytes
         .chunks_exact(4)
@@ -179,7 +231,8 @@ fn parse(
         return Err(format!(
             "dimensions {dims:?} declare {expected} bytes of data, more than the {max_bytes} an \
              IDX file may hold here (corrupt header?)"
-        ));
+        )
+        .into());
     }
     let needed = (header + expected) as u64;
     match holds {
@@ -187,14 +240,16 @@ fn parse(
             return Err(format!(
                 "dimensions {dims:?} need {expected} bytes of data, found {} (truncated file)",
                 size.saturating_sub(header as u64)
-            ));
+            )
+            .into());
         }
         Some(Holds::Inflated(size, most)) if needed > most => {
             return Err(format!(
                 "dimensions {dims:?} need {expected} bytes of data, more than a gzip file of \
                  {size} bytes can inflate to ({most} at most); the file is truncated or its \
                  header corrupt"
-            ));
+            )
+            .into());
         }
         _ => {}
     }
@@ -214,7 +269,8 @@ fn parse(
         return Err(format!(
             "dimensions {dims:?} need {expected} bytes of data, found {} (truncated file)",
             data.len()
-        ));
+        )
+        .into());
     }
     // Reading on to the end also checks a gzip member's CRC and length.
     let trailing = std::io::copy(&mut r.take(TRAILING_SLACK as u64), &mut std::io::sink())
@@ -224,13 +280,14 @@ fn parse(
             "dimensions {dims:?} need {expected} bytes of data, but at least {TRAILING_SLACK} \
              more follow them (reading stopped there): a corrupt file, a wrong header, or a \
              decompression bomb"
-        ));
+        )
+        .into());
     }
     if trailing > 0 {
         return Err(format!(
             "dimensions {dims:?} need {expected} bytes of data, found {}: {trailing} trailing bytes (corrupt file or wrong header)",
             expected + trailing
-        ));
+        ).into());
     }
     Ok(IdxArray { dims, data })
 }

@@ -79,14 +79,20 @@ fn find(dir: &Path, stem: &str, kind: &str, rank: usize) -> Result<PathBuf> {
             }
         }
     }
-    Err(KilnError::Data(format!(
+    let msg = format!(
         "{}: no {} file (looked for {}, also in raw/); an MNIST directory holds \
          train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
          t10k-labels-idx1-ubyte, each raw or .gz",
         dir.display(),
         names[1],
         names.join(", ")
-    )))
+    );
+    // Why the usual name is not there (`NotFound`, or the directory cannot be read) is the
+    // error's source; something there that is not a file (a directory) has none.
+    match std::fs::metadata(dir.join(&names[1])) {
+        Err(source) => Err(KilnError::Io { msg, source }),
+        Ok(_) => Err(KilnError::Data(msg)),
+    }
 }
 
 fn read_split(dir: &Path, stem: &str) -> Result<SplitData> {
@@ -176,12 +182,17 @@ impl Mnist {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Mnist> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(KilnError::Data(format!(
+            let msg = format!(
                 "{}: no such directory; pass a directory holding the MNIST files \
                  (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, \
                  t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)",
                 dir.display()
-            )));
+            );
+            // Missing or unreadable: the io error is the source; a file there: a data error.
+            return Err(match std::fs::metadata(dir) {
+                Err(source) => KilnError::Io { msg, source },
+                Ok(_) => KilnError::Data(msg),
+            });
         }
         let train = read_split(dir, "train")?;
         let test = read_split(dir, "t10k")?;

@@ -193,9 +193,9 @@ impl BatchNorm {
             "{op}: expects more than one value per channel when training, got {}",
             x.shape()
         );
-        let mean = x.mean_axes(&axes, true);
+        let mean = x.mean_axes_keepdim(&axes);
         let centered = x.sub(&mean);
-        let var = centered.square().mean_axes(&axes, true);
+        let var = centered.square().mean_axes_keepdim(&axes);
         if self.training() {
             self.record_running_stats(&mean.reshape([c]), &var.reshape([c]), n);
         }

@@ -18,7 +18,7 @@ pub fn evaluate(model: &dyn Module, split: Split<'_>) -> Result<f64> {
         let mut correct = 0.0;
         for (images, labels) in split.batches(500) {
             let logits = model.forward(&images);
-            let hits = logits.argmax(1, false).eq(&labels).cast(DType::F32).sum();
+            let hits = logits.argmax(1).eq(&labels).cast(DType::F32).sum();
             correct += hits.item::<f32>()? as f64;
         }
         Ok(correct / split.len() as f64)

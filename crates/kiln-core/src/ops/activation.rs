@@ -134,12 +134,12 @@ impl Tensor {
     pub fn softmax(&self, axis: usize) -> Tensor {
         self.assert_float("softmax");
         self.assert_axis("softmax", axis);
-        let m = no_grad(|| self.max_axes(&[axis], true));
+        let m = no_grad(|| self.max_axes_keepdim(&[axis]));
         // `e` is shared (so it gets a buffer of its own) rather than built twice: building it
         // twice saves that kernel in the forward pass but costs three more in the backward pass,
         // where autodiff reads each copy again.
         let e = self.sub(&m).exp();
-        e.div(&e.sum_axes(&[axis], true))
+        e.div(&e.sum_axes_keepdim(&[axis]))
     }
 
     /// Log of the softmax along `axis`: `x - max - log(sum(exp(x - max)))`. Any shape, float; the
@@ -149,20 +149,32 @@ impl Tensor {
     pub fn log_softmax(&self, axis: usize) -> Tensor {
         self.assert_float("log_softmax");
         self.assert_axis("log_softmax", axis);
-        let m = no_grad(|| self.max_axes(&[axis], true));
+        let m = no_grad(|| self.max_axes_keepdim(&[axis]));
         // `x - m` is built twice on purpose: a node read by two users gets a buffer (a kernel) of
         // its own, while each copy folds into its reader's kernel (one kernel fewer forward, the
         // same count with the backward pass).
         let shifted = || self.sub(&m);
-        shifted().sub(&shifted().exp().sum_axes(&[axis], true).log())
+        shifted().sub(&shifted().exp().sum_axes_keepdim(&[axis]).log())
     }
 
     /// `log(sum(exp(x)))` over `axes`, computed as `m + log(sum(exp(x - m)))` with `m` the
-    /// maximum, so it is finite for large inputs. Float, any shape; the result drops `axes` (or
-    /// keeps them as size 1 with `keepdim`). With no axes it is `x` itself. No gradient flows
-    /// through `m` (the result does not depend on it).
+    /// maximum, so it is finite for large inputs. Float, any shape; the result drops `axes`
+    /// ([`Tensor::logsumexp_keepdim`] keeps them as size 1). With no axes it is `x` itself. No
+    /// gradient flows through `m` (the result does not depend on it).
     #[track_caller]
-    pub fn logsumexp(&self, axes: &[usize], keepdim: bool) -> Tensor {
+    pub fn logsumexp(&self, axes: &[usize]) -> Tensor {
+        self.logsumexp_over(axes, false)
+    }
+
+    /// [`Tensor::logsumexp`] with `axes` kept as size 1.
+    #[track_caller]
+    pub fn logsumexp_keepdim(&self, axes: &[usize]) -> Tensor {
+        self.logsumexp_over(axes, true)
+    }
+
+    /// `logsumexp` over `axes`, dropped unless `keepdim`.
+    #[track_caller]
+    fn logsumexp_over(&self, axes: &[usize], keepdim: bool) -> Tensor {
         self.assert_float("logsumexp");
         for &a in axes {
             self.assert_axis("logsumexp", a);
@@ -170,8 +182,8 @@ impl Tensor {
         if axes.is_empty() {
             return self.clone();
         }
-        let m = no_grad(|| self.max_axes(axes, true));
-        let out = self.sub(&m).exp().sum_axes(axes, true).log().add(&m);
+        let m = no_grad(|| self.max_axes_keepdim(axes));
+        let out = self.sub(&m).exp().sum_axes_keepdim(axes).log().add(&m);
         if keepdim {
             out
         } else {
@@ -197,7 +209,7 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[axis] = n / pieces;
         dims.insert(axis + 1, pieces);
-        self.reshape(dims).max_axes(&[axis + 1], false)
+        self.reshape(dims).max_axes(&[axis + 1])
     }
 
     /// One-hot encoding of integer labels: `[..]` I32 -> `[.., classes]` F32, with 1 at the

@@ -136,6 +136,6 @@ impl Tensor {
     #[track_caller]
     pub fn accuracy(&self, labels: &Tensor) -> Tensor {
         let labels = self.class_labels("accuracy", labels);
-        self.argmax(1, false).eq(&labels).cast(DType::F32).mean()
+        self.argmax(1).eq(&labels).cast(DType::F32).mean()
     }
 }

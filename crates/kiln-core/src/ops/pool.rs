@@ -168,12 +168,12 @@ fn adaptive_mean_dim(x: &Tensor, dim: usize, out: usize) -> Tensor {
     if n.is_multiple_of(out) {
         let mut dims = x.dims().to_vec();
         dims.splice(dim..=dim, [out, n / out]);
-        return x.reshape(dims).mean_axes(&[dim + 1], false);
+        return x.reshape(dims).mean_axes(&[dim + 1]);
     }
     let parts: Vec<Tensor> = (0..out)
         .map(|i| {
             let (start, end) = adaptive_segment(n, out, i);
-            x.narrow(dim, start, end - start).mean_axes(&[dim], true)
+            x.narrow(dim, start, end - start).mean_axes_keepdim(&[dim])
         })
         .collect();
     Tensor::cat(&parts.iter().collect::<Vec<_>>(), dim)
@@ -244,7 +244,7 @@ impl Tensor {
         let framed = frame(&x, &spans, f64::NEG_INFINITY, f64::NEG_INFINITY);
         let y = framed
             .window(&opts.kernel, &opts.stride, &opts.dilation) // [N, C, KH, KW, OH, OW]
-            .max_axes(&[2, 3], false);
+            .max_axes(&[2, 3]);
         if unbatch {
             y.squeeze(0)
         } else {
@@ -274,7 +274,7 @@ impl Tensor {
         let spans = opts.spans("avg_pool2d", &x);
         let sum = frame(&x, &spans, 0.0, 0.0)
             .window(&opts.kernel, &opts.stride, &opts.dilation)
-            .sum_axes(&[2, 3], false);
+            .sum_axes(&[2, 3]);
         // Every window counts its full size unless some of it lies outside what counts.
         let counted = |sp: &Span| {
             let reach = if opts.count_include_pad {
@@ -293,7 +293,7 @@ impl Tensor {
             let pad_value = if opts.count_include_pad { 1.0 } else { 0.0 };
             let count = frame(&ones, &spans, pad_value, 0.0)
                 .window(&opts.kernel, &opts.stride, &opts.dilation)
-                .sum_axes(&[0, 1], false);
+                .sum_axes(&[0, 1]);
             sum.div(&count)
         };
         if unbatch {
@@ -346,7 +346,7 @@ impl Tensor {
         let (grid, kw) = adaptive_bins(&rows, 3, out[1]);
         let y = grid
             .window(&[kh, kw], &[kh, kw], &[1, 1]) // [N, C, KH, KW, OH, OW]
-            .max_axes(&[2, 3], false);
+            .max_axes(&[2, 3]);
         if unbatch {
             y.squeeze(0)
         } else {

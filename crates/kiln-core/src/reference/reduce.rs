@@ -72,22 +72,22 @@ mod tests {
     fn sum_over_axes_0_and_2_of_a_2x3x4() {
         // x[i][j][k] = 12i + 4j + k; summing over i and k: sum_i sum_k = 2*(4*4j + 6) + 4*12.
         let x = iota(24, &[2, 3, 4]);
-        let s = x.sum_axes(&[0, 2], false);
+        let s = x.sum_axes(&[0, 2]);
         assert_eq!(s.dims(), &[3]);
         assert_eq!(s.to_vec::<f32>().unwrap(), vec![60.0, 92.0, 124.0]);
-        let k = x.sum_axes(&[2, 0], true);
+        let k = x.sum_axes_keepdim(&[2, 0]);
         assert_eq!(k.dims(), &[1, 3, 1]);
         assert_eq!(k.to_vec::<f32>().unwrap(), vec![60.0, 92.0, 124.0]);
         assert_eq!(
-            x.max_axes(&[0, 2], false).to_vec::<f32>().unwrap(),
+            x.max_axes(&[0, 2]).to_vec::<f32>().unwrap(),
             vec![15., 19., 23.]
         );
         assert_eq!(
-            x.min_axes(&[0, 2], false).to_vec::<f32>().unwrap(),
+            x.min_axes(&[0, 2]).to_vec::<f32>().unwrap(),
             vec![0., 4., 8.]
         );
         // Row-major index over the reduced axes (i, k): the max of group j is at i=1, k=3.
-        let a = x.argmax_axes(&[0, 2], false);
+        let a = x.argmax_axes(&[0, 2]);
         assert_eq!(a.dtype(), DType::I32);
         assert_eq!(a.to_vec::<i32>().unwrap(), vec![7, 7, 7]);
         assert_eq!(x.sum().item::<f32>().unwrap(), 276.0);
@@ -101,13 +101,10 @@ mod tests {
             &dev(),
         )
         .unwrap();
-        assert_eq!(x.argmax(1, false).to_vec::<i32>().unwrap(), vec![1, 2]);
-        assert_eq!(x.argmin(1, false).to_vec::<i32>().unwrap(), vec![3, 1]);
-        assert_eq!(
-            x.argmax(0, false).to_vec::<i32>().unwrap(),
-            vec![0, 0, 0, 0]
-        );
-        assert_eq!(x.argmax_axes(&[0, 1], false).item::<i32>().unwrap(), 1);
+        assert_eq!(x.argmax(1).to_vec::<i32>().unwrap(), vec![1, 2]);
+        assert_eq!(x.argmin(1).to_vec::<i32>().unwrap(), vec![3, 1]);
+        assert_eq!(x.argmax(0).to_vec::<i32>().unwrap(), vec![0, 0, 0, 0]);
+        assert_eq!(x.argmax_axes(&[0, 1]).item::<i32>().unwrap(), 1);
     }
 
     #[test]
@@ -115,18 +112,18 @@ mod tests {
         let x = Tensor::from_vec(vec![1.0f32, f32::NAN, 5.0, f32::NAN], [4], &dev()).unwrap();
         assert!(x.max().item::<f32>().unwrap().is_nan());
         assert!(x.min().item::<f32>().unwrap().is_nan());
-        assert_eq!(x.argmax(0, false).item::<i32>().unwrap(), 1);
-        assert_eq!(x.argmin(0, false).item::<i32>().unwrap(), 1);
+        assert_eq!(x.argmax(0).item::<i32>().unwrap(), 1);
+        assert_eq!(x.argmin(0).item::<i32>().unwrap(), 1);
     }
 
     #[test]
     fn mean_and_unbiased_variance() {
         let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [4], &dev()).unwrap();
         assert_eq!(x.mean().item::<f32>().unwrap(), 2.5);
-        let v = x.var_axes(&[0], false).item::<f32>().unwrap();
+        let v = x.var_axes(&[0]).item::<f32>().unwrap();
         assert_eq!(v, (5.0f64 / 3.0) as f32);
         assert!((v - 1.6667).abs() < 1e-4);
-        let p = x.var_axes_with(&[0], false, 0).item::<f32>().unwrap();
+        let p = x.var_axes_with(&[0], 0).item::<f32>().unwrap();
         assert_eq!(p, 1.25);
     }
 
@@ -137,27 +134,15 @@ mod tests {
         assert_eq!(s.dtype(), DType::I32);
         assert_eq!(s.item::<i32>().unwrap(), 2);
         let i = Tensor::arange_i32(0, 6, 1, &dev()).reshape([2, 3]);
-        assert_eq!(
-            i.sum_axes(&[1], false).to_vec::<i32>().unwrap(),
-            vec![3, 12]
-        );
+        assert_eq!(i.sum_axes(&[1]).to_vec::<i32>().unwrap(), vec![3, 12]);
     }
 
     #[test]
     fn empty_groups_and_empty_outputs() {
         let e = iota(0, &[2, 0]);
-        assert_eq!(
-            e.sum_axes(&[1], false).to_vec::<f32>().unwrap(),
-            vec![0.0, 0.0]
-        );
+        assert_eq!(e.sum_axes(&[1]).to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
         assert_eq!(e.sum().item::<f32>().unwrap(), 0.0);
-        assert_eq!(
-            e.sum_axes(&[0], false).to_vec::<f32>().unwrap(),
-            Vec::<f32>::new()
-        );
-        assert_eq!(
-            e.max_axes(&[0], false).to_vec::<f32>().unwrap(),
-            Vec::<f32>::new()
-        );
+        assert_eq!(e.sum_axes(&[0]).to_vec::<f32>().unwrap(), Vec::<f32>::new());
+        assert_eq!(e.max_axes(&[0]).to_vec::<f32>().unwrap(), Vec::<f32>::new());
     }
 }

@@ -28,7 +28,7 @@ fn names_and_kind() {
 fn worked_example_from_the_crate_docs() {
     let dev = Device::cpu();
     let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2], &dev).unwrap();
-    let b = (a.matmul(&a) + 1.0).relu().sum_axes(&[1], false);
+    let b = (a.matmul(&a) + 1.0).relu().sum_axes(&[1]);
     assert_eq!(b.to_vec::<f32>().unwrap(), vec![19.0, 39.0]);
 }
 
@@ -45,13 +45,10 @@ fn worked_example_3x3_iota() {
         vec![0., 4., 8., 4., 8., 12., 8., 12., 16.]
     );
     assert_eq!(
-        x.sum_axes(&[1], false).to_vec::<f32>().unwrap(),
+        x.sum_axes(&[1]).to_vec::<f32>().unwrap(),
         vec![3., 12., 21.]
     );
-    assert_eq!(
-        x.max_axes(&[0], false).to_vec::<f32>().unwrap(),
-        vec![6., 7., 8.]
-    );
+    assert_eq!(x.max_axes(&[0]).to_vec::<f32>().unwrap(), vec![6., 7., 8.]);
     assert_eq!(
         x.mul(&Tensor::eye(3, &dev)).sum().item::<f32>().unwrap(),
         12.0
@@ -154,7 +151,7 @@ fn zero_element_tensors_work_everywhere() {
     assert!(f.is_realized());
     assert_eq!(f.to_vec::<f32>().unwrap(), Vec::<f32>::new());
     assert_eq!(exact_values(&f).unwrap(), Vec::<f64>::new());
-    let s = f.sum_axes(&[0], false);
+    let s = f.sum_axes(&[0]);
     assert_eq!(s.to_vec::<f32>().unwrap(), vec![0.0; 4]);
     let r = Tensor::rand([0], 1, &dev).cast(DType::I32);
     assert_eq!(r.to_vec::<i32>().unwrap(), Vec::<i32>::new());

@@ -57,6 +57,6 @@ fn sum_in_two_stages(x: &Tensor, axes: &[usize], group: usize) -> Tensor {
         .reshape(flat)
         .pad(&pads, 0.0)
         .reshape(shape)
-        .sum_axes(&[last], false);
-    partial.sum_axes(&[last - 1], false)
+        .sum_axes(&[last]);
+    partial.sum_axes(&[last - 1])
 }
