@@ -16,6 +16,7 @@ pub mod plan_cache;
 pub mod plan_store;
 pub mod pool;
 pub mod readback;
+mod run;
 
 pub use adapter::{AdapterSummary, INSTALL_HINT};
 pub use backend::WgpuBackend;
