@@ -8,12 +8,11 @@ use crate::plan_cache::{self, CompiledPlan, PipelineCache};
 use crate::plan_store::PlanStore;
 use crate::pool::{BufferPool, GpuBuffer, GpuStorage};
 use crate::readback::map_and_copy;
-use kiln_core::op::Op;
+use crate::run::{self, RunBuffers, Timestamps};
 use kiln_core::profile::{Profile, ProfileRecorder};
 use kiln_core::rewrite::{self, Rewritten};
-use kiln_core::schedule::{BufferRole, ScheduleLimits};
+use kiln_core::schedule::ScheduleLimits;
 use kiln_core::{Backend, DeviceKind, KilnError, Pending, Result, Stats, Storage, Tensor};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -131,22 +130,43 @@ impl WgpuBackend {
         self.update_plans(0, |plans| plans.insert(p.signature.clone(), c.clone()));
         Ok(c)
     }
-}
 
-/// Bind groups one kernel keeps. A replay binds the plan's own buffers and the run's inputs and
-/// outputs, which come from the pool and repeat in a steady loop; new buffers (new shapes, a
-/// pool that released some) bring new ids, and a cache that only grew would keep every buffer
-/// it ever bound alive on the device.
-const MAX_BIND_GROUPS_PER_KERNEL: usize = 64;
-
-/// Empties a kernel's bind-group cache when `key` is new and the cache is full.
-fn forget_stale_bind_groups(groups: &mut HashMap<Vec<u64>, wgpu::BindGroup>, key: &[u64]) {
-    if groups.len() >= MAX_BIND_GROUPS_PER_KERNEL && !groups.contains_key(key) {
-        groups.clear();
+    /// Reads a profiled run's timestamps (`staging`, two ticks per kernel) back: the kernels'
+    /// times go to the recorder and to [`Self::last_profile`].
+    fn record_profile(&self, compiled: &CompiledPlan, staging: (GpuBuffer, u64)) -> Result<()> {
+        let ps = [staging];
+        let raw = map_and_copy(&self.ctx, &ps)?.remove(0);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+        let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
+        let timings = compiled
+            .kernels
+            .iter()
+            .enumerate()
+            .map(|(j, (_, ck))| KernelTiming {
+                name: ck.source.name.clone(),
+                flops: ck.source.flops,
+                bytes: ck.source.bytes,
+                seconds: ticks[2 * j + 1].saturating_sub(ticks[2 * j]) as f64 * period,
+            })
+            .collect::<Vec<KernelTiming>>();
+        {
+            let mut rec = self.recorder.lock().unwrap();
+            for k in &timings {
+                rec.record(&k.name, k.flops, k.bytes, k.seconds);
+            }
+            // The submission's GPU time: first kernel's start to last kernel's end.
+            let last = 2 * compiled.kernels.len() - 1;
+            rec.submission(ticks[last].saturating_sub(ticks[0]) as f64 * period);
+        }
+        *self.last_profile.lock().unwrap() = timings;
+        let [(st, _)] = ps;
+        self.ctx.pool.give(st);
+        Ok(())
     }
 }
 
-fn gpu_storage(s: &Storage) -> &GpuStorage {
+/// The storage of a tensor of this backend (panics for another backend's).
+pub(crate) fn gpu_storage(s: &Storage) -> &GpuStorage {
     s.as_any()
         .downcast_ref::<GpuStorage>()
         .expect("tensor storage belongs to another backend")
@@ -201,61 +221,13 @@ impl Backend for WgpuBackend {
         let rewritten = rewrite::rewrite(p, &plan_cache::schedule_limits(&self.ctx));
         let p = rewritten.pending();
         let compiled = self.compiled(&rewritten)?;
-        let plan = &compiled.plan;
-        // This run's storages: realized leaves, uploads and targets.
-        let mut storages: HashMap<usize, Storage> = HashMap::new();
-        let mut created: Vec<usize> = vec![];
-        for (i, role) in plan.buffers.iter().enumerate() {
-            let node = &p.nodes[i];
-            let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
-            match role {
-                BufferRole::Realized => {
-                    let s = node.storage().expect("realized leaf has storage");
-                    let _ = gpu_storage(&s);
-                    storages.insert(i, s);
-                }
-                BufferRole::Upload => {
-                    let Op::Data(data) = node.op() else {
-                        unreachable!("uploads are data leaves")
-                    };
-                    let buf = self.ctx.pool.take(bytes);
-                    if data.bytes.len() % 4 == 0 {
-                        self.ctx.queue.write_buffer(&buf.buffer, 0, &data.bytes);
-                    } else {
-                        // Copies must be whole words (an odd number of f16 values is not).
-                        let mut padded = data.bytes.clone();
-                        padded.resize(data.bytes.len().div_ceil(4) * 4, 0);
-                        self.ctx.queue.write_buffer(&buf.buffer, 0, &padded);
-                    }
-                    storages.insert(
-                        i,
-                        Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())),
-                    );
-                    created.push(i);
-                }
-                BufferRole::Target => {
-                    let buf = self.ctx.pool.take(bytes);
-                    storages.insert(
-                        i,
-                        Arc::new(GpuStorage::new(buf, bytes, self.ctx.pool.clone())),
-                    );
-                    created.push(i);
-                }
-                BufferRole::Slot(_) | BufferRole::None => {}
-            }
-        }
+        let mut buffers = RunBuffers::bind(&self.ctx, p, &compiled);
         // A cached plan's runtime scalars (its uniform buffers) and intermediate slots are
         // shared by every replay of it. `queue.write_buffer` only stages a write for the next
         // submission, whichever thread makes it, so two threads replaying one plan could each
         // run with the other's scalars. From the first scalar write to the submission, one
         // replay at a time; the GPU runs submissions in order, so the slots are safe after it.
         let replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
-        let buffer_of = |i: usize| -> &GpuBuffer {
-            match plan.buffers[i] {
-                BufferRole::Slot(s) => &compiled.slots[s],
-                _ => gpu_storage(&storages[&i]).buffer(),
-            }
-        };
         let mut encoder = self
             .ctx
             .device
@@ -263,138 +235,13 @@ impl Backend for WgpuBackend {
                 label: Some("kiln step"),
             });
         let profiling = self.profiling.load(Relaxed) && !compiled.kernels.is_empty();
-        let queries = profiling.then(|| {
-            let n = 2 * compiled.kernels.len() as u32;
-            let set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("kiln profile"),
-                ty: wgpu::QueryType::Timestamp,
-                count: n,
-            });
-            let resolve = self.ctx.pool.create(
-                n as u64 * 8,
-                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                "kiln profile",
-            );
-            (set, resolve, n)
-        });
-        let mut pass: Option<wgpu::ComputePass> = None;
-        for (j, (k, ck)) in compiled.kernels.iter().enumerate() {
-            let kernel = &plan.kernels[*k];
-            if let Some((params, words)) = &ck.params {
-                let mut data: Vec<u32> = Vec::with_capacity(*words);
-                for &s in &kernel.scalars {
-                    data.extend(p.nodes[s].op().scalar_words(p.nodes[s].dtype()));
-                }
-                data.resize(words.div_ceil(4) * 4, 0);
-                self.ctx
-                    .queue
-                    .write_buffer(&params.buffer, 0, bytemuck::cast_slice(&data));
-            }
-            // A kernel with a pack step writes f32 into the scratch buffer, packed right after.
-            let out = match (&ck.pack, &compiled.scratch) {
-                (Some(_), Some(scratch)) => scratch,
-                _ => buffer_of(kernel.root),
-            };
-            let mut bound: Vec<&GpuBuffer> = vec![out];
-            bound.extend(kernel.reads.iter().map(|&r| buffer_of(r)));
-            bound.extend(kernel.extra.iter().map(|&e| buffer_of(e)));
-            let key: Vec<u64> = bound.iter().map(|b| b.id).collect();
-            let mut groups = ck.bind_groups.lock().unwrap();
-            forget_stale_bind_groups(&mut groups, &key);
-            let group = groups.entry(key).or_insert_with(|| {
-                let mut entries =
-                    crate::bind_windows::entries(&bound, &ck.windows, compiled.window_bytes);
-                if let Some((params, _)) = &ck.params {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: bound.len() as u32,
-                        resource: params.buffer.as_entire_binding(),
-                    });
-                }
-                self.ctx
-                    .device
-                    .create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: None,
-                        layout: &ck.layout,
-                        entries: &entries,
-                    })
-            });
-            // One pass for the whole plan; one pass per kernel when timing each.
-            if pass.is_none() || queries.is_some() {
-                drop(pass.take());
-                let timestamp_writes =
-                    queries
-                        .as_ref()
-                        .map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(2 * j as u32),
-                            end_of_pass_write_index: Some(2 * j as u32 + 1),
-                        });
-                pass = Some(
-                    encoder
-                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("kiln plan"),
-                            timestamp_writes,
-                        })
-                        .forget_lifetime(),
-                );
-            }
-            let pass = pass.as_mut().unwrap();
-            pass.set_pipeline(&ck.pipeline);
-            pass.set_bind_group(0, &*group, &[]);
-            let [x, y, z] = ck.dispatch;
-            pass.dispatch_workgroups(x, y, z);
-            if let (Some(pk), Some(scratch)) = (&ck.pack, &compiled.scratch) {
-                let target = buffer_of(kernel.root);
-                let mut groups = pk.bind_groups.lock().unwrap();
-                forget_stale_bind_groups(&mut groups, &[target.id, scratch.id]);
-                let group = groups
-                    .entry(vec![target.id, scratch.id])
-                    .or_insert_with(|| {
-                        let entries = crate::bind_windows::entries(
-                            &[target, scratch],
-                            &pk.windows,
-                            compiled.window_bytes,
-                        );
-                        self.ctx
-                            .device
-                            .create_bind_group(&wgpu::BindGroupDescriptor {
-                                label: None,
-                                layout: &pk.layout,
-                                entries: &entries,
-                            })
-                    });
-                pass.set_pipeline(&pk.pipeline);
-                pass.set_bind_group(0, &*group, &[]);
-                let [x, y, z] = pk.dispatch;
-                pass.dispatch_workgroups(x, y, z);
-            }
-        }
-        drop(pass);
-        let mut profile_staging = None;
-        if let Some((set, resolve, n)) = &queries {
-            encoder.resolve_query_set(set, 0..*n, &resolve.buffer, 0);
-            let st = self.ctx.pool.take_staging(*n as u64 * 8);
-            encoder.copy_buffer_to_buffer(&resolve.buffer, 0, &st.buffer, 0, *n as u64 * 8);
-            profile_staging = Some((st, *n as u64 * 8));
-        }
-        let mut staging = vec![];
-        for &r in read {
-            let i = p.targets[r];
-            let node = &p.nodes[i];
-            let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
-            let st = self.ctx.pool.take_staging(bytes);
-            if bytes > 0 {
-                let src = match plan.buffers[i] {
-                    BufferRole::Realized | BufferRole::Upload | BufferRole::Target => {
-                        gpu_storage(&storages[&i]).buffer()
-                    }
-                    BufferRole::Slot(s) => &compiled.slots[s],
-                    BufferRole::None => unreachable!("targets are materialized"),
-                };
-                encoder.copy_buffer_to_buffer(&src.buffer, 0, &st.buffer, 0, bytes.div_ceil(4) * 4);
-            }
-            staging.push((st, bytes));
-        }
+        let timestamps = profiling.then(|| Timestamps::new(&self.ctx, compiled.kernels.len()));
+        run::encode(&self.ctx, &mut encoder, p, &buffers, timestamps.as_ref());
+        let profile_staging = timestamps
+            .as_ref()
+            .map(|t| t.resolve(&self.ctx, &mut encoder));
+        let staging = run::copy_reads(&self.ctx, &mut encoder, p, &buffers, read);
+        let staged = run::stage_small_targets(&self.ctx, &mut encoder, p, &buffers, read);
         self.ctx.queue.submit([encoder.finish()]);
         drop(replay);
         self.ctx.counters.submissions.fetch_add(1, Relaxed);
@@ -402,48 +249,13 @@ impl Backend for WgpuBackend {
             .counters
             .dispatches
             .fetch_add(compiled.dispatches(), Relaxed);
-        for i in created {
-            p.nodes[i].set_storage(storages.remove(&i).unwrap());
-        }
+        buffers.keep_created(p);
+        run::keep_staged(p, staged);
         rewritten.hand_back();
         if let Some(ps) = profile_staging {
-            let ps = [ps];
-            let raw = map_and_copy(&self.ctx, &ps)?.remove(0);
-            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
-            let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
-            let timings = compiled
-                .kernels
-                .iter()
-                .enumerate()
-                .map(|(j, (_, ck))| KernelTiming {
-                    name: ck.source.name.clone(),
-                    flops: ck.source.flops,
-                    bytes: ck.source.bytes,
-                    seconds: ticks[2 * j + 1].saturating_sub(ticks[2 * j]) as f64 * period,
-                })
-                .collect::<Vec<KernelTiming>>();
-            {
-                let mut rec = self.recorder.lock().unwrap();
-                for k in &timings {
-                    rec.record(&k.name, k.flops, k.bytes, k.seconds);
-                }
-                // The submission's GPU time: first kernel's start to last kernel's end.
-                let last = 2 * compiled.kernels.len() - 1;
-                rec.submission(ticks[last].saturating_sub(ticks[0]) as f64 * period);
-            }
-            *self.last_profile.lock().unwrap() = timings;
-            let [(st, _)] = ps;
-            self.ctx.pool.give(st);
+            self.record_profile(&compiled, ps)?;
         }
-        let result = if staging.is_empty() {
-            Ok(vec![])
-        } else {
-            map_and_copy(&self.ctx, &staging)
-        };
-        for (st, _) in staging {
-            self.ctx.pool.give(st);
-        }
-        result
+        run::read_back(&self.ctx, staging)
     }
 
     fn read(&self, tensor: &Tensor) -> Result<Vec<u8>> {
@@ -452,6 +264,14 @@ impl Backend for WgpuBackend {
             .storage()
             .ok_or_else(|| KilnError::Backend("read of an unrealized tensor".into()))?;
         let bytes = storage.size_bytes();
+        // A small target was copied out by the submission that computed it.
+        if let Some(st) = gpu_storage(&storage).take_staged() {
+            let staging = [(st, bytes)];
+            let out = map_and_copy(&self.ctx, &staging);
+            let [(st, _)] = staging;
+            self.ctx.pool.give(st);
+            return Ok(out?.remove(0));
+        }
         let st = self.ctx.pool.take_staging(bytes);
         let mut encoder = self
             .ctx

@@ -19,6 +19,7 @@ mod plan_cache;
 mod plan_store;
 mod pool;
 mod readback;
+mod run;
 
 pub use adapter::{AdapterSummary, INSTALL_HINT};
 pub use backend::{KernelTiming, WgpuBackend};

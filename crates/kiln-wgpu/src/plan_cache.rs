@@ -77,6 +77,11 @@ impl CompiledPlan {
         let scratch = self.scratch.as_ref().map_or(0, |b| b.size);
         self.slots.iter().map(|b| b.size).sum::<u64>() + scratch + params
     }
+    /// The pack step of kernel `k` and the scratch buffer it packs from (which the kernel then
+    /// writes instead of its output), if the kernel has one.
+    pub fn pack_of<'a>(&'a self, k: &'a CompiledKernel) -> Option<(&'a PackStep, &'a GpuBuffer)> {
+        k.pack.as_ref().zip(self.scratch.as_ref())
+    }
     /// Dispatches one run records: one per kernel, plus one per pack step.
     pub fn dispatches(&self) -> u64 {
         self.kernels

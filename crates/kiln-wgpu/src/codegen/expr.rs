@@ -7,7 +7,10 @@ pub use super::index::{ravel, unravel};
 pub use super::types::{
     is_nan, literal, load_conv, packed_f16, storage_type, store_conv, value_type,
 };
-use kiln_core::op::{BinaryOp, Op, RandDist, UnaryOp};
+mod arith;
+mod views;
+
+use kiln_core::op::{Op, RandDist};
 use kiln_core::{DType, Pending};
 use std::collections::HashMap;
 
@@ -173,47 +176,83 @@ impl<'e, 'a> Emitter<'e, 'a> {
         }
         let p = self.env.p;
         let node = &p.nodes[i];
-        let dtype = node.dtype();
-        let ty = value_type(dtype, self.env.f16);
         if self.env.materialized[i] && i != self.env.root {
-            let b = self
-                .env
-                .bindings
-                .get(&i)
-                .unwrap_or_else(|| panic!("codegen: node {i} has no binding"))
-                .clone();
-            // An input declared vec4 by an elementwise kernel, read at the output's own element.
-            let vec4 = self.env.vec4_reads.contains(&i);
-            if let Some(d) = self.env.direct.as_mut().filter(|_| vec4) {
-                if coords == d.coords.as_slice() && node.shape() == &d.shape {
-                    d.used.insert(i);
-                    // Named by binding, not node: equal kernels of a long chain share a pipeline.
-                    return format!("d_{b}[{}u]", d.lane);
-                }
-            }
-            let idx = ravel(coords, node.shape());
-            if vec4 {
-                let idx = self.bind("u32", idx);
-                return self.bind(ty, format!("{b}[{idx} / 4u][{idx} % 4u]"));
-            }
-            if self.env.packed_f16(dtype) {
-                // Element idx is half (idx & 1) of word idx / 2.
-                self.env.uses_f16 = true;
-                let idx = self.bind("u32", idx);
-                return self.bind(
-                    ty,
-                    format!("kiln_f16_to_f32({b}[{idx} >> 1u] >> (({idx} & 1u) << 4u))"),
-                );
-            }
-            return self.bind(ty, load_conv(dtype, &format!("{b}[{idx}]")));
+            return self.load(i, coords);
         }
-        let ins = p.inputs[i].clone();
         if node.op().is_elementwise() {
             self.arith_ops += 1;
         }
-        let in_shape = |k: usize| p.nodes[ins[k]].shape().clone();
         match node.op() {
             Op::Buffer | Op::Data(_) => panic!("codegen: leaf {i} is not materialized"),
+            Op::Full(_) | Op::Arange { .. } | Op::Rand { .. } => self.generator(i, coords),
+            Op::Reshape | Op::Permute(_) | Op::Expand | Op::Slice { .. } | Op::Window(_) => {
+                self.remap(i, coords)
+            }
+            Op::Pad { before, .. } => self.pad(i, before, coords),
+            Op::Unwindow(g) => self.unwindow(i, g, coords),
+            Op::Cat { axis } => self.cat(i, *axis, coords),
+            Op::Unary(u) => self.unary(i, *u, coords),
+            Op::Binary(b) => self.binary(i, *b, coords),
+            Op::Where => {
+                let ins = &p.inputs[i];
+                let c = self.value(ins[0], coords);
+                let a = self.value(ins[1], coords);
+                let b = self.value(ins[2], coords);
+                let ty = value_type(node.dtype(), self.env.f16);
+                self.bind(ty, format!("select({b}, {a}, {c})"))
+            }
+            Op::Cast(to) => self.cast(i, *to, coords),
+            Op::Reduce { .. } | Op::Matmul | Op::AffineSample => {
+                panic!("codegen: node {i} ({:?}) must be materialized", node.op())
+            }
+        }
+    }
+
+    /// Node `i`'s value at `coords` read from its buffer (a materialized node the kernel reads).
+    fn load(&mut self, i: usize, coords: &[String]) -> String {
+        let p = self.env.p;
+        let node = &p.nodes[i];
+        let dtype = node.dtype();
+        let ty = value_type(dtype, self.env.f16);
+        let b = self
+            .env
+            .bindings
+            .get(&i)
+            .unwrap_or_else(|| panic!("codegen: node {i} has no binding"))
+            .clone();
+        // An input declared vec4 by an elementwise kernel, read at the output's own element.
+        let vec4 = self.env.vec4_reads.contains(&i);
+        if let Some(d) = self.env.direct.as_mut().filter(|_| vec4) {
+            if coords == d.coords.as_slice() && node.shape() == &d.shape {
+                d.used.insert(i);
+                // Named by binding, not node: equal kernels of a long chain share a pipeline.
+                return format!("d_{b}[{}u]", d.lane);
+            }
+        }
+        let idx = ravel(coords, node.shape());
+        if vec4 {
+            let idx = self.bind("u32", idx);
+            return self.bind(ty, format!("{b}[{idx} / 4u][{idx} % 4u]"));
+        }
+        if self.env.packed_f16(dtype) {
+            // Element idx is half (idx & 1) of word idx / 2.
+            self.env.uses_f16 = true;
+            let idx = self.bind("u32", idx);
+            return self.bind(
+                ty,
+                format!("kiln_f16_to_f32({b}[{idx} >> 1u] >> (({idx} & 1u) << 4u))"),
+            );
+        }
+        self.bind(ty, load_conv(dtype, &format!("{b}[{idx}]")))
+    }
+
+    /// A generator's value at `coords` (`Full`, `Arange`, `Rand`): computed, never stored.
+    fn generator(&mut self, i: usize, coords: &[String]) -> String {
+        let p = self.env.p;
+        let node = &p.nodes[i];
+        let dtype = node.dtype();
+        let ty = value_type(dtype, self.env.f16);
+        match node.op() {
             Op::Full(_) => {
                 let e = self.scalar_value(i, 0, dtype);
                 self.bind(ty, e)
@@ -239,297 +278,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 );
                 self.bind_result(dtype, ty, format!("{ty}({e})"))
             }
-            Op::Reshape => {
-                let lin = self.bind("u32", ravel(coords, node.shape()));
-                let c = unravel(&lin, &in_shape(0));
-                self.value(ins[0], &c)
-            }
-            Op::Permute(perm) => {
-                let mut c = vec![String::new(); perm.len()];
-                for (d, &pd) in perm.iter().enumerate() {
-                    c[pd] = coords[d].clone();
-                }
-                self.value(ins[0], &c)
-            }
-            Op::Expand => {
-                let s = in_shape(0);
-                let c: Vec<String> = s
-                    .dims()
-                    .iter()
-                    .zip(coords)
-                    .map(|(&n, c)| if n == 1 { "0u".to_string() } else { c.clone() })
-                    .collect();
-                self.value(ins[0], &c)
-            }
-            Op::Slice { start, step } => {
-                let c: Vec<String> = coords
-                    .iter()
-                    .zip(start.iter().zip(step))
-                    .map(|(c, (&s, &st))| match (s, st) {
-                        (0, 1) => c.clone(),
-                        (s, 1) => format!("({c} + {s}u)"),
-                        (s, st) if st > 0 => format!("({s}u + {c} * {st}u)"),
-                        (s, st) => format!("({s}u - {c} * {}u)", -st),
-                    })
-                    .collect();
-                let c = self.coords_var(c);
-                self.value(ins[0], &c)
-            }
-            Op::Pad { before, .. } => {
-                let s = in_shape(0);
-                let mut conds = vec![];
-                let mut c = vec![];
-                for ((coord, &b), &n) in coords.iter().zip(before).zip(s.dims()) {
-                    if b == 0 && n == node.shape().dims()[c.len()] {
-                        c.push(coord.clone());
-                        continue;
-                    }
-                    let ok = self.bind("bool", format!("{coord} >= {b}u && {coord} < {}u", b + n));
-                    c.push(self.bind("u32", format!("select(0u, {coord} - {b}u, {ok})")));
-                    conds.push(ok);
-                }
-                let inner = self.value(ins[0], &c);
-                if conds.is_empty() {
-                    return inner;
-                }
-                let fill = self.scalar_value(i, 0, dtype);
-                self.bind(
-                    ty,
-                    format!("select({fill}, {inner}, {})", conds.join(" && ")),
-                )
-            }
-            Op::Window(g) => {
-                let r = g.rank();
-                let lead = coords.len() - 2 * r;
-                let mut c = coords[..lead].to_vec();
-                for j in 0..r {
-                    let (k, o) = (&coords[lead + j], &coords[lead + r + j]);
-                    c.push(format!(
-                        "({o} * {}u + {k} * {}u)",
-                        g.stride[j], g.dilation[j]
-                    ));
-                }
-                let c = self.coords_var(c);
-                self.value(ins[0], &c)
-            }
-            Op::Unwindow(g) => {
-                let r = g.rank();
-                let lead = coords.len() - 2 * r;
-                let o_dims = in_shape(0).dims()[lead + r..].to_vec();
-                let mut c = coords[..lead + r].to_vec();
-                let mut conds = vec![];
-                for j in 0..r {
-                    let (k, s) = (&coords[lead + j], &coords[lead + r + j]);
-                    let tap = self.bind("u32", format!("{k} * {}u", g.dilation[j]));
-                    let rel = self.bind("u32", format!("select(0u, {s} - {tap}, {s} >= {tap})"));
-                    let st = g.stride[j];
-                    let o = if st == 1 {
-                        rel.clone()
-                    } else {
-                        self.bind("u32", format!("{rel} / {st}u"))
-                    };
-                    let mut ok = format!("{s} >= {tap} && {o} < {}u", o_dims[j]);
-                    if st != 1 {
-                        ok += &format!(" && {rel} % {st}u == 0u");
-                    }
-                    conds.push(self.bind("bool", ok));
-                    c.push(self.bind("u32", format!("select(0u, {o}, {})", conds[j])));
-                }
-                let inner = self.value(ins[0], &c);
-                let zero = match dtype {
-                    DType::Bool => "false".to_string(),
-                    _ => format!("{ty}(0)"),
-                };
-                self.bind(
-                    ty,
-                    format!("select({zero}, {inner}, {})", conds.join(" && ")),
-                )
-            }
-            Op::Cat { axis } => {
-                let axis = *axis;
-                let mut offset = 0usize;
-                let mut parts = vec![];
-                for &inp in &ins {
-                    let n = p.nodes[inp].shape().dims()[axis];
-                    let a = &coords[axis];
-                    let mut c = coords.to_vec();
-                    c[axis] = self.bind(
-                        "u32",
-                        format!(
-                            "select(0u, {a} - {offset}u, {a} >= {offset}u && {a} < {}u)",
-                            offset + n
-                        ),
-                    );
-                    let v = self.value(inp, &c);
-                    offset += n;
-                    parts.push((v, offset));
-                }
-                let mut acc = parts.last().unwrap().0.clone();
-                for (v, end) in parts.iter().rev().skip(1) {
-                    acc = self.bind(ty, format!("select({acc}, {v}, {} < {end}u)", coords[axis]));
-                }
-                acc
-            }
-            Op::Unary(u) => {
-                let x = self.value(ins[0], coords);
-                let one = literal(1.0, dtype, self.env.f16);
-                let zero = literal(0.0, dtype, self.env.f16);
-                let e = match u {
-                    UnaryOp::Neg if dtype == DType::U32 => format!("0u - {x}"),
-                    UnaryOp::Neg => format!("-{x}"),
-                    UnaryOp::Abs => format!("abs({x})"),
-                    UnaryOp::Exp => format!("exp({x})"),
-                    UnaryOp::Log => format!("log({x})"),
-                    UnaryOp::Sqrt => format!("sqrt({x})"),
-                    UnaryOp::Rsqrt => format!("inverseSqrt({x})"),
-                    UnaryOp::Recip => format!("{one} / {x}"),
-                    UnaryOp::Sin => format!("sin({x})"),
-                    UnaryOp::Cos => format!("cos({x})"),
-                    // exp(-2|x|) never overflows, unlike some drivers' tanh for large |x|.
-                    UnaryOp::Tanh => {
-                        let e = self.bind(
-                            ty,
-                            format!("exp({} * abs({x}))", literal(-2.0, dtype, self.env.f16)),
-                        );
-                        format!("sign({x}) * ({one} - {e}) / ({one} + {e})")
-                    }
-                    UnaryOp::Sigmoid => format!("{one} / ({one} + exp(-{x}))"),
-                    // Not `max(x, 0)`: WGSL's max may drop a NaN, the reference keeps it.
-                    UnaryOp::Relu => format!("select({x}, {zero}, {x} < {zero})"),
-                    UnaryOp::Floor => format!("floor({x})"),
-                    UnaryOp::Ceil => format!("ceil({x})"),
-                    UnaryOp::Round => format!("round({x})"),
-                    UnaryOp::Not => format!("!{x}"),
-                };
-                // These give an f16 for an f16 input: no rounding needed.
-                let exact = matches!(
-                    u,
-                    UnaryOp::Neg
-                        | UnaryOp::Abs
-                        | UnaryOp::Relu
-                        | UnaryOp::Floor
-                        | UnaryOp::Ceil
-                        | UnaryOp::Round
-                );
-                if exact {
-                    self.bind(ty, e)
-                } else {
-                    self.bind_result(dtype, ty, e)
-                }
-            }
-            Op::Binary(b) => {
-                let x = self.value(ins[0], coords);
-                let y = self.value(ins[1], coords);
-                let in_dtype = p.nodes[ins[0]].dtype();
-                let is_float = in_dtype.is_float();
-                let e = match b {
-                    // WGSL has no arithmetic or ordering on bool. The reference computes on 0 and
-                    // 1 and rounds the result to bool as `!= 0`: 1 + 1 and 0 - 1 are true.
-                    BinaryOp::Add | BinaryOp::Maximum if in_dtype == DType::Bool => {
-                        format!("{x} || {y}")
-                    }
-                    BinaryOp::Sub if in_dtype == DType::Bool => format!("{x} != {y}"),
-                    BinaryOp::Mul | BinaryOp::Div | BinaryOp::Minimum
-                        if in_dtype == DType::Bool =>
-                    {
-                        format!("{x} && {y}")
-                    }
-                    BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
-                        if in_dtype == DType::Bool =>
-                    {
-                        let op = match b {
-                            BinaryOp::Lt => "<",
-                            BinaryOp::Le => "<=",
-                            BinaryOp::Gt => ">",
-                            _ => ">=",
-                        };
-                        format!("u32({x}) {op} u32({y})")
-                    }
-                    BinaryOp::Add => format!("{x} + {y}"),
-                    BinaryOp::Sub => format!("{x} - {y}"),
-                    BinaryOp::Mul => format!("{x} * {y}"),
-                    BinaryOp::Div if in_dtype.is_int() => {
-                        let zero = literal(0.0, in_dtype, self.env.f16);
-                        format!("select({x} / {y}, {zero}, {y} == {zero})")
-                    }
-                    BinaryOp::Div => format!("{x} / {y}"),
-                    BinaryOp::Pow => {
-                        self.env.uses_pow = true;
-                        format!("{ty}(kiln_pow(f32({x}), f32({y})))")
-                    }
-                    // WGSL's max and min may drop a NaN; the reference propagates it (x + y is
-                    // NaN when either is).
-                    BinaryOp::Maximum | BinaryOp::Minimum if is_float => {
-                        let f = if *b == BinaryOp::Maximum {
-                            "max"
-                        } else {
-                            "min"
-                        };
-                        let nan = format!("{} || {}", is_nan(&x, in_dtype), is_nan(&y, in_dtype));
-                        format!("select({f}({x}, {y}), {x} + {y}, {nan})")
-                    }
-                    BinaryOp::Maximum => format!("max({x}, {y})"),
-                    BinaryOp::Minimum => format!("min({x}, {y})"),
-                    BinaryOp::Eq => format!("{x} == {y}"),
-                    // naga's float `!=` is ordered (false with a NaN); the reference's is true.
-                    BinaryOp::Ne if is_float => format!("!({x} == {y})"),
-                    BinaryOp::Ne => format!("{x} != {y}"),
-                    BinaryOp::Lt => format!("{x} < {y}"),
-                    BinaryOp::Le => format!("{x} <= {y}"),
-                    BinaryOp::Gt => format!("{x} > {y}"),
-                    BinaryOp::Ge => format!("{x} >= {y}"),
-                };
-                if matches!(b, BinaryOp::Maximum | BinaryOp::Minimum) {
-                    // One of the two f16 inputs: no rounding needed.
-                    self.bind(ty, e)
-                } else {
-                    self.bind_result(dtype, ty, e)
-                }
-            }
-            Op::Where => {
-                let c = self.value(ins[0], coords);
-                let a = self.value(ins[1], coords);
-                let b = self.value(ins[2], coords);
-                self.bind(ty, format!("select({b}, {a}, {c})"))
-            }
-            Op::Cast(to) => {
-                let x = self.value(ins[0], coords);
-                let from = p.nodes[ins[0]].dtype();
-                let e = match (from, *to) {
-                    (DType::Bool, t) => format!(
-                        "select({}, {}, {x})",
-                        literal(0.0, t, self.env.f16),
-                        literal(1.0, t, self.env.f16)
-                    ),
-                    // `!(x == 0)`, not `x != 0`: NaN is true, as in the reference.
-                    (f, DType::Bool) => format!("!({x} == {})", literal(0.0, f, self.env.f16)),
-                    // The reference truncates and saturates to the integer range, like Rust's
-                    // `as`; NaN gives 0. WGSL clamps to the largest value of the source type
-                    // inside the range instead (f32: 2^31 - 128, 2^32 - 256; f16: +-65504, even
-                    // for an infinity), so convert from f32 and select the top explicitly.
-                    (f, DType::I32) if f.is_float() => format!(
-                        "select(select(i32(f32({x})), 2147483647i, f32({x}) >= 2147483648.0), 0i, {})",
-                        is_nan(&x, f)
-                    ),
-                    // Negative values clamp to 0 explicitly: GLSL's uint() of a negative float
-                    // is undefined (llvmpipe's GL gives 2^32 - 1).
-                    (f, DType::U32) if f.is_float() => format!(
-                        "select(select(u32(max(f32({x}), 0.0)), 4294967295u, f32({x}) >= 4294967296.0), 0u, {})",
-                        is_nan(&x, f)
-                    ),
-                    // Through f32, which holds every integer up to f16's range exactly: WGSL's
-                    // integer-to-f16 conversion clamps to 65504 where rounding gives infinity.
-                    (DType::I32 | DType::U32, DType::F16) => format!("{ty}(f32({x}))"),
-                    // Integer to integer saturates too (WGSL reinterprets the bits).
-                    (DType::I32, DType::U32) => format!("u32(max({x}, 0i))"),
-                    (DType::U32, DType::I32) => format!("i32(min({x}, 2147483647u))"),
-                    _ => format!("{ty}({x})"),
-                };
-                self.bind_result(dtype, ty, e)
-            }
-            Op::Reduce { .. } | Op::Matmul | Op::AffineSample => {
-                panic!("codegen: node {i} ({:?}) must be materialized", node.op())
-            }
+            other => unreachable!("codegen: {other:?} is not a generator"),
         }
     }
 }

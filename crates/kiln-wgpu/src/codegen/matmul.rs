@@ -46,6 +46,57 @@ pub fn fill_template(template: &str, region: &str) -> String {
     format!("{}{BEGIN}\n{region}{END}{}", &template[..b], &template[e..])
 }
 
+/// The sizes of a matmul `[.., m, k] x [.., k, n]`.
+struct Dims {
+    /// The batch dimensions (all but the last two of the output).
+    batch_shape: Shape,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    /// The output's rank.
+    rank: usize,
+}
+
+impl Dims {
+    /// The sizes of matmul node `c`.
+    fn of(p: &kiln_core::Pending, c: usize) -> Dims {
+        let dims = p.nodes[c].dims().to_vec();
+        let rank = dims.len();
+        let batch_shape = Shape(dims[..rank - 2].to_vec());
+        Dims {
+            batch: batch_shape.numel(),
+            batch_shape,
+            m: dims[rank - 2],
+            n: dims[rank - 1],
+            k: p.nodes[p.inputs[c][0]].dims()[rank - 1],
+            rank,
+        }
+    }
+}
+
+/// One operand of the matmul: its node, the body of its scalar load and the arithmetic ops of
+/// its prologue.
+struct Operand {
+    node: usize,
+    load: String,
+    ops: usize,
+}
+
+/// The epilogue up to the kernel's root, applied to the dot product `core` at output index `o`.
+struct Epilogue {
+    /// The accumulator `acc` as the core's value.
+    core: String,
+    /// The stored dot product `out_buf[o]` as the core's value (for the epilogue pass).
+    core_raw: String,
+    /// The epilogue's statements.
+    lines: String,
+    /// Its arithmetic ops.
+    ops: usize,
+    /// The stored value.
+    store: String,
+}
+
 /// The kernel of matmul node `c` (with its epilogue up to `kernel.root`).
 pub fn generate(
     env: &mut KernelEnv,
@@ -54,136 +105,14 @@ pub fn generate(
     opts: CodegenOptions,
 ) -> KernelSource {
     let p = env.p;
-    let node = p.nodes[c].clone();
-    let (a, b) = (p.inputs[c][0], p.inputs[c][1]);
-    let dims = node.dims().to_vec();
-    let rank = dims.len();
-    let (m, n) = (dims[rank - 2], dims[rank - 1]);
-    let k = p.nodes[a].dims()[rank - 1];
-    let batch_shape = Shape(dims[..rank - 2].to_vec());
-    let batch = batch_shape.numel();
-
-    let operand = |env: &mut KernelEnv, x: usize, i: &str, j: &str| -> (String, usize) {
-        let mut coords = unravel("batch", &batch_shape);
-        coords.push(i.to_string());
-        coords.push(j.to_string());
-        let mut em = Emitter::new(env, None);
-        let v = em.value(x, &coords);
-        (
-            format!("    {}\n    return f32({v});", em.lines.join("\n    ")),
-            em.arith_ops,
-        )
-    };
-    let (mut load_a, ops_a) = operand(env, a, "row", "k");
-    let (mut load_b, ops_b) = operand(env, b, "k", "col");
+    let d = Dims::of(p, c);
+    let (m, n, k, batch) = (d.m, d.n, d.k, d.batch);
+    let mut a = operand(env, &d, p.inputs[c][0], "row", "k");
+    let mut b = operand(env, &d, p.inputs[c][1], "k", "col");
     let root = p.nodes[kernel.root].clone();
-    let core = env.to_value(node.dtype(), "acc");
-    let core_raw = env.to_value(node.dtype(), "out_buf[o]");
-    let mut em = Emitter::new(env, Some((c, "core".to_string())));
-    let v = em.value(kernel.root, &unravel("o", root.shape()));
-    let epilogue = em.lines.join("\n    ");
-    let epi_ops = em.arith_ops;
-    let store = store_conv(root.dtype(), &v);
-
-    // vec4 operands (both families): f32 buffers read through views only (no broadcast of the
-    // row/column, no prologue), not read by the epilogue, with stride 1 along one of the two
-    // matrix dimensions (row-major or transposed) and 4-aligned otherwise. The software kernel
-    // reads 4 rows (A) or 4 columns (B) at a time only where its block has at least 4 of them;
-    // the GPU kernel's 64 x 64 tile always has.
-    let vec4 = {
-        let (rows4, cols4) = if opts.software() {
-            let CpuBlock { rm, rn, .. } = cpu_block(m, n);
-            (rm >= 4, rn >= 4)
-        } else {
-            (true, true)
-        };
-        let root = kernel.root;
-        // The buffer's binding is declared `array<vec4<f32>>`, so nothing else in the kernel may
-        // read it as scalars: not the epilogue, not the other operand (`x.matmul(x.narrow(..))`).
-        let view = |x: usize, other_load: &str| -> Option<Strided> {
-            let s = strided(p, env.materialized, root, x)?;
-            let base = &p.nodes[s.base];
-            let read = format!("{}[", env.bindings[&s.base]);
-            let ok = base.dtype() == kiln_core::DType::F32
-                && base.shape().numel().is_multiple_of(4)
-                && !epilogue.contains(&read)
-                && !other_load.contains(&read);
-            ok.then_some(s)
-        };
-        let (va, vb) = (view(a, &load_b), view(b, &load_a));
-        // Stride 1 along matrix dimension `unit` (0: rows, 1: columns), 4-aligned elsewhere.
-        let aligned = |s: &Strided, unit: usize| {
-            s.strides[..rank - 2].iter().all(|v| v.is_multiple_of(4))
-                && s.strides[rank - 2 + (1 - unit)].is_multiple_of(4)
-                && s.strides[rank - 2 + unit] == 1
-        };
-        // A: 1 = 4 k-steps of a row (stride 1 along k), 2 = 4 rows at one k (stride 1 along rows).
-        let a_mode = match &va {
-            Some(s) if k.is_multiple_of(4) && aligned(s, 1) => 1,
-            Some(s) if m.is_multiple_of(4) && rows4 && aligned(s, 0) => 2,
-            _ => 0,
-        };
-        // B: 1 = 4 columns at one k (stride 1 along columns), 2 = 4 k-steps of a column.
-        let b_mode = match &vb {
-            Some(s) if n.is_multiple_of(4) && cols4 && aligned(s, 1) => 1,
-            Some(s) if k.is_multiple_of(4) && aligned(s, 0) => 2,
-            _ => 0,
-        };
-        let mut fns = format!("const A_MODE: u32 = {a_mode}u;\nconst B_MODE: u32 = {b_mode}u;\n");
-        let offset = |s: &Strided, row: &str, col: &str| -> String {
-            let mut terms: Vec<String> = unravel("batch", &batch_shape)
-                .into_iter()
-                .zip(&s.strides)
-                .filter(|(_, &st)| st != 0)
-                .map(|(c, st)| format!("{c} * {st}u"))
-                .collect();
-            terms.push(format!("{row} * {}u", s.strides[rank - 2]));
-            terms.push(format!("{col} * {}u", s.strides[rank - 1]));
-            terms.join(" + ")
-        };
-        let unused = || {
-            [
-                "{ return vec4<f32>(); }".to_string(),
-                "{ return vec4<f32>(); }".into(),
-            ]
-        };
-        // An operand read through its vec4 binding: the scalar load at (row, col) named `at`,
-        // and the bodies of its two grouped loads (mode 1, mode 2; the unused one returns 0)
-        // whose first element is at `grouped[mode - 1]`.
-        let mut vec_loads = |s: &Strided, mode: usize, at: [&str; 2], grouped: [[&str; 2]; 2]| {
-            let buf = env.bindings[&s.base].clone();
-            env.vec4_reads.insert(s.base);
-            let load = format!(
-                "    let i = {};\n    return {buf}[i / 4u][i % 4u];",
-                offset(s, at[0], at[1])
-            );
-            let mut bodies = unused();
-            if mode > 0 {
-                let [r, c] = grouped[mode - 1];
-                bodies[mode - 1] = format!("{{\n    return {buf}[({}) / 4u];\n}}", offset(s, r, c));
-            }
-            (load, bodies)
-        };
-        let mut a4 = unused();
-        if let (Some(s), true) = (&va, a_mode > 0) {
-            let a_groups = [["row", "4u * k4"], ["4u * r4", "k"]];
-            (load_a, a4) = vec_loads(s, a_mode, ["row", "k"], a_groups);
-        }
-        let mut b4 = unused();
-        if let (Some(s), true) = (&vb, b_mode > 0) {
-            let b_groups = [["k", "4u * c4"], ["4u * k4", "col"]];
-            (load_b, b4) = vec_loads(s, b_mode, ["k", "col"], b_groups);
-        }
-        let [a4, a4m] = a4;
-        let [b4, b4k] = b4;
-        fns.push_str(&format!(
-            "fn load_a4(batch: u32, row: u32, k4: u32) -> vec4<f32> {a4}\n\
-             fn load_a4m(batch: u32, r4: u32, k: u32) -> vec4<f32> {a4m}\n\
-             fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {b4}\n\
-             fn load_b4k(batch: u32, col: u32, k4: u32) -> vec4<f32> {b4k}\n"
-        ));
-        fns
-    };
+    let epilogue = epilogue(env, kernel, c);
+    let modes = vec4_modes(env, kernel.root, &d, &a, &b, &epilogue.lines, opts);
+    let vec4 = vec4_fns(env, &d, modes, &mut a, &mut b);
     let template = if opts.software() {
         MATMUL_CPU_WGSL
     } else {
@@ -206,50 +135,11 @@ pub fn generate(
     // for ~5% faster steps afterwards.
     let epilogue_pass =
         opts.software() && kernel.root != c && root.dtype() == kiln_core::DType::F32;
-    let store_fns = if epilogue_pass {
-        format!(
-            "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
-fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
-    out_buf[(batch * M + row) * N + col] = acc;
-}}
-const EPILOGUE_PASS: bool = true;
-// out[batch, row, col] = epilogue(out[batch, row, col]); called only with row < M, col < N.
-fn finish_out(batch: u32, row: u32, col: u32) {{
-    let o = (batch * M + row) * N + col;
-    let core = {core_raw};
-    {epilogue}
-    out_buf[o] = {store};
-}}
-"
-        )
-    } else {
-        let finish = if opts.software() {
-            "const EPILOGUE_PASS: bool = false;\nfn finish_out(batch: u32, row: u32, col: u32) {}\n"
-        } else {
-            ""
-        };
-        format!(
-            "// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
-fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
-    let o = (batch * M + row) * N + col;
-    let core = {core};
-    {epilogue}
-    out_buf[o] = {store};
-}}
-{finish}"
-        )
-    };
-    let (tm, tn) = if opts.software() {
-        let b = cpu_block(m, n);
-        (b.wg_y * b.rm, b.wg_x * b.rn)
-    } else {
-        (
-            template_const(template, "TILE_M"),
-            template_const(template, "TILE_N"),
-        )
-    };
+    let store_fns = store_fns(&epilogue, epilogue_pass, opts.software());
+    let (tm, tn) = tile_size(template, &d, opts);
     let (col_tiles, row_tiles) = ((n as u32).div_ceil(tn), (m as u32).div_ceil(tm));
     let tiles = col_tiles as u64 * row_tiles as u64;
+    let (load_a, load_b) = (&a.load, &b.load);
     let region = format!(
         "const BATCH: u32 = {batch}u;
 const M: u32 = {m}u;
@@ -274,6 +164,7 @@ fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
     );
     let wgsl = fill_template(template, &region);
     let (m, n, k, batch) = (m as u64, n as u64, k as u64, batch as u64);
+    let (ops_a, ops_b, epi_ops) = (a.ops, b.ops, epilogue.ops);
     KernelSource {
         name: format!(
             "matmul {}{m}x{n}x{k}{}",
@@ -288,6 +179,235 @@ fn load_b(batch: u32, k: u32, col: u32) -> f32 {{
         workgroups: Workgroups::Flat(tiles * batch),
         flops: batch * (2 * m * n * k + (ops_a + ops_b) as u64 * m * k + epi_ops as u64 * m * n),
         bytes: 0,
+    }
+}
+
+/// Prologue: operand `x` read at matrix coordinates (`i`, `j`) of batch `batch`, its views and
+/// elementwise prologue folded in (the body of a scalar load).
+fn operand(env: &mut KernelEnv, d: &Dims, x: usize, i: &str, j: &str) -> Operand {
+    let mut coords = unravel("batch", &d.batch_shape);
+    coords.push(i.to_string());
+    coords.push(j.to_string());
+    let mut em = Emitter::new(env, None);
+    let v = em.value(x, &coords);
+    Operand {
+        node: x,
+        load: format!("    {}\n    return f32({v});", em.lines.join("\n    ")),
+        ops: em.arith_ops,
+    }
+}
+
+/// The epilogue of matmul node `c` up to `kernel.root` (none when the matmul is the root).
+fn epilogue(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> Epilogue {
+    let p = env.p;
+    let (dtype, root) = (p.nodes[c].dtype(), &p.nodes[kernel.root]);
+    let core = env.to_value(dtype, "acc");
+    let core_raw = env.to_value(dtype, "out_buf[o]");
+    let mut em = Emitter::new(env, Some((c, "core".to_string())));
+    let v = em.value(kernel.root, &unravel("o", root.shape()));
+    Epilogue {
+        core,
+        core_raw,
+        lines: em.lines.join("\n    "),
+        ops: em.arith_ops,
+        store: store_conv(root.dtype(), &v),
+    }
+}
+
+/// Which operands are read 4 values at a time, and how (both families): f32 buffers read
+/// through views only (no broadcast of the row/column, no prologue), not read by the epilogue,
+/// with stride 1 along one of the two matrix dimensions (row-major or transposed) and 4-aligned
+/// otherwise. The software kernel reads 4 rows (A) or 4 columns (B) at a time only where its
+/// block has at least 4 of them; the GPU kernel's 64 x 64 tile always has. Returns each
+/// operand's strides and mode (`A_MODE`, `B_MODE`; 0: scalar loads).
+fn vec4_modes(
+    env: &KernelEnv,
+    root: usize,
+    d: &Dims,
+    a: &Operand,
+    b: &Operand,
+    epilogue: &str,
+    opts: CodegenOptions,
+) -> [(Option<Strided>, usize); 2] {
+    let (p, rank, m, n, k) = (env.p, d.rank, d.m, d.n, d.k);
+    let (rows4, cols4) = if opts.software() {
+        let CpuBlock { rm, rn, .. } = cpu_block(m, n);
+        (rm >= 4, rn >= 4)
+    } else {
+        (true, true)
+    };
+    // The buffer's binding is declared `array<vec4<f32>>`, so nothing else in the kernel may
+    // read it as scalars: not the epilogue, not the other operand (`x.matmul(x.narrow(..))`).
+    let view = |x: usize, other_load: &str| -> Option<Strided> {
+        let s = strided(p, env.materialized, root, x)?;
+        let base = &p.nodes[s.base];
+        let read = format!("{}[", env.bindings[&s.base]);
+        let ok = base.dtype() == kiln_core::DType::F32
+            && base.shape().numel().is_multiple_of(4)
+            && !epilogue.contains(&read)
+            && !other_load.contains(&read);
+        ok.then_some(s)
+    };
+    let (va, vb) = (view(a.node, &b.load), view(b.node, &a.load));
+    // Stride 1 along matrix dimension `unit` (0: rows, 1: columns), 4-aligned elsewhere.
+    let aligned = |s: &Strided, unit: usize| {
+        s.strides[..rank - 2].iter().all(|v| v.is_multiple_of(4))
+            && s.strides[rank - 2 + (1 - unit)].is_multiple_of(4)
+            && s.strides[rank - 2 + unit] == 1
+    };
+    // A: 1 = 4 k-steps of a row (stride 1 along k), 2 = 4 rows at one k (stride 1 along rows).
+    let a_mode = match &va {
+        Some(s) if k.is_multiple_of(4) && aligned(s, 1) => 1,
+        Some(s) if m.is_multiple_of(4) && rows4 && aligned(s, 0) => 2,
+        _ => 0,
+    };
+    // B: 1 = 4 columns at one k (stride 1 along columns), 2 = 4 k-steps of a column.
+    let b_mode = match &vb {
+        Some(s) if n.is_multiple_of(4) && cols4 && aligned(s, 1) => 1,
+        Some(s) if k.is_multiple_of(4) && aligned(s, 0) => 2,
+        _ => 0,
+    };
+    [(va, a_mode), (vb, b_mode)]
+}
+
+/// The vec4 part of the generated region: `A_MODE`, `B_MODE` and the four grouped loads. An
+/// operand read through its vec4 binding gets its scalar load rewritten to read it too.
+fn vec4_fns(
+    env: &mut KernelEnv,
+    d: &Dims,
+    modes: [(Option<Strided>, usize); 2],
+    a: &mut Operand,
+    b: &mut Operand,
+) -> String {
+    let [(va, a_mode), (vb, b_mode)] = modes;
+    let mut fns = format!("const A_MODE: u32 = {a_mode}u;\nconst B_MODE: u32 = {b_mode}u;\n");
+    let mut a4 = unused_vec4_loads();
+    if let (Some(s), true) = (&va, a_mode > 0) {
+        let a_groups = [["row", "4u * k4"], ["4u * r4", "k"]];
+        (a.load, a4) = vec_loads(env, d, s, a_mode, ["row", "k"], a_groups);
+    }
+    let mut b4 = unused_vec4_loads();
+    if let (Some(s), true) = (&vb, b_mode > 0) {
+        let b_groups = [["k", "4u * c4"], ["4u * k4", "col"]];
+        (b.load, b4) = vec_loads(env, d, s, b_mode, ["k", "col"], b_groups);
+    }
+    let [a4, a4m] = a4;
+    let [b4, b4k] = b4;
+    fns.push_str(&format!(
+        "fn load_a4(batch: u32, row: u32, k4: u32) -> vec4<f32> {a4}\n\
+         fn load_a4m(batch: u32, r4: u32, k: u32) -> vec4<f32> {a4m}\n\
+         fn load_b4(batch: u32, k: u32, c4: u32) -> vec4<f32> {b4}\n\
+         fn load_b4k(batch: u32, col: u32, k4: u32) -> vec4<f32> {b4k}\n"
+    ));
+    fns
+}
+
+/// The bodies of an operand's two grouped loads when it has none.
+fn unused_vec4_loads() -> [String; 2] {
+    [
+        "{ return vec4<f32>(); }".to_string(),
+        "{ return vec4<f32>(); }".into(),
+    ]
+}
+
+/// The element offset of (`row`, `col`) of batch `batch` in an operand with strides `s`.
+fn strided_offset(d: &Dims, s: &Strided, row: &str, col: &str) -> String {
+    let rank = d.rank;
+    let mut terms: Vec<String> = unravel("batch", &d.batch_shape)
+        .into_iter()
+        .zip(&s.strides)
+        .filter(|(_, &st)| st != 0)
+        .map(|(c, st)| format!("{c} * {st}u"))
+        .collect();
+    terms.push(format!("{row} * {}u", s.strides[rank - 2]));
+    terms.push(format!("{col} * {}u", s.strides[rank - 1]));
+    terms.join(" + ")
+}
+
+/// An operand read through its vec4 binding: the scalar load at (row, col) named `at`, and the
+/// bodies of its two grouped loads (mode 1, mode 2; the unused one returns 0) whose first
+/// element is at `grouped[mode - 1]`.
+fn vec_loads(
+    env: &mut KernelEnv,
+    d: &Dims,
+    s: &Strided,
+    mode: usize,
+    at: [&str; 2],
+    grouped: [[&str; 2]; 2],
+) -> (String, [String; 2]) {
+    let buf = env.bindings[&s.base].clone();
+    env.vec4_reads.insert(s.base);
+    let load = format!(
+        "    let i = {};\n    return {buf}[i / 4u][i % 4u];",
+        strided_offset(d, s, at[0], at[1])
+    );
+    let mut bodies = unused_vec4_loads();
+    if mode > 0 {
+        let [r, c] = grouped[mode - 1];
+        bodies[mode - 1] = format!(
+            "{{\n    return {buf}[({}) / 4u];\n}}",
+            strided_offset(d, s, r, c)
+        );
+    }
+    (load, bodies)
+}
+
+/// Epilogue and stores: `store_out` (and, on software adapters, `finish_out` and
+/// `EPILOGUE_PASS`; with `epilogue_pass` the epilogue runs in `finish_out`, over the stored
+/// dot products).
+fn store_fns(epilogue: &Epilogue, epilogue_pass: bool, software: bool) -> String {
+    let Epilogue {
+        core,
+        core_raw,
+        lines: epilogue,
+        store,
+        ..
+    } = epilogue;
+    if epilogue_pass {
+        format!(
+            "// Writes the raw dot product out[batch, row, col] = acc; finish_out applies the epilogue.
+fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
+    out_buf[(batch * M + row) * N + col] = acc;
+}}
+const EPILOGUE_PASS: bool = true;
+// out[batch, row, col] = epilogue(out[batch, row, col]); called only with row < M, col < N.
+fn finish_out(batch: u32, row: u32, col: u32) {{
+    let o = (batch * M + row) * N + col;
+    let core = {core_raw};
+    {epilogue}
+    out_buf[o] = {store};
+}}
+"
+        )
+    } else {
+        let finish = if software {
+            "const EPILOGUE_PASS: bool = false;\nfn finish_out(batch: u32, row: u32, col: u32) {}\n"
+        } else {
+            ""
+        };
+        format!(
+            "// Writes out[batch, row, col] = epilogue(acc); called only with row < M, col < N.
+fn store_out(batch: u32, row: u32, col: u32, acc: f32) {{
+    let o = (batch * M + row) * N + col;
+    let core = {core};
+    {epilogue}
+    out_buf[o] = {store};
+}}
+{finish}"
+        )
+    }
+}
+
+/// The output rows and columns one workgroup covers.
+fn tile_size(template: &str, d: &Dims, opts: CodegenOptions) -> (u32, u32) {
+    if opts.software() {
+        let b = cpu_block(d.m, d.n);
+        (b.wg_y * b.rm, b.wg_x * b.rn)
+    } else {
+        (
+            template_const(template, "TILE_M"),
+            template_const(template, "TILE_N"),
+        )
     }
 }
 
