@@ -26,6 +26,7 @@ mod transposed_conv;
 mod two_stage_sum;
 
 use crate::graph::Pending;
+use crate::op::{Op, ReduceOp};
 use crate::schedule::ScheduleLimits;
 use crate::tensor::Tensor;
 
@@ -82,6 +83,16 @@ impl Context<'_> {
     /// The positions of node `i`'s inputs.
     pub fn inputs(&self, i: usize) -> &[usize] {
         &self.graph.inputs[i]
+    }
+    /// The summed axes when node `i` is a sum (`Reduce { Sum }`), else `None`.
+    pub fn summed_axes(&self, i: usize) -> Option<&[usize]> {
+        match self.node(i).op() {
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes,
+            } => Some(axes),
+            _ => None,
+        }
     }
     /// True if node `i` is computed here (not a realized or generator leaf) and is read by one
     /// user only, so that a rule replacing that user may drop it.

@@ -2,7 +2,7 @@
 //! contraction.
 
 use super::Context;
-use crate::op::{Op, ReduceOp};
+use crate::op::Op;
 use crate::tensor::Tensor;
 
 /// Sums of products with fewer outputs than this keep their per-batch products.
@@ -22,13 +22,7 @@ pub const SMALL_GRADIENT: usize = 16_384;
 /// lavapipe, see docs/DESIGN.md). Reads no limits.
 pub fn fold_summed_batch_into_contraction(cx: &Context, i: usize) -> Option<Tensor> {
     let y = cx.node(i);
-    let Op::Reduce {
-        op: ReduceOp::Sum,
-        axes,
-    } = y.op()
-    else {
-        return None;
-    };
+    let axes = cx.summed_axes(i)?;
     let m = cx.inputs(i)[0];
     let prod = cx.node(m);
     let r = prod.rank();

@@ -1,7 +1,7 @@
 //! Rule: a convolution's input gradient through col2im becomes a transposed convolution.
 
 use super::Context;
-use crate::op::{Op, ReduceOp};
+use crate::op::Op;
 use crate::tensor::Tensor;
 use crate::ConvTranspose2dOptions;
 
@@ -21,13 +21,7 @@ use crate::ConvTranspose2dOptions;
 /// layers fit a storage binding.
 pub fn transposed_conv_input_gradient(cx: &Context, i: usize) -> Option<Tensor> {
     let y = cx.node(i); // [N, C, 1, 1, PH, PW]
-    let Op::Reduce {
-        op: ReduceOp::Sum,
-        axes,
-    } = y.op()
-    else {
-        return None;
-    };
+    let axes = cx.summed_axes(i)?;
     let u = cx.inputs(i)[0];
     let Op::Unwindow(geom) = cx.node(u).op() else {
         return None;
@@ -36,7 +30,7 @@ pub fn transposed_conv_input_gradient(cx: &Context, i: usize) -> Option<Tensor> 
     let mm = *cx.inputs(rs).first()?;
     if geom.rank() != 2
         || y.rank() != 6
-        || axes.as_slice() != [2, 3]
+        || axes != [2, 3]
         || !cx.only_user_is_one(u)
         || !cx.only_user_is_one(rs)
         || !cx.only_user_is_one(mm)

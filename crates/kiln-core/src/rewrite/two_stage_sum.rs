@@ -1,7 +1,6 @@
 //! Rule: a long sum into few outputs runs in two stages.
 
 use super::Context;
-use crate::op::{Op, ReduceOp};
 use crate::tensor::Tensor;
 
 /// A sum of at least this many elements per output ...
@@ -22,13 +21,7 @@ pub const SPLIT_CHUNK: usize = 4096;
 /// core of a GPU. Reads no limits.
 pub fn two_stage_sum(cx: &Context, i: usize) -> Option<Tensor> {
     let y = cx.node(i);
-    let Op::Reduce {
-        op: ReduceOp::Sum,
-        axes,
-    } = y.op()
-    else {
-        return None;
-    };
+    let axes = cx.summed_axes(i)?;
     let x = cx.node(cx.inputs(i)[0]);
     let group: usize = axes.iter().map(|&a| x.dims()[a]).product();
     if group < SPLIT_GROUP || y.numel() >= SPLIT_OUTPUTS {
