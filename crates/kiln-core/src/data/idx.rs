@@ -112,18 +112,12 @@ enum Holds {
     Inflated(u64, u64),
 }
 
-/// Parses an (inflated) IDX stream of u8 elements: the header, then exactly the data it
-/// declares, then at most [`TRAILING_SLACK`] bytes to report trailing data. `io_error` says what
-/// a read error means (corrupt gzip data, or an unreadable file).
-fn parse(
-    mut r: impl Read,
-    holds: Option<Holds>,
-    max_bytes: usize,
-    io_error: &str,
-) -> std::result::Result<IdxArray, String> {
+/// Reads an IDX header (magic number, then one big-endian u32 per dimension) and returns the
+/// dimensions; only files of unsigned bytes are accepted.
+fn parse_header(r: &mut impl Read, io_error: &str) -> std::result::Result<Vec<usize>, String> {
     let io = |e: std::io::Error| format!("{io_error}: {e}");
     let mut head = [0u8; 4];
-    let n = read_up_to(&mut r, &mut head).map_err(io)?;
+    let n = read_up_to(r, &mut head).map_err(io)?;
     if n < 4 {
         return Err(format!(
             "{n} bytes is too short for an IDX header (truncated or empty file)"
@@ -160,17 +154,31 @@ fn parse(
     // At most 255 dimensions: 1020 bytes.
     let header = 4 + 4 * rank;
     let mut dim_bytes = vec![0u8; 4 * rank];
-    let n = read_up_to(&mut r, &mut dim_bytes).map_err(io)?;
+    let n = read_up_to(r, &mut dim_bytes).map_err(io)?;
     if n < dim_bytes.len() {
         return Err(format!(
             "header of rank {rank} needs {header} bytes, the file has {} (truncated file)",
             4 + n
         ));
     }
-    let dims: Vec<usize> = dim_bytes
+    Ok(dim_bytes
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .collect();
+        .collect())
+}
+
+/// Parses an (inflated) IDX stream of u8 elements: the header, then exactly the data it
+/// declares, then at most [`TRAILING_SLACK`] bytes to report trailing data. `io_error` says what
+/// a read error means (corrupt gzip data, or an unreadable file).
+fn parse(
+    mut r: impl Read,
+    holds: Option<Holds>,
+    max_bytes: usize,
+    io_error: &str,
+) -> std::result::Result<IdxArray, String> {
+    let io = |e: std::io::Error| format!("{io_error}: {e}");
+    let dims = parse_header(&mut r, io_error)?;
+    let header = 4 + 4 * dims.len();
     let expected = dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
