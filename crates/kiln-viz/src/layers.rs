@@ -248,8 +248,8 @@ impl Graph<'_> {
     fn pool_rows(&self, in_layer: &[bool]) -> Vec<Row> {
         let p = &self.p;
         let mut rows = vec![];
-        for i in 0..p.nodes.len() {
-            if let Op::Reduce { op, .. } = p.nodes[i].op() {
+        for (i, node) in p.nodes.iter().enumerate() {
+            if let Op::Reduce { op, .. } = node.op() {
                 if self.data[i] && !in_layer[i] && reaches_window(p, p.inputs[i][0]) {
                     let kind = match op {
                         ReduceOp::Max => LayerKind::MaxPool2d,
