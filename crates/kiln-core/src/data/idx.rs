@@ -161,19 +161,14 @@ enum Holds {
     Inflated(u64, u64),
 }
 
-/// Parses an (inflated) IDX stream of u8 elements: the header, then exactly the data it
-/// declares, then at most [`TRAILING_SLACK`] bytes to report trailing data. `io_error` says what
-/// a read error means (corrupt gzip data, or an unreadable file).
-fn parse(
-    mut r: impl Read,
-    holds: Option<Holds>,
-    max_bytes: usize,
-    io_error: &str,
-    keep_io_errors: bool,
-) -> std::result::Result<IdxArray, Problem> {
-    let io = |e: std::io::Error| Problem::read(io_error, e, keep_io_errors);
+/// Reads an IDX header (magic number, then one big-endian u32 per dimension) and returns the
+/// dimensions; only files of unsigned bytes are accepted. `io` says what a read error means.
+fn parse_header(
+    r: &mut impl Read,
+    io: impl Fn(std::io::Error) -> Problem,
+) -> std::result::Result<Vec<usize>, Problem> {
     let mut head = [0u8; 4];
-    let n = read_up_to(&mut r, &mut head).map_err(io)?;
+    let n = read_up_to(r, &mut head).map_err(&io)?;
     if n < 4 {
         return Err(
             format!("{n} bytes is too short for an IDX header (truncated or empty file)").into(),
@@ -211,7 +206,7 @@ fn parse(
     // At most 255 dimensions: 1020 bytes.
     let header = 4 + 4 * rank;
     let mut dim_bytes = vec![0u8; 4 * rank];
-    let n = read_up_to(&mut r, &mut dim_bytes).map_err(io)?;
+    let n = read_up_to(r, &mut dim_bytes).map_err(&io)?;
     if n < dim_bytes.len() {
         return Err(format!(
             "header of rank {rank} needs {header} bytes, the file has {} (truncated file)",
@@ -219,10 +214,25 @@ fn parse(
         )
         .into());
     }
-    let dims: Vec<usize> = dim_bytes
+    Ok(dim_bytes
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .collect();
+        .collect())
+}
+
+/// Parses an (inflated) IDX stream of u8 elements: the header, then exactly the data it
+/// declares, then at most [`TRAILING_SLACK`] bytes to report trailing data. `io_error` says what
+/// a read error means (corrupt gzip data, or an unreadable file).
+fn parse(
+    mut r: impl Read,
+    holds: Option<Holds>,
+    max_bytes: usize,
+    io_error: &str,
+    keep_io_errors: bool,
+) -> std::result::Result<IdxArray, Problem> {
+    let io = |e: std::io::Error| Problem::read(io_error, e, keep_io_errors);
+    let dims = parse_header(&mut r, io)?;
+    let header = 4 + 4 * dims.len();
     let expected = dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))

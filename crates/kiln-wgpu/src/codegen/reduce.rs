@@ -14,61 +14,147 @@ use kiln_core::op::{Op, ReduceOp};
 use kiln_core::schedule::Kernel;
 use kiln_core::{DType, Shape};
 
+/// What one reduction kernel reduces.
+struct Reduction {
+    op: ReduceOp,
+    axes: Vec<usize>,
+    /// The reduced input node.
+    x: usize,
+    in_shape: Shape,
+    in_dtype: DType,
+    /// Output elements.
+    n_out: u64,
+    /// The shape of one output element's group of inputs.
+    group: Shape,
+    /// Elements per group.
+    r_len: u64,
+    /// The WGSL type values are combined in.
+    acc_ty: &'static str,
+    /// ArgMax or ArgMin: the position `best` is the result.
+    is_arg: bool,
+}
+
+impl Reduction {
+    /// The reduction of node `c`.
+    fn of(p: &kiln_core::Pending, c: usize) -> Reduction {
+        let node = &p.nodes[c];
+        let Op::Reduce { op, axes } = node.op().clone() else {
+            unreachable!()
+        };
+        let x = p.inputs[c][0];
+        let in_shape = p.nodes[x].shape().clone();
+        let in_dtype = p.nodes[x].dtype();
+        let group = Shape(axes.iter().map(|&a| in_shape.dims()[a]).collect());
+        Reduction {
+            op,
+            x,
+            in_dtype,
+            n_out: node.numel() as u64,
+            r_len: group.numel() as u64,
+            group,
+            in_shape,
+            acc_ty: match in_dtype {
+                DType::F32 | DType::F16 => "f32",
+                DType::I32 => "i32",
+                _ => "u32",
+            },
+            is_arg: matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin),
+            axes,
+        }
+    }
+}
+
+/// How the values of a group combine (see [`combine_steps`]).
+struct Combine {
+    /// The accumulator's initial value.
+    init: String,
+    /// How a new value `v` at position `r` joins the running (acc, best).
+    step: String,
+    /// How workgroup slot `lid + s` joins slot `lid` in the tree reduction.
+    tree: String,
+}
+
 /// The kernel of reduction node `c` (with its epilogue up to `kernel.root`).
 pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource {
-    let p = env.p;
-    let node = p.nodes[c].clone();
-    let Op::Reduce { op, axes } = node.op().clone() else {
-        unreachable!()
+    let r = Reduction::of(env.p, c);
+    let (load_fn, prologue_ops) = load_fn(env, c, &r);
+    let epi_fn = epilogue_fn(env, kernel, c, &r);
+    let combine = combine_steps(&r);
+    let root_dtype = env.p.nodes[kernel.root].dtype();
+    let store = store_conv(root_dtype, "epilogue(o, acc, best)");
+    let (n_out, r_len) = (r.n_out, r.r_len);
+    let per_thread = r_len <= 64 || (n_out >= 8192 && r_len <= 2048);
+    let (wgsl, workgroups) = if per_thread {
+        main_per_invocation(&r, &combine, &store)
+    } else {
+        main_per_workgroup(&r, &combine, &store)
     };
-    let x = p.inputs[c][0];
-    let in_shape = p.nodes[x].shape().clone();
-    let in_dtype = p.nodes[x].dtype();
-    let n_out = node.numel() as u64;
-    let group = Shape(axes.iter().map(|&a| in_shape.dims()[a]).collect());
-    let r_len = group.numel() as u64;
-    let acc_ty = match in_dtype {
-        DType::F32 | DType::F16 => "f32",
-        DType::I32 => "i32",
-        _ => "u32",
-    };
-    let is_arg = matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin);
+    let (op, axes, in_shape) = (r.op, &r.axes, &r.in_shape);
+    KernelSource {
+        name: if kernel.extra.is_empty() {
+            format!("reduce {op:?} {} over {axes:?}", in_shape)
+        } else {
+            format!(
+                "reduce {op:?} {} over {axes:?} x{}",
+                in_shape,
+                kernel.extra.len() + 1
+            )
+        },
+        wgsl: format!("{load_fn}{epi_fn}{wgsl}"),
+        workgroups,
+        flops: n_out * r_len * (1 + prologue_ops),
+        bytes: 0,
+    }
+}
 
-    // load_x(o, r): the input element of output o at position r of its group.
-    let out_coords = unravel("o", node.shape());
-    let group_coords = unravel("r", &group);
+/// Prologue: `load_x(o, r)`, the input element of output `o` at position `r` of its group,
+/// with the reduced expression folded in; and its arithmetic ops.
+fn load_fn(env: &mut KernelEnv, c: usize, r: &Reduction) -> (String, u64) {
+    let acc_ty = r.acc_ty;
+    let out_coords = unravel("o", env.p.nodes[c].shape());
+    let group_coords = unravel("r", &r.group);
     let mut coords = out_coords.clone();
-    for (k, &a) in axes.iter().enumerate() {
+    for (k, &a) in r.axes.iter().enumerate() {
         coords[a] = group_coords[k].clone();
     }
     let mut em = Emitter::new(env, None);
-    let v = em.value(x, &coords);
+    let v = em.value(r.x, &coords);
     let load_fn = format!(
         "fn load_x(o: u32, r: u32) -> {acc_ty} {{\n    {}\n    return {acc_ty}({v});\n}}\n",
         em.lines.join("\n    ")
     );
-    let prologue_ops = em.arith_ops as u64;
+    (load_fn, em.arith_ops as u64)
+}
 
-    // epilogue(o, acc): the kernel root's value given the reduction's value `acc`.
+/// Epilogue: `epilogue(o, acc, best)`, the kernel root's value given the reduction's value
+/// `acc` (or position `best`); a multi-output kernel's further outputs are computed and stored
+/// here too.
+fn epilogue_fn(env: &mut KernelEnv, kernel: &Kernel, c: usize, r: &Reduction) -> String {
+    let p = env.p;
+    let acc_ty = r.acc_ty;
     let root = p.nodes[kernel.root].clone();
     let root_ty = value_type(root.dtype(), env.f16);
-    let core = if is_arg {
+    let core = if r.is_arg {
         "i32(best)".to_string()
     } else {
-        env.to_value(node.dtype(), "acc")
+        env.to_value(p.nodes[c].dtype(), "acc")
     };
     let mut em = Emitter::new(env, Some((c, "core".to_string())));
     let v = em.value(kernel.root, &unravel("o", root.shape()));
-    // A multi-output kernel's further outputs are computed and stored here too.
     assert!(kernel.segments.is_empty(), "a reduction has one segment");
     let extra = outputs::stores(&mut em, p, kernel, &kernel.extra, "o");
     em.lines.extend(extra);
-    let epi_fn = format!(
+    format!(
         "fn epilogue(o: u32, acc: {acc_ty}, best: u32) -> {root_ty} {{\n    let core = {core};\n    {}\n    return {v};\n}}\n",
         em.lines.join("\n    ")
-    );
+    )
+}
 
-    let big = |f: f64| literal(f, in_dtype_acc(in_dtype), false);
+/// How the values of a group combine: the initial value, one invocation's step and the
+/// workgroup tree's step.
+fn combine_steps(r: &Reduction) -> Combine {
+    let (op, acc_ty, is_arg) = (r.op, r.acc_ty, r.is_arg);
+    let big = |f: f64| literal(f, in_dtype_acc(r.in_dtype), false);
     let init = match op {
         ReduceOp::Sum => big(0.0),
         ReduceOp::Max | ReduceOp::ArgMax => min_value(acc_ty),
@@ -91,7 +177,7 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource 
         ReduceOp::Sum => ("", false),
     };
     let set_best = if is_arg { " best = r;" } else { "" };
-    let combine = if !takes {
+    let step = if !takes {
         "acc = acc + v;".to_string()
     } else if float {
         format!(
@@ -125,13 +211,17 @@ pub fn generate(env: &mut KernelEnv, kernel: &Kernel, c: usize) -> KernelSource 
              if (better || (b_nan && !a_nan)) {{ sh_v[lid] = b;{copy_i} }}"
         )
     };
-    let store = store_conv(root.dtype(), "epilogue(o, acc, best)");
-    let per_thread = r_len <= 64 || (n_out >= 8192 && r_len <= 2048);
-    let (wgsl, workgroups) = if per_thread {
-        let size = 64u32;
-        (
-            format!(
-                "
+    Combine { init, step, tree }
+}
+
+/// The loop for small groups: each invocation reduces one output element's group.
+fn main_per_invocation(r: &Reduction, c: &Combine, store: &str) -> (String, Workgroups) {
+    let (r_len, n_out, acc_ty) = (r.r_len, r.n_out, r.acc_ty);
+    let (init, combine) = (&c.init, &c.step);
+    let size = 64u32;
+    (
+        format!(
+            "
 // Each invocation reduces the {r_len} elements of one output element (of {n_out}).
 @compute @workgroup_size({size})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -147,16 +237,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out_buf[o] = {store};
 }}
 ",
-                flat = flat_index(size)
-            ),
-            Workgroups::Flat(n_out.div_ceil(size as u64)),
-        )
-    } else {
-        let size = if r_len >= 4096 { 256u32 } else { 64 };
-        let strided = strided_loop(r_len, size as u64, &combine);
-        (
-            format!(
-                "
+            flat = flat_index(size)
+        ),
+        Workgroups::Flat(n_out.div_ceil(size as u64)),
+    )
+}
+
+/// The loop for large groups: each workgroup reduces one output element's group, its
+/// invocations striding over the group, then a tree in workgroup memory combining them.
+fn main_per_workgroup(r: &Reduction, c: &Combine, store: &str) -> (String, Workgroups) {
+    let (r_len, n_out, acc_ty) = (r.r_len, r.n_out, r.acc_ty);
+    let (init, tree) = (&c.init, &c.tree);
+    let size = if r_len >= 4096 { 256u32 } else { 64 };
+    let strided = strided_loop(r_len, size as u64, &c.step);
+    (
+        format!(
+            "
 var<workgroup> sh_v: array<{acc_ty}, {size}>;
 var<workgroup> sh_i: array<u32, {size}>;
 
@@ -186,26 +282,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }}
 }}
 ",
-                half = size / 2
-            ),
-            Workgroups::Flat(n_out),
-        )
-    };
-    KernelSource {
-        name: if kernel.extra.is_empty() {
-            format!("reduce {op:?} {} over {axes:?}", in_shape)
-        } else {
-            format!(
-                "reduce {op:?} {} over {axes:?} x{}",
-                in_shape,
-                kernel.extra.len() + 1
-            )
-        },
-        wgsl: format!("{load_fn}{epi_fn}{wgsl}"),
-        workgroups,
-        flops: n_out * r_len * (1 + prologue_ops),
-        bytes: 0,
-    }
+            half = size / 2
+        ),
+        Workgroups::Flat(n_out),
+    )
 }
 
 /// Loop iterations one invocation may run. lavapipe (Mesa's llvmpipe) stops every invocation
