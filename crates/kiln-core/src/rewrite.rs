@@ -73,7 +73,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The rewritten version of node `i` (which must come before the node being tried): the
     /// node itself when nothing under it changed.
-    pub fn new(&self, i: usize) -> &Tensor {
+    pub fn rewritten(&self, i: usize) -> &Tensor {
         &self.rewritten[i]
     }
     /// The original node `i`.

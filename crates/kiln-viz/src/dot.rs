@@ -134,7 +134,7 @@ pub fn graph_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
     let mut clusters: Vec<Vec<usize>> = vec![];
     for k in 0..plan.kernels.len() {
         let mut mine = vec![];
-        for i in members(&p, &plan, &plan.kernels[k]) {
+        for i in members(p, &plan, &plan.kernels[k]) {
             if owner[i].is_none() && !(p.inputs[i].is_empty() && plan.is_materialized(i)) {
                 owner[i] = Some(k);
                 mine.push(i);
@@ -178,7 +178,7 @@ pub fn graph_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
         let _ = writeln!(
             out,
             "  subgraph cluster_{k} {{\n    label=\"kernel {k}: {}\";\n    style=\"rounded\";\n    color=\"#3182bd\";\n    fontname=\"sans-serif\";\n    fontsize=11;",
-            escape(&kernel_name(&p, &plan, k))
+            escape(&kernel_name(p, &plan, k))
         );
         for &i in mine {
             out.push_str("    ");
@@ -230,7 +230,7 @@ pub fn plan_dot(targets: &[&Tensor], names: &[(String, Tensor)]) -> String {
         let _ = writeln!(
             out,
             "  k{k} [shape=box, style=\"rounded,filled\", fillcolor=\"#deebf7\", label=\"kernel {k}\\n{}\"{extra}];",
-            escape(&kernel_name(&p, &plan, k))
+            escape(&kernel_name(p, &plan, k))
         );
         for &r in &kern.reads {
             match writer.get(&r) {

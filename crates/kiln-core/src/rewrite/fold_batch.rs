@@ -35,7 +35,7 @@ pub fn fold_summed_batch_into_contraction(cx: &Context, i: usize) -> Option<Tens
     {
         return None;
     }
-    let (x, w) = (cx.new(cx.inputs(m)[0]), cx.new(cx.inputs(m)[1]));
+    let (x, w) = (cx.rewritten(cx.inputs(m)[0]), cx.rewritten(cx.inputs(m)[1]));
     Some(fold(x, w, axes).reshape(y.shape().clone()))
 }
 

@@ -55,7 +55,7 @@ pub fn transposed_conv_input_gradient(cx: &Context, i: usize) -> Option<Tensor> 
         return None;
     }
     let kernel = broadcast_kernel_transposed(cx, cx.inputs(mm)[0])?;
-    let g = cx.new(cx.inputs(mm)[1]); // [N, Gr, O/Gr, OH OW]
+    let g = cx.rewritten(cx.inputs(mm)[1]); // [N, Gr, O/Gr, OH OW]
     let o = groups * g.dims()[2];
     if kernel.dims()[kernel.rank() - 1] != c / groups * kh * kw || g.dims()[3] != oh * ow {
         return None;
@@ -98,6 +98,6 @@ fn broadcast_kernel_transposed(cx: &Context, a: usize) -> Option<Tensor> {
     if matches!(cx.node(k).op(), Op::Expand) && !cx.graph.is_leaf(k) {
         k = cx.inputs(k)[0];
     }
-    let kernel = cx.new(k);
+    let kernel = cx.rewritten(k);
     (kernel.rank() == 4 && kernel.dims()[0] == 1).then(|| kernel.clone())
 }
