@@ -96,7 +96,7 @@ impl Context<'_> {
     }
     /// True if node `i` is computed here (not a realized or generator leaf) and is read by one
     /// user only, so that a rule replacing that user may drop it.
-    pub fn only_user_is_one(&self, i: usize) -> bool {
+    pub fn has_one_user(&self, i: usize) -> bool {
         !self.graph.is_leaf(i) && self.users[i] == 1
     }
 }

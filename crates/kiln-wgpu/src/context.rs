@@ -41,6 +41,10 @@ impl Context {
     /// Opens `adapter` with its real limits and the optional features kiln uses, as far as
     /// `opts` allows.
     pub fn open(adapter: &wgpu::Adapter, opts: &WgpuOptions) -> Result<Context> {
+        // Options are checked before the device is opened.
+        let names: Vec<&str> = opts.disabled_rules.iter().map(String::as_str).collect();
+        let disabled_rules =
+            kiln_core::rewrite::rules_mask(&names).map_err(KilnError::InvalidArgument)?;
         let summary = summarize(adapter);
         let mut features = wgpu::Features::empty();
         let f16 = summary.shader_f16 && opts.shader_f16;
@@ -84,9 +88,6 @@ impl Context {
         let kernels = opts
             .kernels
             .unwrap_or_else(|| KernelFamily::for_kind(summary.kind));
-        let names: Vec<&str> = opts.disabled_rules.iter().map(String::as_str).collect();
-        let disabled_rules =
-            kiln_core::rewrite::rules_mask(&names).map_err(KilnError::InvalidArgument)?;
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {

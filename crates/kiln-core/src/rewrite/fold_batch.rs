@@ -27,7 +27,7 @@ pub fn fold_summed_batch_into_contraction(cx: &Context, i: usize) -> Option<Tens
     let prod = cx.node(m);
     let r = prod.rank();
     if !matches!(prod.op(), Op::Matmul)
-        || !cx.only_user_is_one(m)
+        || !cx.has_one_user(m)
         || r < 3
         || axes.is_empty()
         || axes.iter().any(|&a| a >= r - 2)
@@ -41,7 +41,7 @@ pub fn fold_summed_batch_into_contraction(cx: &Context, i: usize) -> Option<Tens
 
 /// `sum over axes of x.matmul(w)` as one product: `[R.., M, S N] x [R.., S N, K]`, shape
 /// `[R.., M, K]` (R the batch axes not in `axes`).
-pub(super) fn fold(x: &Tensor, w: &Tensor, axes: &[usize]) -> Tensor {
+fn fold(x: &Tensor, w: &Tensor, axes: &[usize]) -> Tensor {
     let r = x.rank();
     let kept: Vec<usize> = (0..r - 2).filter(|a| !axes.contains(a)).collect();
     let lead: Vec<usize> = kept.iter().map(|&a| x.dims()[a]).collect();

@@ -31,9 +31,9 @@ pub fn transposed_conv_input_gradient(cx: &Context, i: usize) -> Option<Tensor> 
     if geom.rank() != 2
         || y.rank() != 6
         || axes != [2, 3]
-        || !cx.only_user_is_one(u)
-        || !cx.only_user_is_one(rs)
-        || !cx.only_user_is_one(mm)
+        || !cx.has_one_user(u)
+        || !cx.has_one_user(rs)
+        || !cx.has_one_user(mm)
         || !matches!(cx.node(rs).op(), Op::Reshape)
         || !matches!(cx.node(mm).op(), Op::Matmul)
         || cx.node(mm).numel() <= cx.limits.col2im_product_limit
