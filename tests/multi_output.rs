@@ -7,27 +7,7 @@ mod common;
 use common::*;
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
-use kiln::schedule::{schedule, KernelKind, Plan, ScheduleLimits};
-use kiln::Pending;
-
-/// The plan of the graph behind `targets` under `max_storage_buffers` bindings.
-fn plan(targets: &[&Tensor], max_storage_buffers: usize) -> Plan {
-    let p = Pending::collect(targets);
-    schedule(
-        &p,
-        ScheduleLimits {
-            max_storage_buffers,
-            window_operand_bytes: 0,
-            col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
-            disabled_rules: 0,
-        },
-    )
-}
-
-/// A tensor of `dims` with seeded values in [-1, 1) on `dev`.
-fn rand_t(dims: &[usize], seed: u64, dev: &Device) -> Tensor {
-    Tensor::from_slice(&values(dims.iter().product(), seed), dims, dev).unwrap()
-}
+use kiln::schedule::KernelKind;
 
 /// Builds the same graph on the GPU and on the reference device, realizes every target of the
 /// GPU graph in one plan, and compares them with the reference. Returns the GPU graph's targets.
@@ -44,10 +24,10 @@ fn check(build: impl Fn(&Device) -> Vec<Tensor>) -> Vec<Tensor> {
 /// Three siblings on `[rows, cols]` that share inputs, one reading the other two at its own
 /// element; the inputs are broadcast from a row, a column and a scalar-like `[1, 1]`.
 fn siblings(dev: &Device, rows: usize, cols: usize, seed: u64) -> Vec<Tensor> {
-    let a = rand_t(&[rows, cols], seed, dev);
-    let row = rand_t(&[cols], seed + 1, dev);
-    let col = rand_t(&[rows, 1], seed + 2, dev);
-    let one = rand_t(&[1, 1], seed + 3, dev);
+    let a = seeded(&[rows, cols], seed, dev);
+    let row = seeded(&[cols], seed + 1, dev);
+    let col = seeded(&[rows, 1], seed + 2, dev);
+    let one = seeded(&[1, 1], seed + 3, dev);
     let t1 = (&a * &row + &col).relu();
     let t2 = (&a - &row).exp() * &one;
     let t3 = (&t1 * &t2 + &a).sqrt_safe();
@@ -73,7 +53,7 @@ fn sibling_elementwise_kernels_become_one_kernel_with_the_reference_values() {
         let seed = 10 + k as u64;
         let cpu = siblings(&Device::cpu(), rows, cols, seed);
         let refs: Vec<&Tensor> = cpu.iter().collect();
-        let pl = plan(&refs, 8);
+        let pl = scheduled(&refs, 8);
         assert_eq!(pl.kernels.len(), 1, "[{rows}, {cols}]: {:?}", pl.kernels);
         assert_eq!(pl.kernels[0].extra.len(), 2, "three outputs in one kernel");
         check(|dev| siblings(dev, rows, cols, seed));
@@ -83,14 +63,14 @@ fn sibling_elementwise_kernels_become_one_kernel_with_the_reference_values() {
 #[test]
 fn a_kernel_reading_a_sibling_at_another_element_is_not_joined() {
     let build = |dev: &Device| {
-        let a = rand_t(&[9, 9], 40, dev);
+        let a = seeded(&[9, 9], 40, dev);
         let e = a.exp();
         // `e.t()` reads e at the transposed element: another invocation's output.
         let f = &e.t() + &a;
         vec![e, f]
     };
     let cpu = build(&Device::cpu());
-    assert_eq!(plan(&[&cpu[0], &cpu[1]], 8).kernels.len(), 2);
+    assert_eq!(scheduled(&[&cpu[0], &cpu[1]], 8).kernels.len(), 2);
     check(build);
 }
 
@@ -98,9 +78,9 @@ fn a_kernel_reading_a_sibling_at_another_element_is_not_joined() {
 fn an_update_rides_in_the_epilogue_of_the_reduction_that_computes_its_gradient() {
     // Adam's moments of a bias: g = sum over the batch, then m and v from g.
     let build = |dev: &Device| {
-        let dy = rand_t(&[37, 11], 50, dev);
-        let m = rand_t(&[11], 51, dev);
-        let v = rand_t(&[11], 52, dev).abs();
+        let dy = seeded(&[37, 11], 50, dev);
+        let m = seeded(&[11], 51, dev);
+        let v = seeded(&[11], 52, dev).abs();
         let g = dy.sum_axes(&[0]);
         let m2 = m.mul_scalar(0.9).add(&g.mul_scalar(0.1));
         let v2 = v.mul_scalar(0.999).add(&g.square().mul_scalar(0.001));
@@ -109,16 +89,16 @@ fn an_update_rides_in_the_epilogue_of_the_reduction_that_computes_its_gradient()
     };
     let cpu = build(&Device::cpu());
     let refs: Vec<&Tensor> = cpu.iter().collect();
-    let pl = plan(&refs, 8);
+    let pl = scheduled(&refs, 8);
     assert_eq!(pl.kernels.len(), 1, "{:?}", pl.kernels);
     assert!(matches!(pl.kernels[0].kind, KernelKind::Reduce(_)));
     assert_eq!(pl.kernels[0].extra.len(), 3);
     check(build);
     // A large reduction (one workgroup per output) stores its extra outputs once too.
     check(|dev| {
-        let dy = rand_t(&[5000, 3], 53, dev);
+        let dy = seeded(&[5000, 3], 53, dev);
         let g = dy.sum_axes(&[0]);
-        let m = rand_t(&[3], 54, dev);
+        let m = seeded(&[3], 54, dev);
         vec![g.clone(), m.mul_scalar(0.5).add(&g)]
     });
 }
@@ -126,9 +106,9 @@ fn an_update_rides_in_the_epilogue_of_the_reduction_that_computes_its_gradient()
 #[test]
 fn independent_elementwise_kernels_of_different_shapes_share_a_dispatch() {
     let build = |dev: &Device| {
-        let a = rand_t(&[5, 3], 60, dev);
-        let b = rand_t(&[17], 61, dev);
-        let c = rand_t(&[2, 3, 7], 62, dev);
+        let a = seeded(&[5, 3], 60, dev);
+        let b = seeded(&[17], 61, dev);
+        let c = seeded(&[2, 3, 7], 62, dev);
         let i = Tensor::from_vec(vec![3i32, -1, 4, 1, 5], [5], dev).unwrap();
         vec![
             a.exp(),
@@ -140,7 +120,7 @@ fn independent_elementwise_kernels_of_different_shapes_share_a_dispatch() {
     };
     let cpu = build(&Device::cpu());
     let refs: Vec<&Tensor> = cpu.iter().collect();
-    let pl = plan(&refs, 32);
+    let pl = scheduled(&refs, 32);
     assert_eq!(pl.kernels.len(), 1, "{:?}", pl.kernels);
     assert_eq!(
         pl.kernels[0].segment_outputs().len(),
@@ -158,7 +138,7 @@ fn independent_elementwise_kernels_of_different_shapes_share_a_dispatch() {
 #[test]
 fn joined_kernels_stay_within_the_binding_limit() {
     let build = |dev: &Device| {
-        let xs: Vec<Tensor> = (0..12).map(|k| rand_t(&[3, 5], 70 + k, dev)).collect();
+        let xs: Vec<Tensor> = (0..12).map(|k| seeded(&[3, 5], 70 + k, dev)).collect();
         (0..11)
             .map(|k| &xs[k] * &xs[k + 1])
             .collect::<Vec<Tensor>>()
@@ -166,7 +146,7 @@ fn joined_kernels_stay_within_the_binding_limit() {
     let cpu = build(&Device::cpu());
     let refs: Vec<&Tensor> = cpu.iter().collect();
     for limit in [4, 8, 32] {
-        let pl = plan(&refs, limit);
+        let pl = scheduled(&refs, limit);
         for k in &pl.kernels {
             assert!(k.bindings() <= limit, "{} bindings > {limit}", k.bindings());
         }
@@ -187,13 +167,13 @@ fn joined_kernels_stay_within_the_binding_limit() {
 #[test]
 fn adam_steps_on_the_gpu_match_the_reference() {
     let steps = |dev: &Device| -> Vec<Vec<f32>> {
-        let w = rand_t(&[13, 7], 80, dev);
-        let b = rand_t(&[7], 81, dev);
+        let w = seeded(&[13, 7], 80, dev);
+        let b = seeded(&[7], 81, dev);
         w.set_requires_grad(true);
         b.set_requires_grad(true);
         let mut opt = Adam::new(vec![w.clone(), b.clone()], 1e-2);
         for s in 0..3 {
-            let x = rand_t(&[9, 13], 82 + s, dev);
+            let x = seeded(&[9, 13], 82 + s, dev);
             let loss = (x.matmul(&w) + &b).tanh().square().mean();
             opt.step(&loss.backward()).unwrap();
         }

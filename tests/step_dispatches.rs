@@ -9,7 +9,7 @@ use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, Optimizer};
 
 #[test]
-fn a_lenet5_adam_step_takes_at_most_38_dispatches() {
+fn a_lenet5_adam_step_takes_at_most_36_dispatches() {
     let dev = fresh_gpu();
     let data = Mnist::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k")).unwrap();
     let model = LeNet5::new(&ParamBuilder::new(&dev, 1));
@@ -28,8 +28,9 @@ fn a_lenet5_adam_step_takes_at_most_38_dispatches() {
         dev.backend().schedule_limits()
     );
     // 77 before multi-output kernels (issue 4), 37 after; the non-finite flag's reduction over
-    // all gradients adds one (issue 15). The first step also uploads the initial state.
-    assert!(per_step[2] <= 38, "dispatches per step: {per_step:?}");
+    // all gradients adds one (issue 15); each max pool's maximum and its position share a
+    // kernel since issue 17 (sibling reductions). The first step also uploads the initial state.
+    assert!(per_step[2] <= 36, "dispatches per step: {per_step:?}");
     assert_eq!(
         per_step[1], per_step[2],
         "a replayed step dispatches the same kernels"

@@ -215,3 +215,23 @@ pub fn check_rewrite(
     }
     r.fired.clone()
 }
+
+/// The plan the scheduler makes of the graph behind `targets` (no rewrite pass) when a kernel
+/// may bind `max_storage_buffers` buffers.
+pub fn scheduled(targets: &[&Tensor], max_storage_buffers: usize) -> kiln::schedule::Plan {
+    let p = kiln::Pending::collect(targets);
+    kiln::schedule::schedule(
+        &p,
+        kiln::schedule::ScheduleLimits {
+            max_storage_buffers,
+            window_operand_bytes: 0,
+            col2im_product_limit: kiln::schedule::COL2IM_PRODUCT_LIMIT,
+            disabled_rules: 0,
+        },
+    )
+}
+
+/// A tensor of `dims` with seeded values in [-1, 1) on `dev`.
+pub fn seeded(dims: &[usize], seed: u64, dev: &Device) -> Tensor {
+    Tensor::from_slice(&values(dims.iter().product(), seed), dims, dev).unwrap()
+}

@@ -16,9 +16,11 @@
 //!    chain above it, so `relu(a.matmul(b) + bias)` is one kernel.
 //! 4. A kernel never reads more buffers than the device can bind; subtrees are materialized as
 //!    separate kernels until it fits (and an epilogue is given up when only it is left to cut).
-//! 5. Multi-output kernels: an elementwise kernel joins an earlier elementwise or reduction
-//!    kernel whose output has its shape when it reads that kernel's outputs only at its own
-//!    element, the joined kernel binds no more buffers than the device allows, and no kernel in
+//! 5. Multi-output kernels. (a) Independent reductions over the same group of inputs (a max
+//!    pool's maximum and its position; batch norm's two backward sums) become one kernel with
+//!    one accumulator each (see [`sibling_reductions`]). (b) An elementwise kernel joins an
+//!    earlier elementwise or reduction kernel whose output has its shape when it reads that
+//!    kernel's outputs only at its own element, the joined kernel binds no more buffers than the device allows, and no kernel in
 //!    between needs what either moves past it (see [`multi_output`]). Adam's `m`, `v` and new
 //!    parameter become one kernel, and the bias gradient's reduction writes them too. Failing
 //!    that, an elementwise kernel that reads nothing an earlier elementwise kernel writes joins
@@ -26,6 +28,7 @@
 //! 6. Intermediate buffers are assigned to reusable slots by liveness.
 
 pub mod multi_output;
+pub mod sibling_reductions;
 pub mod strided;
 
 use crate::graph::Pending;
@@ -80,6 +83,10 @@ pub struct Kernel {
     /// first output's shape and are computed at one element index; the segments are
     /// independent and take consecutive ranges of the kernel's invocations.
     pub segments: Vec<usize>,
+    /// Further reductions a reduction kernel computes alongside its core, over the same group
+    /// of inputs (see [`sibling_reductions`]); their epilogues' roots are among
+    /// [`Kernel::extra`]. Empty for every other kernel.
+    pub siblings: Vec<usize>,
     /// Materialized nodes the kernel reads, each once, in first-use order.
     pub reads: Vec<usize>,
     /// Nodes with runtime scalars (`Op::scalar_words`) that the kernel's expression uses.
@@ -197,7 +204,8 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
     let depth = bound_inline_depth(p, &mut mat);
     let mut absorbed_into = absorb_epilogues(p, &users, &mut mat);
     let kernels = fit_kernels(p, &mut mat, &mut absorbed_into, limits);
-    // Rule 5: multi-output kernels.
+    // Rule 5a: sibling reductions share a kernel; 5b: multi-output elementwise kernels.
+    let kernels = sibling_reductions::join(p, kernels, limits.max_storage_buffers);
     let kernels = multi_output::merge(p, &mat, &depth, kernels, limits.max_storage_buffers);
     let (buffers, slot_bytes) = assign_slots(p, &mat, &kernels);
     let materialized = buffers.iter().map(|b| *b != BufferRole::None).collect();
@@ -352,6 +360,7 @@ fn fit_kernels(
             root: i,
             extra: vec![],
             segments: vec![],
+            siblings: vec![],
             reads,
             scalars,
         });

@@ -87,12 +87,20 @@ pub fn kernel_name(p: &Pending, plan: &Plan, k: usize) -> String {
         KernelKind::Elementwise => ("elementwise".to_string(), None),
         KernelKind::Matmul(c) => ("matmul".to_string(), Some(c)),
         KernelKind::AffineSample(c) => ("affine sample".to_string(), Some(c)),
-        KernelKind::Reduce(c) => (op_label(p.nodes[c].op()), Some(c)),
+        KernelKind::Reduce(c) => {
+            // Sibling reductions computed alongside: `sum+sum`, `max+argmax`.
+            let ops: Vec<String> = std::iter::once(c)
+                .chain(kernel.siblings.iter().copied())
+                .map(|r| op_label(p.nodes[r].op()))
+                .collect();
+            (ops.join("+"), Some(c))
+        }
     };
     let mut fused: Vec<String> = vec![];
     for i in members(p, plan, kernel) {
         let op = p.nodes[i].op();
-        if Some(i) == core_node || op.is_view() || p.inputs[i].is_empty() {
+        let core = Some(i) == core_node || kernel.siblings.contains(&i);
+        if core || op.is_view() || p.inputs[i].is_empty() {
             continue;
         }
         let l = op_label(op);

@@ -157,6 +157,7 @@ fn join(a: Kernel, b: &Kernel, seg: Option<usize>) -> Kernel {
         root: outs[0],
         extra: outs[1..].to_vec(),
         segments,
+        siblings: a.siblings.clone(),
         reads,
         scalars,
     }

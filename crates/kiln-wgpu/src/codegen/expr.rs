@@ -84,8 +84,9 @@ impl KernelEnv<'_> {
 /// Emits the statements of one WGSL function body.
 pub struct Emitter<'e, 'a> {
     env: &'e mut KernelEnv<'a>,
-    /// A node whose value is already in a variable (the accumulator of a matmul or reduction).
-    core: Option<(usize, String)>,
+    /// Nodes whose values are already in variables (the accumulator of a matmul, or of each
+    /// reduction of a reduction kernel).
+    cores: Vec<(usize, String)>,
     /// The statements so far.
     pub lines: Vec<String>,
     memo: HashMap<(usize, Vec<String>), String>,
@@ -97,9 +98,14 @@ pub struct Emitter<'e, 'a> {
 impl<'e, 'a> Emitter<'e, 'a> {
     /// A new emitter; `core` maps a node to a variable that already holds its value.
     pub fn new(env: &'e mut KernelEnv<'a>, core: Option<(usize, String)>) -> Self {
+        Self::with_cores(env, core.into_iter().collect())
+    }
+
+    /// A new emitter; `cores` maps nodes to variables that already hold their values.
+    pub fn with_cores(env: &'e mut KernelEnv<'a>, cores: Vec<(usize, String)>) -> Self {
         Emitter {
             env,
-            core,
+            cores,
             lines: vec![],
             memo: HashMap::new(),
             next: 0,
@@ -169,10 +175,8 @@ impl<'e, 'a> Emitter<'e, 'a> {
     }
 
     fn compute(&mut self, i: usize, coords: &[String]) -> String {
-        if let Some((c, var)) = &self.core {
-            if *c == i {
-                return var.clone();
-            }
+        if let Some((_, var)) = self.cores.iter().find(|(c, _)| *c == i) {
+            return var.clone();
         }
         let p = self.env.p;
         let node = &p.nodes[i];
