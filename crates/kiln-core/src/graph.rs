@@ -19,6 +19,11 @@ pub struct Pending {
     /// The graph's structure as text: ops (without runtime scalars), shapes, dtypes, wiring, and
     /// which nodes are realized leaves. Two graphs with the same signature compile to the same plan.
     pub signature: String,
+    /// Assignments that follow this realize, as `(target, leaf)` positions in `nodes`: the
+    /// target's values replace the realized leaf's (an optimiser's new parameter replacing the
+    /// old one; see [`Tensor::realize_assign`]). A backend may write the target straight into
+    /// the leaf's buffer when nothing else reads the leaf afterwards (`schedule::in_place`).
+    pub updates: Vec<(usize, usize)>,
 }
 
 impl Pending {
@@ -29,6 +34,7 @@ impl Pending {
             inputs: vec![],
             targets: vec![],
             signature: String::new(),
+            updates: vec![],
         };
         let mut index: HashMap<u64, usize> = HashMap::new();
         for t in targets {
@@ -37,6 +43,35 @@ impl Pending {
         }
         let _ = write!(p.signature, "targets {:?}", p.targets);
         p
+    }
+
+    /// Records that each `(value, dest)` of `assign` is an assignment following this realize
+    /// (see [`Pending::updates`]); pairs whose value is not a target, or whose destination is
+    /// not a realized leaf of the graph of its shape and dtype, are left out. The signature
+    /// says which, so the plan cache keeps plans with and without them apart.
+    pub fn with_updates(mut self, assign: &[(&Tensor, &Tensor)]) -> Pending {
+        let index: HashMap<u64, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id(), i))
+            .collect();
+        for (value, dest) in assign {
+            let (Some(&t), Some(&l)) = (index.get(&value.id()), index.get(&dest.id())) else {
+                continue;
+            };
+            let fits = self.nodes[l].is_realized()
+                && self.nodes[l].shape() == self.nodes[t].shape()
+                && self.nodes[l].dtype() == self.nodes[t].dtype();
+            let taken = self.updates.iter().any(|&(a, b)| a == t || b == l);
+            if t != l && fits && !taken && self.targets.contains(&t) {
+                self.updates.push((t, l));
+            }
+        }
+        if !self.updates.is_empty() {
+            let _ = write!(self.signature, " updates {:?}", self.updates);
+        }
+        self
     }
 
     /// True if node `i` is a leaf of this pending graph (realized, or an op without inputs).

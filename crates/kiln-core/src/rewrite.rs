@@ -214,7 +214,13 @@ pub fn rewrite<'a>(p: &'a Pending, limits: &ScheduleLimits) -> Rewritten<'a> {
         .collect();
     let rewritten = (!fired.is_empty()).then(|| {
         let targets: Vec<&Tensor> = p.targets.iter().map(|&t| &cx.rewritten[t]).collect();
-        Pending::collect(&targets)
+        // The assignments follow their targets (leaves are never rewritten).
+        let updates: Vec<(&Tensor, &Tensor)> = p
+            .updates
+            .iter()
+            .map(|&(t, l)| (&cx.rewritten[t], &p.nodes[l]))
+            .collect();
+        Pending::collect(&targets).with_updates(&updates)
     });
     Rewritten {
         original: p,

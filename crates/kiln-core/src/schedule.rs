@@ -25,8 +25,12 @@
 //!    parameter become one kernel, and the bias gradient's reduction writes them too. Failing
 //!    that, an elementwise kernel that reads nothing an earlier elementwise kernel writes joins
 //!    it as a segment of its own (horizontal fusion: several parameters' updates, one dispatch).
+//!    (c) An output that replaces a realized leaf after the realize (`Pending::updates`: an
+//!    optimiser's new parameter) is written into the leaf's buffer when its kernel is the last
+//!    to read the leaf, and reads it only at its own element (see [`in_place`]).
 //! 6. Intermediate buffers are assigned to reusable slots by liveness.
 
+pub mod in_place;
 pub mod multi_output;
 pub mod sibling_reductions;
 pub mod strided;
@@ -87,6 +91,10 @@ pub struct Kernel {
     /// of inputs (see [`sibling_reductions`]); their epilogues' roots are among
     /// [`Kernel::extra`]. Empty for every other kernel.
     pub siblings: Vec<usize>,
+    /// Outputs written into the buffer of a realized leaf they replace, as `(output, leaf)`
+    /// (see [`in_place`]): the kernel reads the leaf through that output's binding, and the
+    /// leaf is not among [`Kernel::reads`].
+    pub in_place: Vec<(usize, usize)>,
     /// Materialized nodes the kernel reads, each once, in first-use order.
     pub reads: Vec<usize>,
     /// Nodes with runtime scalars (`Op::scalar_words`) that the kernel's expression uses.
@@ -206,7 +214,9 @@ pub fn schedule(p: &Pending, limits: ScheduleLimits) -> Plan {
     let kernels = fit_kernels(p, &mut mat, &mut absorbed_into, limits);
     // Rule 5a: sibling reductions share a kernel; 5b: multi-output elementwise kernels.
     let kernels = sibling_reductions::join(p, kernels, limits.max_storage_buffers);
-    let kernels = multi_output::merge(p, &mat, &depth, kernels, limits.max_storage_buffers);
+    let mut kernels = multi_output::merge(p, &mat, &depth, kernels, limits.max_storage_buffers);
+    // Rule 5c: assignments that follow the realize write into the leaf they replace.
+    in_place::assign(p, &mat, &mut kernels);
     let (buffers, slot_bytes) = assign_slots(p, &mat, &kernels);
     let materialized = buffers.iter().map(|b| *b != BufferRole::None).collect();
     Plan {
@@ -361,6 +371,7 @@ fn fit_kernels(
             extra: vec![],
             segments: vec![],
             siblings: vec![],
+            in_place: vec![],
             reads,
             scalars,
         });

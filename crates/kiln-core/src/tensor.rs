@@ -296,6 +296,38 @@ impl Tensor {
     pub fn realize_all(tensors: &[&Tensor]) -> Result<()> {
         realize_and_read(tensors, &[]).map(|_| ())
     }
+    /// Computes every `value` of `assign` and every tensor of `also` in one plan and one
+    /// submission, then gives each `dest` its `value`'s values: `dest` keeps its identity (the
+    /// handles a model holds see the new values). Each `dest` must have its `value`'s shape and
+    /// dtype. Where nothing else holds `dest`'s storage and the plan reads
+    /// `dest` last where `value` is computed, the values are written straight into `dest`'s
+    /// buffer (an optimiser's update in place: no second copy of the parameters); otherwise
+    /// `dest` gets a new buffer, as with `realize_all` and a move.
+    pub fn realize_assign(assign: &[(&Tensor, &Tensor)], also: &[&Tensor]) -> Result<()> {
+        for (dest, value) in assign {
+            if dest.shape() != value.shape() || dest.dtype() != value.dtype() {
+                return Err(KilnError::InvalidInput {
+                    op: "realize_assign",
+                    msg: format!(
+                        "cannot assign a {} {} to a {} {}: the destination takes values of its own shape and dtype",
+                        value.dtype(),
+                        value.shape(),
+                        dest.dtype(),
+                        dest.shape(),
+                    ),
+                });
+            }
+        }
+        let mut targets: Vec<&Tensor> = assign.iter().map(|(_, v)| *v).collect();
+        targets.extend(also.iter().copied());
+        targets.retain(|t| !t.is_realized());
+        let pairs: Vec<(&Tensor, &Tensor)> = assign.iter().map(|&(d, v)| (v, d)).collect();
+        realize_pending(&targets, &[], |p| p.with_updates(&pairs))?;
+        for (dest, value) in assign {
+            dest.set_storage(value.storage().expect("realized"));
+        }
+        Ok(())
+    }
     /// Computes the tensor if needed and copies its values to the host, row-major.
     /// `T` must match the dtype (`f32`, `half::f16`, `i32`, `u32`, `bool`).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
@@ -343,6 +375,16 @@ impl Tensor {
 
 /// Realizes `tensors` together and returns the bytes of those listed in `read`.
 fn realize_and_read(tensors: &[&Tensor], read: &[usize]) -> Result<Vec<Vec<u8>>> {
+    realize_pending(tensors, read, |p| p)
+}
+
+/// Collects the graph behind `tensors`, lets `prepare` add to it, and realizes it, reading back
+/// the targets at positions `read`.
+fn realize_pending(
+    tensors: &[&Tensor],
+    read: &[usize],
+    prepare: impl FnOnce(Pending) -> Pending,
+) -> Result<Vec<Vec<u8>>> {
     let Some(first) = tensors.first() else {
         return Ok(vec![]);
     };
@@ -352,7 +394,7 @@ fn realize_and_read(tensors: &[&Tensor], read: &[usize]) -> Result<Vec<Vec<u8>>>
             return Err(KilnError::MixedDevices(device.name(), t.device().name()));
         }
     }
-    let pending = Pending::collect(tensors);
+    let pending = prepare(Pending::collect(tensors));
     device.backend().realize(&pending, read)
 }
 

@@ -34,6 +34,9 @@ pub(crate) struct RunBuffers<'r> {
     storages: HashMap<usize, Storage>,
     /// The nodes whose storage this run creates (uploads and targets).
     created: Vec<usize>,
+    /// `(leaf, target)`: an output written in place (`Kernel::in_place`) whose leaf's storage
+    /// is held elsewhere too, so the leaf is copied into the target's new buffer first.
+    copies: Vec<(usize, usize)>,
 }
 
 impl<'r> RunBuffers<'r> {
@@ -42,6 +45,22 @@ impl<'r> RunBuffers<'r> {
     pub(crate) fn bind(ctx: &Context, p: &Pending, compiled: &'r CompiledPlan) -> Self {
         let mut storages: HashMap<usize, Storage> = HashMap::new();
         let mut created: Vec<usize> = vec![];
+        let mut copies = vec![];
+        // Outputs written in place take their leaf's storage where nothing else holds it.
+        for &(t, l) in compiled.plan.kernels.iter().flat_map(|k| &k.in_place) {
+            let s = p.nodes[l].storage().expect("realized leaf has storage");
+            // Held by the leaf's node and `s` alone: no other tensor sees the values change.
+            if Arc::strong_count(&s) == 2 {
+                // A staged copy (a small target's, for a later read) holds the old values.
+                if let Some(old) = gpu_storage(&s).take_staged() {
+                    ctx.pool.give(old);
+                }
+                storages.insert(t, s);
+                created.push(t);
+            } else {
+                copies.push((l, t));
+            }
+        }
         for (i, role) in compiled.plan.buffers.iter().enumerate() {
             let node = &p.nodes[i];
             let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
@@ -67,6 +86,7 @@ impl<'r> RunBuffers<'r> {
                     storages.insert(i, Arc::new(GpuStorage::new(buf, bytes, ctx.pool.clone())));
                     created.push(i);
                 }
+                BufferRole::Target if storages.contains_key(&i) => {}
                 BufferRole::Target => {
                     let buf = ctx.pool.take(bytes);
                     storages.insert(i, Arc::new(GpuStorage::new(buf, bytes, ctx.pool.clone())));
@@ -79,6 +99,26 @@ impl<'r> RunBuffers<'r> {
             compiled,
             storages,
             created,
+            copies,
+        }
+    }
+
+    /// Encodes the copies of leaves into the new buffers of the outputs that replace them (see
+    /// [`RunBuffers::copies`]), before the kernels.
+    fn encode_copies(&self, p: &Pending, encoder: &mut wgpu::CommandEncoder) {
+        for &(l, t) in &self.copies {
+            let node = &p.nodes[t];
+            let bytes = (node.numel() * node.dtype().size_bytes()) as u64;
+            if bytes > 0 {
+                let (src, dst) = (self.of(l), self.of(t));
+                encoder.copy_buffer_to_buffer(
+                    &src.buffer,
+                    0,
+                    &dst.buffer,
+                    0,
+                    bytes.div_ceil(4) * 4,
+                );
+            }
         }
     }
 
@@ -164,6 +204,7 @@ pub(crate) fn encode(
     timestamps: Option<&Timestamps>,
 ) {
     let compiled = buffers.compiled;
+    buffers.encode_copies(p, encoder);
     let mut pass: Option<wgpu::ComputePass> = None;
     for (j, (k, ck)) in compiled.kernels.iter().enumerate() {
         let kernel = &compiled.plan.kernels[*k];

@@ -74,25 +74,13 @@ pub(crate) fn commit(
     let mut updates = updates;
     updates.extend(buffers.iter().cloned());
     let updates = crate::tensor::no_grad(|| guard::guard(updates, flag.as_ref(), policy));
-    let mut targets: Vec<&Tensor> = updates
-        .iter()
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_realized())
-        .collect();
-    targets.extend(
-        grads
-            .step_targets()
-            .into_iter()
-            .filter(|t| !t.is_realized()),
-    );
-    targets.extend(flag.iter());
-    if let Err(e) = Tensor::realize_all(&targets) {
+    // The parameters (and state, and buffers) take their new values in place where they can.
+    let assign: Vec<(&Tensor, &Tensor)> = updates.iter().map(|(d, v)| (d, v)).collect();
+    let mut also: Vec<&Tensor> = grads.step_targets();
+    also.extend(flag.iter());
+    if let Err(e) = Tensor::realize_assign(&assign, &also) {
         crate::nn::restore_pending(buffers);
         return Err(e);
-    }
-    for (dest, value) in &updates {
-        let storage = value.storage().expect("realized");
-        dest.set_storage(storage);
     }
     Ok(StepReport::new(flag, policy))
 }

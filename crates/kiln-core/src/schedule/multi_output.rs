@@ -158,6 +158,7 @@ fn join(a: Kernel, b: &Kernel, seg: Option<usize>) -> Kernel {
         extra: outs[1..].to_vec(),
         segments,
         siblings: a.siblings.clone(),
+        in_place: vec![],
         reads,
         scalars,
     }
@@ -178,7 +179,7 @@ fn joined_reads(a: &Kernel, b: &Kernel) -> Vec<usize> {
 /// The materialized nodes that the inline expression of `root` reads at an element other than
 /// its own: through a view (reshape, permute, expand, slice, window, ...) or a core, rather than
 /// through elementwise ops alone.
-fn far_reads(p: &Pending, mat: &[bool], root: usize) -> Vec<usize> {
+pub(super) fn far_reads(p: &Pending, mat: &[bool], root: usize) -> Vec<usize> {
     let mut far = vec![];
     // (node, reached through elementwise ops only)
     let mut stack: Vec<(usize, bool)> = vec![(root, true)];

@@ -129,6 +129,7 @@ fn joined(a: Kernel, b: Kernel) -> Kernel {
         extra,
         segments: vec![],
         siblings,
+        in_place: vec![],
         reads,
         scalars,
     }

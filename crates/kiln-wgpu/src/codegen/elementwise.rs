@@ -118,7 +118,8 @@ fn generate_vec4(env: &mut KernelEnv, kernel: &Kernel) -> KernelSource {
     let root = p.nodes[kernel.root].clone();
     let numel = root.numel() as u64;
     let vectors = numel / 4;
-    for &r in &kernel.reads {
+    let in_place = kernel.in_place.iter().map(|(_, l)| l);
+    for &r in kernel.reads.iter().chain(in_place) {
         if p.nodes[r].dtype() == DType::F32 && p.nodes[r].shape() == root.shape() {
             env.vec4_reads.insert(r);
         }

@@ -83,6 +83,10 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
     for (k, &r) in kernel.reads.iter().enumerate() {
         env.bindings.insert(r, format!("in{}", k + 1));
     }
+    // A leaf written over in place is read through the output binding that replaces it.
+    for &(t, l) in &kernel.in_place {
+        env.bindings.insert(l, outputs::binding_of(kernel, t));
+    }
     let mut words = 0;
     for &s in &kernel.scalars {
         env.scalar_word.insert(s, words);
@@ -140,6 +144,7 @@ pub fn generate(p: &Pending, plan: &Plan, kernel: &Kernel, opts: CodegenOptions)
     src.bytes = kernel
         .reads
         .iter()
+        .chain(kernel.in_place.iter().map(|(_, l)| l))
         .map(|&r| kiln_core::schedule::node_bytes(p, r))
         .sum::<u64>()
         + kernel

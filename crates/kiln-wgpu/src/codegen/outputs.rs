@@ -10,6 +10,15 @@ pub fn var(k: usize) -> String {
     format!("out{}", k + 1)
 }
 
+/// The binding variable of output `o` of `kernel` (its root or an extra output).
+pub fn binding_of(kernel: &Kernel, o: usize) -> String {
+    if o == kernel.root {
+        return "out_buf".to_string();
+    }
+    let k = kernel.extra.iter().position(|&x| x == o);
+    var(k.expect("an output of the kernel"))
+}
+
 /// Declarations of the extra outputs' bindings, which follow the reads.
 pub fn declarations(p: &Pending, kernel: &Kernel, f16: bool) -> String {
     let mut s = String::new();
