@@ -6,8 +6,8 @@
 //! none: the reverse walk builds no gradient node for it (nor for any node whose inputs are all
 //! frozen or data), the step's plan has no kernel computing its gradient, and optimisers, which
 //! skip parameters without a gradient, leave it bit for bit as it was (no update, no weight
-//! decay, no optimiser state). The mark is read when `backward` runs: freeze or unfreeze between
-//! steps, never between a forward pass and its `backward`.
+//! decay, no optimiser state). The mark is read when `backward` collects the parameters, so
+//! freezing or unfreezing takes effect at the next `backward`.
 //!
 //! Freezing does not change a module's mode. A frozen [`super::BatchNorm`] in training mode still
 //! normalises with the batch's statistics and updates its running statistics, as in PyTorch;
