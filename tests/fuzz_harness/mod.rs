@@ -41,7 +41,7 @@ pub fn checkpoint(data: &[u8]) -> Result<()> {
         Err(e) => {
             let lenet5 = kiln::models::by_name("lenet5", 1, 10, &ParamBuilder::new(&dev, 0))?;
             (
-                lenet5,
+                lenet5 as Box<dyn kiln::nn::Module>,
                 if ck.meta("model").is_some() {
                     Err(e)
                 } else {

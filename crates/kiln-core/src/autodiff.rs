@@ -3,7 +3,10 @@
 //! fused and submitted together.
 //!
 //! All of it is `vjp`, one table of vector-Jacobian rules (one arm per op), and `gradients`,
-//! a short reverse walk that applies it and sums the contributions each node receives.
+//! a short reverse walk that applies it and sums the contributions each node receives. The walk
+//! builds gradients only for the inputs that lead to a wanted tensor: a frozen parameter
+//! (`requires_grad` false), the images and every node computed from nothing else get no
+//! gradient node at all, so no kernel of the step computes one.
 
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
 use crate::tensor::Tensor;
@@ -157,7 +160,8 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
         if t.inputs().is_empty() || !t.inputs().iter().any(|x| needs[&x.id()]) {
             continue;
         }
-        for (x, gx) in t.inputs().iter().zip(vjp(t, &g)) {
+        let needed: Vec<bool> = t.inputs().iter().map(|x| needs[&x.id()]).collect();
+        for (x, gx) in t.inputs().iter().zip(vjp(t, &g, &needed)) {
             let Some(gx) = gx else { continue };
             if !needs[&x.id()] {
                 continue;
@@ -176,9 +180,11 @@ fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
 }
 
 /// The vector-Jacobian products of node `y` for upstream gradient `g` (shape of `y`): one entry
-/// per input, `None` where the input has no gradient (integer inputs, comparisons, indices).
-/// One rule per op, grouped by family below.
-pub(crate) fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+/// per input, `None` where the input has no gradient (integer inputs, comparisons, indices) or
+/// where `needed` (one flag per input, at least one true) says the walk does not want it: the
+/// rules of ops with several inputs build nothing for those (a frozen weight's product
+/// `xᵀ g`). One rule per op, grouped by family below.
+pub(crate) fn vjp(y: &Tensor, g: &Tensor, needed: &[bool]) -> Vec<Option<Tensor>> {
     match y.op() {
         Op::Buffer | Op::Data(_) | Op::Full(_) | Op::Arange { .. } | Op::Rand { .. } => vec![],
         // Listed, not `op.is_view()`: the match stays exhaustive when an op is added.
@@ -189,9 +195,9 @@ pub(crate) fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
         | Op::Pad { .. }
         | Op::Cat { .. }
         | Op::Window(_)
-        | Op::Unwindow(_) => view_vjp(y, g),
-        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => elementwise_vjp(y, g),
-        Op::Reduce { .. } | Op::Matmul => reduction_vjp(y, g),
+        | Op::Unwindow(_) => view_vjp(y, g, needed),
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => elementwise_vjp(y, g, needed),
+        Op::Reduce { .. } | Op::Matmul => reduction_vjp(y, g, needed),
         // ---- data-dependent sampling ----
         // No gradient for either input. The image's would be the transpose of the sampling (each
         // input pixel gathering from the output pixels whose taps reach it: a second data-
@@ -202,8 +208,15 @@ pub(crate) fn vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
     }
 }
 
-/// Views move the gradient back where the elements came from.
-fn view_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+/// `f()` if `needed`: the gradient of an input the walk wants, nothing built for one it does not.
+fn only(needed: bool, f: impl FnOnce() -> Tensor) -> Option<Tensor> {
+    needed.then(f)
+}
+
+/// Views move the gradient back where the elements came from (a view with one input is only
+/// asked for when that input needs a gradient; a concatenation's parts are built as `needed`
+/// says).
+fn view_vjp(y: &Tensor, g: &Tensor, needed: &[bool]) -> Vec<Option<Tensor>> {
     let ins = y.inputs();
     let x = |i: usize| &ins[i];
     match y.op() {
@@ -232,10 +245,11 @@ fn view_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
         Op::Cat { axis } => {
             let mut offset = 0;
             ins.iter()
-                .map(|xi| {
+                .zip(needed)
+                .map(|(xi, &want)| {
                     let n = xi.dims()[*axis];
                     offset += n;
-                    Some(g.narrow(*axis, offset - n, n))
+                    only(want, || g.narrow(*axis, offset - n, n))
                 })
                 .collect()
         }
@@ -285,8 +299,8 @@ fn view_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
     }
 }
 
-/// Elementwise ops: the local derivative times `g`.
-fn elementwise_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+/// Elementwise ops: the local derivative times `g`, for the inputs `needed` says.
+fn elementwise_vjp(y: &Tensor, g: &Tensor, needed: &[bool]) -> Vec<Option<Tensor>> {
     let ins = y.inputs();
     let x = |i: usize| &ins[i];
     match y.op() {
@@ -315,18 +329,21 @@ fn elementwise_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
         }
         Op::Binary(op) => {
             let (a, b) = (x(0), x(1));
+            let (na, nb) = (needed[0], needed[1]);
             match op {
-                BinaryOp::Add => vec![Some(g.clone()), Some(g.clone())],
-                BinaryOp::Sub => vec![Some(g.clone()), Some(g.neg())],
-                BinaryOp::Mul => vec![Some(g.mul(b)), Some(g.mul(a))],
-                BinaryOp::Div => vec![Some(g.div(b)), Some(g.mul(y).div(b).neg())],
+                BinaryOp::Add => vec![only(na, || g.clone()), only(nb, || g.clone())],
+                BinaryOp::Sub => vec![only(na, || g.clone()), only(nb, || g.neg())],
+                BinaryOp::Mul => vec![only(na, || g.mul(b)), only(nb, || g.mul(a))],
+                BinaryOp::Div => vec![only(na, || g.div(b)), only(nb, || g.mul(y).div(b).neg())],
                 BinaryOp::Pow => {
                     // d/da a^b = b a^(b-1) = b y / a (written with pow so a = 0 works for b >= 1);
                     // d/db a^b = y ln a, taken as 0 where a == 0 (the limit for b > 0).
-                    let da = g.mul(&b.mul(&a.pow(&b.add_scalar(-1.0))));
-                    let safe_log = a.le(&a.zeros_like()).where_cond(&a.zeros_like(), &a.log());
-                    let db = g.mul(&y.mul(&safe_log));
-                    vec![Some(da), Some(db)]
+                    let da = only(na, || g.mul(&b.mul(&a.pow(&b.add_scalar(-1.0)))));
+                    let db = only(nb, || {
+                        let safe_log = a.le(&a.zeros_like()).where_cond(&a.zeros_like(), &a.log());
+                        g.mul(&y.mul(&safe_log))
+                    });
+                    vec![da, db]
                 }
                 BinaryOp::Maximum | BinaryOp::Minimum => {
                     // The larger (smaller) input takes the gradient; a tie splits it, as in
@@ -339,7 +356,7 @@ fn elementwise_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
                     let tie = a.eq(b).cast(g.dtype()).mul_scalar(0.5);
                     let share = wins.cast(g.dtype()).add(&tie);
                     let ga = g.mul(&share);
-                    vec![Some(ga.clone()), Some(g.sub(&ga))]
+                    vec![only(na, || ga.clone()), only(nb, || g.sub(&ga))]
                 }
                 _ => vec![None, None], // comparisons
             }
@@ -349,8 +366,8 @@ fn elementwise_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
             let zero = g.zeros_like();
             vec![
                 None,
-                Some(cond.where_cond(g, &zero)),
-                Some(cond.where_cond(&zero, g)),
+                only(needed[1], || cond.where_cond(g, &zero)),
+                only(needed[2], || cond.where_cond(&zero, g)),
             ]
         }
         Op::Cast(_) => {
@@ -365,8 +382,8 @@ fn elementwise_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
     }
 }
 
-/// Reductions and contractions.
-fn reduction_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+/// Reductions and contractions (a product's two gradients as `needed` says).
+fn reduction_vjp(y: &Tensor, g: &Tensor, needed: &[bool]) -> Vec<Option<Tensor>> {
     let ins = y.inputs();
     let x = |i: usize| &ins[i];
     match y.op() {
@@ -391,7 +408,10 @@ fn reduction_vjp(y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
         }
         Op::Matmul => {
             let (a, b) = (x(0), x(1));
-            vec![Some(g.matmul(&b.t())), Some(a.t().matmul(g))]
+            vec![
+                only(needed[0], || g.matmul(&b.t())),
+                only(needed[1], || a.t().matmul(g)),
+            ]
         }
 
         other => unreachable!("{other:?} is not a reduction"),

@@ -2,7 +2,7 @@
 //! Neural Networks", 2012): torchvision's single-tower version for 224x224 images, and a small
 //! AlexNet-style network for 28x28 and 32x32 images.
 
-use crate::check_parameter;
+use crate::{check_parameter, check_same_device, FineTune};
 use kiln_core::nn::{
     Activation, AdaptiveAvgPool2d, Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module,
     ParamBuilder, Sequential,
@@ -156,6 +156,42 @@ impl AlexNet {
             avgpool: AdaptiveAvgPool2d::new([2, 2]),
             classifier: classifier(128 * 2 * 2, 512, classes, &pb.pp("classifier")),
         })
+    }
+
+    /// The classifier's last layer, `classifier.6`: its weight `[classes, hidden]`.
+    fn head_weight(&self) -> Tensor {
+        let named = self.classifier.named_parameters();
+        let (_, w) = named
+            .into_iter()
+            .find(|(n, _)| n == "6.weight")
+            .expect("AlexNet's classifier ends with the linear layer 6");
+        w
+    }
+
+    /// Replaces the classifier's last layer `classifier.6` with a new `hidden -> classes` layer
+    /// drawn by `pb` (the model's builder: the values of the same network built for `classes`
+    /// classes), as `model.classifier[6] = nn.Linear(4096, classes)` does in PyTorch. Errors as
+    /// [`FineTune::replace_head`] says.
+    pub fn replace_head(&mut self, classes: usize, pb: &ParamBuilder) -> Result<()> {
+        let old = self.head_weight();
+        let hidden = old.dims()[1];
+        check_same_device(pb, &old)?;
+        check_parameter(pb, "classifier.6.weight", &[classes, hidden])?;
+        let head = Linear::new(hidden, classes, &pb.pp("classifier").pp(6));
+        self.classifier.replace("6", head);
+        Ok(())
+    }
+}
+
+impl FineTune for AlexNet {
+    fn head_name(&self) -> &'static str {
+        "classifier.6"
+    }
+    fn classes(&self) -> usize {
+        self.head_weight().dims()[0]
+    }
+    fn replace_head(&mut self, classes: usize, pb: &ParamBuilder) -> Result<()> {
+        AlexNet::replace_head(self, classes, pb)
     }
 }
 

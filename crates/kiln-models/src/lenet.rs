@@ -2,7 +2,7 @@
 //! scaled tanh, max-pooling instead of trainable subsampling, and a padded first convolution so
 //! that 28x28 MNIST digits give the paper's 32x32 geometry.
 
-use crate::check_parameter;
+use crate::{check_parameter, check_same_device, FineTune};
 use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module, ParamBuilder};
 use kiln_core::{Conv2dOptions, Result, Tensor};
 
@@ -52,6 +52,27 @@ impl LeNet5 {
             fc3: Linear::new(84, classes, &pb.pp("fc3")),
             pool: MaxPool2d::new(2),
         })
+    }
+    /// Replaces the classifier `fc3` with a new `84 -> classes` layer drawn by `pb` (the
+    /// model's builder: the values of `LeNet5::with_channels(.., classes, pb)`'s `fc3`). Errors
+    /// as [`FineTune::replace_head`] says.
+    pub fn replace_head(&mut self, classes: usize, pb: &ParamBuilder) -> Result<()> {
+        check_same_device(pb, &self.fc3.weight)?;
+        check_parameter(pb, "fc3.weight", &[classes, 84])?;
+        self.fc3 = Linear::new(84, classes, &pb.pp("fc3"));
+        Ok(())
+    }
+}
+
+impl FineTune for LeNet5 {
+    fn head_name(&self) -> &'static str {
+        "fc3"
+    }
+    fn classes(&self) -> usize {
+        self.fc3.weight.dims()[0]
+    }
+    fn replace_head(&mut self, classes: usize, pb: &ParamBuilder) -> Result<()> {
+        LeNet5::replace_head(self, classes, pb)
     }
 }
 

@@ -3,7 +3,7 @@
 //! torchvision's weights load) and the paper's CIFAR-10 networks (ResNet-20/32/56).
 
 use crate::blocks::{conv, BasicBlock, Bottleneck, ShortcutKind};
-use crate::check_parameter;
+use crate::{check_parameter, check_same_device, FineTune};
 use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ParamBuilder, Sequential};
 use kiln_core::{Pool2dOptions, Result, Tensor};
 
@@ -161,6 +161,30 @@ impl ResNet {
     /// ResNet-56 (9 blocks per stage) with option A shortcuts.
     pub fn resnet56(in_channels: usize, classes: usize, pb: &ParamBuilder) -> Result<ResNet> {
         ResNet::cifar(9, in_channels, classes, ShortcutKind::ZeroPad, pb)
+    }
+
+    /// Replaces the classifier `fc` with a new layer from the pooled features to `classes`,
+    /// drawn by `pb` (the model's builder: the values of the same network built for `classes`
+    /// classes), as torchvision's recipe sets `model.fc = nn.Linear(512, classes)`. Errors as
+    /// [`FineTune::replace_head`] says.
+    pub fn replace_head(&mut self, classes: usize, pb: &ParamBuilder) -> Result<()> {
+        let width = self.fc.weight.dims()[1];
+        check_same_device(pb, &self.fc.weight)?;
+        check_parameter(pb, "fc.weight", &[classes, width])?;
+        self.fc = Linear::new(width, classes, &pb.pp("fc"));
+        Ok(())
+    }
+}
+
+impl FineTune for ResNet {
+    fn head_name(&self) -> &'static str {
+        "fc"
+    }
+    fn classes(&self) -> usize {
+        self.fc.weight.dims()[0]
+    }
+    fn replace_head(&mut self, classes: usize, pb: &ParamBuilder) -> Result<()> {
+        ResNet::replace_head(self, classes, pb)
     }
 }
 

@@ -4,6 +4,11 @@
 //! (`conv1.weight`, `bn1.running_mean`, `features.0.weight`), so weights move between kiln and
 //! PyTorch. Layers are built through a [`ParamBuilder`], which carries the device and draws each
 //! parameter's first values from the model's seed and the parameter's full name.
+//!
+//! Fine-tuning takes three steps here: load a pretrained `state_dict` but its head
+//! ([`load_state_dict_except`], [`LoadOptions::skip`]), build a new head for the new classes (the
+//! zoo models' `replace_head`), and freeze the backbone ([`freeze`], [`freeze_except`]); the
+//! optimisers take per-group learning rates (`crate::optim::ParamGroup`).
 
 mod activation;
 mod batchnorm;
@@ -12,6 +17,7 @@ mod conv;
 mod dropout;
 mod evaluate;
 mod fold;
+mod freeze;
 pub mod init;
 mod linear;
 mod lrn;
@@ -27,13 +33,19 @@ pub use conv::{Conv2d, ConvTranspose2d};
 pub use dropout::Dropout;
 pub use evaluate::evaluate;
 pub use fold::fold_batch_norm;
+pub use freeze::{
+    freeze, freeze_except, frozen_parameters, split_parameters, trainable_parameters, unfreeze,
+};
 pub use init::Init;
 pub use linear::Linear;
 pub use lrn::LocalResponseNorm;
 pub use pending::{pending_updates, realize_pending_updates, record_update, updated_value};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, Flatten, Identity, MaxPool2d};
 pub use sequential::Sequential;
-pub use state::{load_parameters, load_state_dict, load_weights, save_weights};
+pub use state::{
+    load_parameters, load_state_dict, load_state_dict_except, load_state_dict_with, load_weights,
+    load_weights_with, save_weights, LoadOptions, LoadReport,
+};
 
 pub(crate) use pending::{restore_pending, take_pending};
 

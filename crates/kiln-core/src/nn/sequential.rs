@@ -27,6 +27,18 @@ impl Sequential {
         self.layers.push((name.to_string(), Box::new(layer)));
         self
     }
+    /// Puts `layer` in the place of the layer called `name` (its position, `"6"`, or the name
+    /// given to [`Sequential::named`]) and returns the layer it replaces; `None`, and nothing
+    /// changes, if there is no layer of that name. A classifier's last layer is swapped so for
+    /// another class count.
+    pub fn replace(
+        &mut self,
+        name: &str,
+        layer: impl Module + Send + Sync + 'static,
+    ) -> Option<Box<dyn Module + Send + Sync>> {
+        let (_, slot) = self.layers.iter_mut().find(|(n, _)| n == name)?;
+        Some(std::mem::replace(slot, Box::new(layer)))
+    }
     /// Number of layers.
     pub fn len(&self) -> usize {
         self.layers.len()

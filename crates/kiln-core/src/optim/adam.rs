@@ -1,7 +1,9 @@
 //! Adam and AdamW.
 
+use super::groups::Groups;
 use super::{
-    commit, find_state, step_from_state, zeros_state, NonFinitePolicy, Optimizer, StepReport,
+    commit, find_state, step_from_state, zeros_state, NonFinitePolicy, Optimizer, ParamGroup,
+    StepReport,
 };
 use crate::autodiff::Gradients;
 use crate::error::Result;
@@ -11,12 +13,13 @@ use crate::tensor::{no_grad, Tensor};
 /// & Hutter, 2019):
 /// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g²`,
 /// `p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`;
-/// Adam's weight decay adds `wd p` to `g`, AdamW's multiplies `p` by `1 - lr wd` first.
+/// Adam's weight decay adds `wd p` to `g`, AdamW's multiplies `p` by `1 - lr wd` first; `lr` is
+/// the rate of the parameter's group ([`Adam::with_groups`]).
 pub struct Adam {
     params: Vec<Tensor>,
     exp_avg: Vec<Option<Tensor>>,
     exp_avg_sq: Vec<Option<Tensor>>,
-    lr: f64,
+    groups: Groups,
     /// (b1, b2): decay of the first and second moment estimates.
     pub betas: (f64, f64),
     /// Added to the denominator.
@@ -32,12 +35,20 @@ pub struct Adam {
 impl Adam {
     /// Adam with learning rate `lr`, betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn new(params: Vec<Tensor>, lr: f64) -> Adam {
+        Adam::with_groups(vec![ParamGroup::new(params, lr)])
+    }
+    /// Adam over parameter groups, each at its own learning rate (PyTorch's
+    /// `Adam([{"params": .., "lr": ..}, ..])`), betas (0.9, 0.999), eps 1e-8, no weight decay
+    /// (set [`Adam::weight_decay`] and [`Adam::decoupled`] for AdamW). Panics without a group.
+    #[track_caller]
+    pub fn with_groups(groups: Vec<ParamGroup>) -> Adam {
+        let (params, groups) = Groups::flatten(groups);
         let n = params.len();
         Adam {
             params,
             exp_avg: vec![None; n],
             exp_avg_sq: vec![None; n],
-            lr,
+            groups,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
@@ -64,7 +75,7 @@ impl Optimizer for Adam {
     fn step(&mut self, grads: &Gradients) -> Result<StepReport> {
         let t = (self.steps + 1) as i32;
         let (b1, b2) = self.betas;
-        let step_size = self.lr / (1.0 - b1.powi(t));
+        let bias_correction = 1.0 - b1.powi(t);
         let v_scale = 1.0 / (1.0 - b2.powi(t));
         let mut updates = vec![];
         let mut used = vec![];
@@ -72,11 +83,12 @@ impl Optimizer for Adam {
             for (i, p) in self.params.iter().enumerate() {
                 let Some(g) = grads.get(p) else { continue };
                 used.push(g);
+                let lr = self.groups.lr_of(i);
                 let mut g = g.clone();
                 let mut p_new = p.clone();
                 if self.weight_decay != 0.0 {
                     if self.decoupled {
-                        p_new = p_new.mul_scalar(1.0 - self.lr * self.weight_decay);
+                        p_new = p_new.mul_scalar(1.0 - lr * self.weight_decay);
                     } else {
                         g = g.add(&p.mul_scalar(self.weight_decay));
                     }
@@ -90,7 +102,7 @@ impl Optimizer for Adam {
                 let m_new = m.mul_scalar(b1).add(&g.mul_scalar(1.0 - b1));
                 let v_new = v.mul_scalar(b2).add(&g.square().mul_scalar(1.0 - b2));
                 let denom = v_new.mul_scalar(v_scale).sqrt().add_scalar(self.eps);
-                p_new = p_new.sub(&m_new.div(&denom).mul_scalar(step_size));
+                p_new = p_new.sub(&m_new.div(&denom).mul_scalar(lr / bias_correction));
                 updates.push((m.clone(), m_new));
                 updates.push((v.clone(), v_new));
                 updates.push((p.clone(), p_new));
@@ -102,10 +114,22 @@ impl Optimizer for Adam {
         Ok(report)
     }
     fn learning_rate(&self) -> f64 {
-        self.lr
+        self.groups.lr(0)
     }
     fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr;
+        self.groups.set_all(lr);
+    }
+    fn num_groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn group_learning_rate(&self, group: usize) -> f64 {
+        self.groups.lr(group)
+    }
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) {
+        self.groups.set_lr(group, lr);
+    }
+    fn base_learning_rate(&self, group: usize) -> f64 {
+        self.groups.base(group)
     }
     fn steps(&self) -> u64 {
         self.steps

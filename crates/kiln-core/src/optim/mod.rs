@@ -8,13 +8,19 @@
 //! Every step also computes, in the same plan, whether the loss and the gradients were finite
 //! ([`StepReport`]); under [`NonFinitePolicy::Skip`] a non-finite step leaves everything as it
 //! was.
+//!
+//! Parameters may come in groups with learning rates of their own ([`ParamGroup`]); a
+//! [`Schedule`] then scales each group's rate from that group's base rate, as PyTorch's schedulers
+//! do.
 
 mod adam;
+mod groups;
 mod guard;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use groups::ParamGroup;
 pub use guard::{NonFinitePolicy, StepReport};
 pub use schedule::Schedule;
 pub use sgd::Sgd;
@@ -31,10 +37,27 @@ pub trait Optimizer {
     /// the gradients were finite (the returned [`StepReport`]); what a non-finite step does is
     /// the optimiser's [`NonFinitePolicy`].
     fn step(&mut self, grads: &Gradients) -> Result<StepReport>;
-    /// The learning rate of the next step.
+    /// The learning rate of the next step (of the first parameter group, if there are several).
     fn learning_rate(&self) -> f64;
-    /// Changes the learning rate (schedules call this); no recompilation follows.
+    /// Changes the learning rate; no recompilation follows. With several parameter groups the
+    /// first group's rate becomes `lr` and every other group's `lr` times its base rate over the
+    /// first group's, so that a rate a schedule computed from the first group's base rate keeps
+    /// the groups' ratios ([`Schedule::apply`] computes each group's own; see
+    /// [`Optimizer::set_group_learning_rate`] to set one group).
     fn set_learning_rate(&mut self, lr: f64);
+    /// Number of parameter groups (1 unless the optimiser was built from several
+    /// [`ParamGroup`]s).
+    fn num_groups(&self) -> usize;
+    /// The learning rate of parameter group `group` for the next step. Panics if there is no
+    /// such group.
+    fn group_learning_rate(&self, group: usize) -> f64;
+    /// Sets the learning rate of parameter group `group` alone (PyTorch's
+    /// `opt.param_groups[group]["lr"] = lr`); no recompilation follows. Panics if there is no
+    /// such group.
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64);
+    /// The rate parameter group `group` was built with: what schedules scale (PyTorch's
+    /// `initial_lr`). Panics if there is no such group.
+    fn base_learning_rate(&self, group: usize) -> f64;
     /// Steps taken so far.
     fn steps(&self) -> u64;
     /// What a step does when the loss or a gradient is not finite (default
@@ -43,7 +66,8 @@ pub trait Optimizer {
     /// Sets what a step does when the loss or a gradient is not finite.
     fn set_non_finite_policy(&mut self, policy: NonFinitePolicy);
     /// The optimiser's state as named tensors, for checkpoints (`{i}.exp_avg`, `step`, ...;
-    /// `i` is the parameter's position).
+    /// `i` is the parameter's position, counted across the groups in order). Learning rates are
+    /// not part of it: a schedule recomputes them from the step count.
     fn state(&self) -> Vec<(String, Tensor)>;
     /// Restores a state saved by [`Optimizer::state`].
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;

@@ -1,7 +1,10 @@
 //! Learning-rate schedules: a plain function of the epoch (or step) number.
 
+use super::Optimizer;
+
 /// How the learning rate changes over time. [`Schedule::at`] gives the rate for a base rate and
-/// an epoch (or step) count; set it on the optimiser with `set_learning_rate`.
+/// an epoch (or step) count; [`Schedule::apply`] sets it on every parameter group of an
+/// optimiser, each from its own base rate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
     /// Always the base rate.
@@ -47,6 +50,17 @@ impl Schedule {
                     then.at(base, epoch - warmup)
                 }
             }
+        }
+    }
+
+    /// Sets every parameter group's learning rate to the schedule's rate at `epoch` for that
+    /// group's base rate ([`Optimizer::base_learning_rate`]), as PyTorch's schedulers treat each
+    /// group from its `initial_lr` (the floor of [`Schedule::Cosine`], `min_lr`, is the same
+    /// for every group, as `eta_min` is).
+    pub fn apply<O: Optimizer + ?Sized>(&self, opt: &mut O, epoch: usize) {
+        for g in 0..opt.num_groups() {
+            let rate = self.at(opt.base_learning_rate(g), epoch);
+            opt.set_group_learning_rate(g, rate);
         }
     }
 }

@@ -1,18 +1,21 @@
 //! Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
 
+use super::groups::Groups;
 use super::{
-    commit, find_state, step_from_state, zeros_state, NonFinitePolicy, Optimizer, StepReport,
+    commit, find_state, step_from_state, zeros_state, NonFinitePolicy, Optimizer, ParamGroup,
+    StepReport,
 };
 use crate::autodiff::Gradients;
 use crate::error::Result;
 use crate::tensor::{no_grad, Tensor};
 
 /// SGD as PyTorch defines it: `g += wd p`; with momentum `b = mu b + g` and the step direction
-/// `b` (or `g + mu b` with Nesterov); `p -= lr direction`.
+/// `b` (or `g + mu b` with Nesterov); `p -= lr direction`, with `lr` the rate of the parameter's
+/// group ([`Sgd::with_groups`]).
 pub struct Sgd {
     params: Vec<Tensor>,
     momentum_buffers: Vec<Option<Tensor>>,
-    lr: f64,
+    groups: Groups,
     /// Momentum factor (0 for plain SGD).
     pub momentum: f64,
     /// Nesterov momentum.
@@ -26,11 +29,19 @@ pub struct Sgd {
 impl Sgd {
     /// Plain SGD with learning rate `lr`.
     pub fn new(params: Vec<Tensor>, lr: f64) -> Sgd {
+        Sgd::with_groups(vec![ParamGroup::new(params, lr)])
+    }
+    /// Plain SGD over parameter groups, each at its own learning rate (PyTorch's
+    /// `SGD([{"params": .., "lr": ..}, ..])`); momentum and weight decay are shared. Panics
+    /// without a group.
+    #[track_caller]
+    pub fn with_groups(groups: Vec<ParamGroup>) -> Sgd {
+        let (params, groups) = Groups::flatten(groups);
         let n = params.len();
         Sgd {
             params,
             momentum_buffers: vec![None; n],
-            lr,
+            groups,
             momentum: 0.0,
             nesterov: false,
             weight_decay: 0.0,
@@ -80,7 +91,10 @@ impl Optimizer for Sgd {
                 } else {
                     g
                 };
-                updates.push((p.clone(), p.sub(&direction.mul_scalar(self.lr))));
+                updates.push((
+                    p.clone(),
+                    p.sub(&direction.mul_scalar(self.groups.lr_of(i))),
+                ));
             }
             Ok(())
         })?;
@@ -89,10 +103,22 @@ impl Optimizer for Sgd {
         Ok(report)
     }
     fn learning_rate(&self) -> f64 {
-        self.lr
+        self.groups.lr(0)
     }
     fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr;
+        self.groups.set_all(lr);
+    }
+    fn num_groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn group_learning_rate(&self, group: usize) -> f64 {
+        self.groups.lr(group)
+    }
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) {
+        self.groups.set_lr(group, lr);
+    }
+    fn base_learning_rate(&self, group: usize) -> f64 {
+        self.groups.base(group)
     }
     fn steps(&self) -> u64 {
         self.steps
