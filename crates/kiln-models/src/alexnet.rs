@@ -7,6 +7,7 @@ use kiln_core::nn::{
     Activation, AdaptiveAvgPool2d, Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module,
     ParamBuilder, Sequential,
 };
+use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::{Conv2dOptions, Pool2dOptions, Result, Tensor};
 
 /// The overlapping max-pool of AlexNet: 3x3 windows, stride 2.
@@ -165,6 +166,12 @@ impl Module for AlexNet {
     fn forward(&self, x: &Tensor) -> Tensor {
         let x = self.avgpool.forward(&self.features.forward(x));
         self.classifier.forward(&x.flatten(1, 3))
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let x = g.child("features", &self.features, x)?;
+        let x = g.child("avgpool", &self.avgpool, x)?;
+        let x = g.flatten(x);
+        g.child("classifier", &self.classifier, x)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         vec![

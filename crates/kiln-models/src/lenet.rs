@@ -4,6 +4,7 @@
 
 use crate::check_parameter;
 use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module, ParamBuilder};
+use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::{Conv2dOptions, Result, Tensor};
 
 /// LeNet-5 for `[N, 1, 28, 28]` images and 10 classes: conv1 1->6 (5x5, pad 2) -> ReLU ->
@@ -64,6 +65,20 @@ impl Module for LeNet5 {
         let x = self.fc1.forward(&x).relu();
         let x = self.fc2.forward(&x).relu();
         self.fc3.forward(&x)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let x = g.child("conv1", &self.conv1, x)?;
+        let x = g.unary("Relu", x);
+        let x = g.child("pool", &self.pool, x)?;
+        let x = g.child("conv2", &self.conv2, x)?;
+        let x = g.unary("Relu", x);
+        let x = g.child("pool", &self.pool, x)?;
+        let x = g.flatten(x);
+        let x = g.child("fc1", &self.fc1, x)?;
+        let x = g.unary("Relu", x);
+        let x = g.child("fc2", &self.fc2, x)?;
+        let x = g.unary("Relu", x);
+        g.child("fc3", &self.fc3, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![];
