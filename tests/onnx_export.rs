@@ -44,7 +44,9 @@ fn train_one_step(model: &dyn Module, image: [usize; 3], classes: usize, dev: &D
     let state = model.state_dict();
     let is_bn = |name: &str| {
         let prefix = name.rsplit_once('.').map_or("", |(p, _)| p);
-        state.iter().any(|(n, _)| *n == format!("{prefix}.running_mean"))
+        state
+            .iter()
+            .any(|(n, _)| *n == format!("{prefix}.running_mean"))
     };
     let perturbed: Vec<(String, Tensor)> = state
         .iter()
@@ -181,7 +183,11 @@ fn export_and_compare(
 ) {
     let dev = gpu();
     train_one_step(model, image, classes, &dev);
-    if let Some(bn) = model.named_buffers().iter().find(|(n, _)| n.ends_with("running_var")) {
+    if let Some(bn) = model
+        .named_buffers()
+        .iter()
+        .find(|(n, _)| n.ends_with("running_var"))
+    {
         let var = bn.1.to_vec::<f32>().unwrap();
         assert!(var.iter().all(|v| *v != 1.0), "{}: {var:?}", bn.0);
     }
@@ -197,7 +203,9 @@ fn export_and_compare(
     let shape = [BATCH, c, h, w];
     let x = values(shape.iter().product(), 5);
     let input = Tensor::from_vec(x.clone(), shape, &dev).unwrap();
-    let logits = kiln::no_grad(|| model.forward(&input)).to_vec::<f32>().unwrap();
+    let logits = kiln::no_grad(|| model.forward(&input))
+        .to_vec::<f32>()
+        .unwrap();
     assert_eq!(logits.len(), BATCH * classes);
     let Some(ort) = onnxruntime(&dir, &path, &x, &shape) else {
         return;
@@ -209,7 +217,9 @@ fn export_and_compare(
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     let scale = logits.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    println!("onnx_export: {name}: max |kiln - onnxruntime| = {diff:.3e} (logits up to {scale:.3})");
+    println!(
+        "onnx_export: {name}: max |kiln - onnxruntime| = {diff:.3e} (logits up to {scale:.3})"
+    );
     assert!(
         diff <= TOLERANCE,
         "{name}: kiln and onnxruntime differ by {diff} (kiln {logits:?}, onnxruntime {ort:?})"
@@ -280,7 +290,9 @@ fn a_layer_without_an_export_is_an_error_naming_it_and_its_place() {
     let model = Sequential::new()
         .push(Linear::new(4, 3, &pb.pp(0)))
         .named("head", inner);
-    let err = kiln::onnx::to_bytes(&model, &[1, 4]).unwrap_err().to_string();
+    let err = kiln::onnx::to_bytes(&model, &[1, 4])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Doubler"), "{err}");
     assert!(err.contains("`head.double`"), "{err}");
     assert!(err.contains("no ONNX export"), "{err}");
@@ -311,6 +323,8 @@ fn what_onnx_cannot_express_is_an_error_that_says_why() {
     let dir = temp_dir("unwritable");
     let target = dir.join("no-such-dir").join("model.onnx");
     let lin = Linear::new(4, 3, &pb);
-    let err = kiln::onnx::export(&lin, &[1, 4], &target).unwrap_err().to_string();
+    let err = kiln::onnx::export(&lin, &[1, 4], &target)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no-such-dir"), "{err}");
 }

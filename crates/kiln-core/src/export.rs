@@ -229,7 +229,11 @@ impl GraphBuilder {
             p => format!("{p}/{op_type}"),
         };
         // Unique names: a module may add several nodes of one type.
-        let same = self.nodes.iter().filter(|n| n.name.starts_with(&path)).count();
+        let same = self
+            .nodes
+            .iter()
+            .filter(|n| n.name.starts_with(&path))
+            .count();
         let name = if same == 0 {
             path
         } else {
@@ -318,7 +322,11 @@ impl GraphBuilder {
 /// The shape `op` gives a tensor of `shape`: applied to lazy zeros on the CPU device, nothing
 /// runs.
 fn probe(shape: &[usize], op: impl FnOnce(&Tensor) -> Tensor) -> Vec<usize> {
-    no_grad(|| op(&Tensor::zeros(shape.to_vec(), &Device::cpu())).dims().to_vec())
+    no_grad(|| {
+        op(&Tensor::zeros(shape.to_vec(), &Device::cpu()))
+            .dims()
+            .to_vec()
+    })
 }
 
 /// The error of [`Module::export_onnx`] for a module that does not implement it.

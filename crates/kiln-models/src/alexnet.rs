@@ -3,11 +3,11 @@
 //! AlexNet-style network for 28x28 and 32x32 images.
 
 use crate::check_parameter;
+use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::nn::{
     Activation, AdaptiveAvgPool2d, Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module,
     ParamBuilder, Sequential,
 };
-use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::{Conv2dOptions, Pool2dOptions, Result, Tensor};
 
 /// The overlapping max-pool of AlexNet: 3x3 windows, stride 2.

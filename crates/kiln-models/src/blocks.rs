@@ -2,8 +2,8 @@
 //! 1x1-3x3-1x1 `Bottleneck`, and the shortcuts that match a block's input to its output when the
 //! shape changes. Names follow torchvision (`conv1`, `bn1`, .., `downsample.0`, `downsample.1`).
 
-use kiln_core::nn::{BatchNorm2d, Conv2d, Init, Module, ParamBuilder};
 use kiln_core::export::{GraphBuilder, ValueId};
+use kiln_core::nn::{BatchNorm2d, Conv2d, Init, Module, ParamBuilder};
 use kiln_core::{Conv2dOptions, Result, Tensor};
 
 /// A convolution without a bias, initialised as torchvision initialises ResNet's

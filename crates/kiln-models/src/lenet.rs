@@ -3,8 +3,8 @@
 //! that 28x28 MNIST digits give the paper's 32x32 geometry.
 
 use crate::check_parameter;
-use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module, ParamBuilder};
 use kiln_core::export::{GraphBuilder, ValueId};
+use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module, ParamBuilder};
 use kiln_core::{Conv2dOptions, Result, Tensor};
 
 /// LeNet-5 for `[N, 1, 28, 28]` images and 10 classes: conv1 1->6 (5x5, pad 2) -> ReLU ->

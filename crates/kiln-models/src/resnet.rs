@@ -4,9 +4,9 @@
 
 use crate::blocks::{conv, BasicBlock, Bottleneck, ShortcutKind};
 use crate::check_parameter;
-use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ParamBuilder, Sequential};
 use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::nn::AdaptiveAvgPool2d;
+use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ParamBuilder, Sequential};
 use kiln_core::{Pool2dOptions, Result, Tensor};
 
 /// Which residual block a network is made of.

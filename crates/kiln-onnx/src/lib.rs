@@ -12,7 +12,7 @@
 //! The file holds the model's inference graph (what `forward` computes in evaluation mode):
 //! convolutions, pooling, batch norms with their running statistics, activations, linear layers
 //! (`Gemm`), residual additions, flattening, local response normalisation. Each layer adds its
-//! nodes through [`Module::export_onnx`](kiln_core::nn::Module::export_onnx) (see
+//! nodes through [`Module::export_onnx`] (see
 //! [`kiln_core::export`]); a layer without one is an error naming it. The graph has one input,
 //! `input`, and one output, `logits`; their first dimension is a symbolic batch size (`batch`),
 //! the other dimensions those of the shape given. Parameters are initializers with their
@@ -20,6 +20,7 @@
 
 mod encode;
 #[allow(missing_docs, clippy::all)]
+#[rustfmt::skip]
 pub mod proto;
 
 pub use encode::{encode, IR_VERSION};

@@ -103,7 +103,10 @@ pub(crate) fn batch_norm(bn: &BatchNorm, g: &mut GraphBuilder, x: ValueId) -> Re
         Some(b) => g.tensor("bias", b)?,
         None => g.floats("bias", &[c], vec![0.0; c])?,
     };
-    let (mean, var) = (g.tensor("running_mean", &mean)?, g.tensor("running_var", &var)?);
+    let (mean, var) = (
+        g.tensor("running_mean", &mean)?,
+        g.tensor("running_var", &var)?,
+    );
     let attrs = vec![("epsilon", Attr::Float(bn.options.eps as f32))];
     let shape = g.shape(x).to_vec();
     Ok(g.node(
@@ -191,7 +194,7 @@ pub(crate) fn activation(a: Activation, g: &mut GraphBuilder, x: ValueId) -> Res
 
 /// ONNX's `LRN`, which sums the same channels as kiln's (and PyTorch's) for odd sizes.
 pub(crate) fn lrn(l: &LocalResponseNorm, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
-    if l.size % 2 == 0 {
+    if l.size.is_multiple_of(2) {
         return Err(g.unsupported(
             "LocalResponseNorm",
             &format!(
@@ -236,7 +239,10 @@ pub(crate) fn avg_pool(p: &AvgPool2d, g: &mut GraphBuilder, x: ValueId) -> Resul
     expect_4d(g, "AvgPool2d", x)?;
     let o = p.options;
     if o.dilation != [1, 1] {
-        return Err(g.unsupported("AvgPool2d", "a dilated average pool has no ONNX opset 13 form"));
+        return Err(g.unsupported(
+            "AvgPool2d",
+            "a dilated average pool has no ONNX opset 13 form",
+        ));
     }
     let mut attrs = pool_attrs(&o);
     attrs.push(("count_include_pad", Attr::Int(o.count_include_pad as i64)));

@@ -122,7 +122,10 @@ pub trait Module {
     /// the model.
     fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
         let _ = x;
-        Err(crate::export::not_exportable(g, std::any::type_name::<Self>()))
+        Err(crate::export::not_exportable(
+            g,
+            std::any::type_name::<Self>(),
+        ))
     }
 }
 
