@@ -10,8 +10,11 @@
 mod common;
 use common::*;
 use kiln::models::{AlexNet, LeNet5, ResNet};
-use kiln::nn::{AdaptiveAvgPool2d, BatchNorm2d, BatchNormOptions, Linear, Module, ParamBuilder};
-use kiln::nn::{Conv2d, Sequential};
+use kiln::nn::{
+    Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormOptions, Conv2d,
+    ConvTranspose2d, Flatten, Linear, LocalResponseNorm, MaxPool2d, Maxout, Module, ParamBuilder,
+    Sequential,
+};
 use kiln::onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
 use kiln::optim::{Adam, Optimizer};
 use kiln::prelude::*;
@@ -30,9 +33,9 @@ const BATCH: usize = 3;
 /// and the batch norms' running statistics are updated from the batch), then batch-norm scales
 /// and shifts set to random values (the step moves them by only 1e-3 from 1 and 0), then
 /// evaluation mode.
-fn train_one_step(model: &dyn Module, image: [usize; 3], classes: usize, dev: &Device) {
-    let [c, h, w] = image;
-    let x = Tensor::from_vec(values(8 * c * h * w, 11), [8, c, h, w], dev).unwrap();
+fn train_one_step(model: &dyn Module, sample: &[usize], classes: usize, dev: &Device) {
+    let shape = [&[8], sample].concat();
+    let x = Tensor::from_vec(values(shape.iter().product(), 11), shape, dev).unwrap();
     let labels: Vec<i32> = (0..8).map(|i| (i * 7 % classes) as i32).collect();
     let y = Tensor::from_vec(labels, [8], dev).unwrap();
     model.set_training(true);
@@ -97,15 +100,15 @@ fn dims(v: &kiln::onnx::proto::ValueInfoProto) -> Vec<Option<i64>> {
 
 /// The checks that need no Python: the header, the input and output, the operators, and every
 /// `state_dict` tensor (but `num_batches_tracked`) as an initializer with its values.
-fn check_file(m: &ModelProto, model: &dyn Module, image: [usize; 3], classes: usize) {
+fn check_file(m: &ModelProto, model: &dyn Module, sample: &[usize], classes: usize) {
     assert_eq!(m.ir_version(), 7);
     assert_eq!(m.opset_import.len(), 1);
     assert_eq!(m.opset_import[0].version(), 13);
     let g = m.graph.as_ref().unwrap();
-    let [c, h, w] = image.map(|d| Some(d as i64));
+    let sample: Vec<Option<i64>> = sample.iter().map(|&d| Some(d as i64)).collect();
     assert_eq!(g.input.len(), 1);
     assert_eq!(g.input[0].name(), "input");
-    assert_eq!(dims(&g.input[0]), [None, c, h, w]);
+    assert_eq!(dims(&g.input[0]), [&[None], &sample[..]].concat());
     assert_eq!(g.output[0].name(), "logits");
     assert_eq!(dims(&g.output[0]), [None, Some(classes as i64)]);
     let inits: BTreeMap<&str, _> = g.initializer.iter().map(|t| (t.name(), t)).collect();
@@ -172,17 +175,18 @@ fn onnxruntime(dir: &Path, model: &Path, x: &[f32], shape: &[usize]) -> Option<V
     )
 }
 
-/// Exports `model` (trained one step, in evaluation mode) for `[1, C, H, W]`, checks the file in
-/// Rust, and compares kiln's logits for a batch of [`BATCH`] with onnxruntime's.
+/// Exports `model` (trained one step, in evaluation mode) for inputs `[1, sample..]`, checks the
+/// file in Rust, and compares kiln's logits `[BATCH, classes]` for a batch of [`BATCH`] with
+/// onnxruntime's.
 fn export_and_compare(
     name: &str,
     model: &dyn Module,
-    image: [usize; 3],
+    sample: &[usize],
     classes: usize,
     ops: &[(&str, usize)],
 ) {
     let dev = gpu();
-    train_one_step(model, image, classes, &dev);
+    train_one_step(model, sample, classes, &dev);
     if let Some(bn) = model
         .named_buffers()
         .iter()
@@ -191,18 +195,17 @@ fn export_and_compare(
         let var = bn.1.to_vec::<f32>().unwrap();
         assert!(var.iter().all(|v| *v != 1.0), "{}: {var:?}", bn.0);
     }
-    let [c, h, w] = image;
     let dir = temp_dir(name);
     let path = dir.join(format!("{name}.onnx"));
-    kiln::onnx::export(model, &[1, c, h, w], &path).unwrap();
+    kiln::onnx::export(model, &[&[1], sample].concat(), &path).unwrap();
     let file = kiln::onnx::decode(&std::fs::read(&path).unwrap()).unwrap();
-    check_file(&file, model, image, classes);
+    check_file(&file, model, sample, classes);
     let want: BTreeMap<String, usize> = ops.iter().map(|&(o, n)| (o.to_string(), n)).collect();
     assert_eq!(op_counts(&file), want, "{name}");
 
-    let shape = [BATCH, c, h, w];
+    let shape = [&[BATCH], sample].concat();
     let x = values(shape.iter().product(), 5);
-    let input = Tensor::from_vec(x.clone(), shape, &dev).unwrap();
+    let input = Tensor::from_vec(x.clone(), shape.clone(), &dev).unwrap();
     let logits = kiln::no_grad(|| model.forward(&input))
         .to_vec::<f32>()
         .unwrap();
@@ -236,7 +239,7 @@ fn lenet5_gives_kilns_logits_in_onnxruntime() {
         ("Flatten", 1),
         ("Gemm", 3),
     ];
-    export_and_compare("lenet5", &model, [1, 28, 28], 10, &ops);
+    export_and_compare("lenet5", &model, &[1, 28, 28], 10, &ops);
 }
 
 #[test]
@@ -255,7 +258,7 @@ fn resnet20_gives_kilns_logits_in_onnxruntime() {
         ("Flatten", 1),
         ("Gemm", 1),
     ];
-    export_and_compare("resnet20", &model, [3, 32, 32], 10, &ops);
+    export_and_compare("resnet20", &model, &[3, 32, 32], 10, &ops);
 }
 
 #[test]
@@ -271,7 +274,59 @@ fn alexnet_with_local_response_norm_gives_kilns_logits_in_onnxruntime() {
         ("Flatten", 1),
         ("Gemm", 3),
     ];
-    export_and_compare("alexnet_small", &model, [1, 28, 28], 10, &ops);
+    export_and_compare("alexnet_small", &model, &[1, 28, 28], 10, &ops);
+}
+
+#[test]
+fn kiln_cores_other_layers_give_kilns_values_in_onnxruntime() {
+    let pb = ParamBuilder::new(&gpu(), 6);
+    let dilated_same = Conv2dOptions::default().dilation(2).same();
+    let grouped = Conv2dOptions::default().groups(2).stride(2).padding(1);
+    let up = ConvTranspose2dOptions::default()
+        .stride(2)
+        .padding(1)
+        .output_padding(1);
+    let mut avg = Pool2dOptions::new(3).stride(2).padding(1);
+    avg.count_include_pad = false;
+    let model = Sequential::new()
+        .push(Conv2d::new(2, 4, 3, dilated_same, &pb.pp(0))) // [4, 9, 9]
+        .push(BatchNorm2d::new(4, &pb.pp(1)))
+        .push(Activation::LeakyRelu(0.1))
+        .push(Conv2d::new(4, 4, 3, grouped, &pb.pp(3))) // [4, 5, 5]
+        .push(Activation::Elu(1.0))
+        .push(ConvTranspose2d::new(4, 3, 3, up, &pb.pp(5))) // [3, 10, 10]
+        .push(Activation::Gelu)
+        .push(AvgPool2d::with(avg)) // [3, 5, 5]
+        .push(MaxPool2d::with(Pool2dOptions::new(2).stride(1).dilation(2))) // [3, 3, 3]
+        .push(Activation::Softmax) // over the channels
+        .push(Activation::Tanh)
+        .push(Flatten)
+        .push(Linear::new(27, 16, &pb.pp(12)))
+        .push(Activation::Sigmoid)
+        .push(BatchNorm1d::new(16, &pb.pp(14)))
+        .push(Maxout::new(16, 6, 2, &pb.pp(15)));
+    let ops = [
+        ("Conv", 2),
+        ("BatchNormalization", 2),
+        ("LeakyRelu", 1),
+        ("Elu", 1),
+        ("ConvTranspose", 1),
+        // GELU: x (1 + erf(x / sqrt 2)) / 2
+        ("Div", 1),
+        ("Erf", 1),
+        ("Add", 1),
+        ("Mul", 2),
+        ("AveragePool", 1),
+        ("MaxPool", 1),
+        ("Tanh", 1),
+        ("Flatten", 1),
+        ("Gemm", 2),
+        ("Sigmoid", 1),
+        ("Reshape", 1),
+        ("ReduceMax", 1),
+        ("Softmax", 1),
+    ];
+    export_and_compare("layers", &model, &[2, 9, 9], 6, &ops);
 }
 
 /// A layer kiln-onnx knows nothing about.
@@ -317,6 +372,12 @@ fn what_onnx_cannot_express_is_an_error_that_says_why() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("running statistics"), "{err}");
+    // ONNX's LRN centres an even window one channel off PyTorch's.
+    let lrn = Sequential::new().push(LocalResponseNorm::new(4));
+    let err = kiln::onnx::to_bytes(&lrn, &[1, 6, 2, 2])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("size 4 is even"), "{err}");
     // No input dimensions.
     assert!(kiln::onnx::to_bytes(&bn, &[]).is_err());
     // A file that cannot be written names itself.
