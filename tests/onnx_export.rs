@@ -372,6 +372,20 @@ fn what_onnx_cannot_express_is_an_error_that_says_why() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("running statistics"), "{err}");
+    // Inputs that kiln's forward would reject too: channels, and images smaller than a window.
+    let lenet = LeNet5::new(&pb);
+    let err = kiln::onnx::to_bytes(&lenet, &[1, 3, 28, 28])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Conv2d at `conv1`: expects 1 input channels"),
+        "{err}"
+    );
+    let err = kiln::onnx::to_bytes(&lenet, &[1, 1, 8, 8])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Conv2d at `conv2`"), "{err}");
+    assert!(err.contains("does not fit the input [1, 6, 4, 4]"), "{err}");
     // ONNX's LRN centres an even window one channel off PyTorch's.
     let lrn = Sequential::new().push(LocalResponseNorm::new(4));
     let err = kiln::onnx::to_bytes(&lrn, &[1, 6, 2, 2])

@@ -25,6 +25,7 @@ use crate::error::{KilnError, Result};
 use crate::nn::Module;
 use crate::tensor::{no_grad, Tensor};
 use crate::{DType, Device};
+use std::panic::AssertUnwindSafe;
 
 /// The ONNX operator set the exported nodes follow.
 pub const OPSET: i64 = 13;
@@ -254,17 +255,24 @@ impl GraphBuilder {
     }
 
     /// A node whose output has the shape kiln's own op gives: `op` is applied to a lazy tensor
-    /// of `x`'s shape (nothing runs) to learn it, which also checks the shape as `forward`
-    /// would.
+    /// of the first input's shape (nothing runs) to learn it. An input that `op` rejects (kiln's
+    /// ops panic on shapes that do not fit, as `forward` would) is an error naming the node.
     pub fn node_like(
         &mut self,
         op_type: &str,
         inputs: &[ValueId],
         attributes: Vec<(&str, Attr)>,
         op: impl FnOnce(&Tensor) -> Tensor,
-    ) -> ValueId {
-        let shape = probe(self.shape(inputs[0]), op);
-        self.node(op_type, inputs, attributes, shape)
+    ) -> Result<ValueId> {
+        let input = self.shape(inputs[0]).to_vec();
+        let probed = std::panic::catch_unwind(AssertUnwindSafe(|| probe(&input, op)));
+        let shape = probed.map_err(|payload| {
+            let why = (payload.downcast_ref::<String>().map(String::as_str))
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("rejected by kiln's op");
+            self.unsupported(op_type, &format!("the input {input:?} does not fit: {why}"))
+        })?;
+        Ok(self.node(op_type, inputs, attributes, shape))
     }
 
     /// An elementwise node of one input and no attributes (`"Relu"`, `"Tanh"`).
@@ -273,8 +281,8 @@ impl GraphBuilder {
         self.node(op_type, &[x], vec![], shape)
     }
 
-    /// `a + b` (ONNX broadcasting, as kiln's).
-    pub fn add(&mut self, a: ValueId, b: ValueId) -> ValueId {
+    /// `a + b` (ONNX broadcasting, as kiln's); shapes that do not broadcast are an error.
+    pub fn add(&mut self, a: ValueId, b: ValueId) -> Result<ValueId> {
         let b_shape = self.shape(b).to_vec();
         self.node_like("Add", &[a, b], vec![], |t| {
             t.add(&Tensor::zeros(b_shape, &Device::cpu()))

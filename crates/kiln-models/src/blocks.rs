@@ -124,11 +124,11 @@ impl Module for Shortcut {
                 let stride = *stride;
                 let sub = g.node_like("Slice", &[x, starts, ends, axes, steps], vec![], |t| {
                     t.slice(2, 0, s[2], stride).slice(3, 0, s[3], stride)
-                });
+                })?;
                 let pads = g.ints("pads", &[0, before as i64, 0, 0, 0, after as i64, 0, 0])?;
-                Ok(g.node_like("Pad", &[sub, pads], vec![], |t| {
+                g.node_like("Pad", &[sub, pads], vec![], |t| {
                     t.pad(&[(0, 0), (before, after)], 0.0)
-                }))
+                })
             }
             Shortcut::Projection(conv, bn) => {
                 let y = g.child("0", conv, x)?;
@@ -191,7 +191,7 @@ impl Module for BasicBlock {
     fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
         let out = export_stack(g, &[(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)], x)?;
         let short = g.scoped("downsample", |g| self.shortcut.export_onnx(g, x))?;
-        let sum = g.add(out, short);
+        let sum = g.add(out, short)?;
         Ok(g.unary("Relu", sum))
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
@@ -269,7 +269,7 @@ impl Module for Bottleneck {
         ];
         let out = export_stack(g, &stack, x)?;
         let short = g.scoped("downsample", |g| self.shortcut.export_onnx(g, x))?;
-        let sum = g.add(out, short);
+        let sum = g.add(out, short)?;
         Ok(g.unary("Relu", sum))
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {

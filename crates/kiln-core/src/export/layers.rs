@@ -31,16 +31,47 @@ fn expect_4d(g: &GraphBuilder, what: &str, x: ValueId) -> Result<()> {
     }
 }
 
+/// Errors unless `x` is `[N, C, H, W]` with `channels` channels (if given) and the window of
+/// `kernel` taps spaced by `dilation` fits its height and width plus `padding` (the totals of
+/// both sides): the shapes kiln's ops would reject, said as an error instead of their panic.
+fn expect_fit(
+    g: &GraphBuilder,
+    what: &str,
+    x: ValueId,
+    channels: Option<usize>,
+    [kernel, dilation, padding]: [[usize; 2]; 3],
+) -> Result<()> {
+    expect_4d(g, what, x)?;
+    let s = g.shape(x);
+    if let Some(c) = channels.filter(|&c| c != s[1]) {
+        let why = format!("expects {c} input channels, got {:?}", s);
+        return Err(g.unsupported(what, &why));
+    }
+    for d in 0..2 {
+        let span = dilation[d] * (kernel[d] - 1) + 1;
+        if s[2 + d] + padding[d] < span {
+            let why = format!(
+                "a window of {}x{} (dilation {dilation:?}) does not fit the input {s:?} with \
+                 padding {padding:?}",
+                kernel[0], kernel[1]
+            );
+            return Err(g.unsupported(what, &why));
+        }
+    }
+    Ok(())
+}
+
 /// `Conv`, the bias an input when there is one.
 pub(crate) fn conv2d(c: &Conv2d, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
-    expect_4d(g, "Conv2d", x)?;
+    let dims = c.weight.dims().to_vec();
+    let o = c.options;
+    let [(top, bottom), (left, right)] = o.padding.resolve([dims[2], dims[3]], o.dilation);
+    let window = [[dims[2], dims[3]], o.dilation, [top + bottom, left + right]];
+    expect_fit(g, "Conv2d", x, Some(dims[1] * o.groups), window)?;
     let mut inputs = vec![x, g.tensor("weight", &c.weight)?];
     if let Some(b) = &c.bias {
         inputs.push(g.tensor("bias", b)?);
     }
-    let dims = c.weight.dims().to_vec();
-    let o = c.options;
-    let [(top, bottom), (left, right)] = o.padding.resolve([dims[2], dims[3]], o.dilation);
     let attrs = vec![
         ("kernel_shape", ints(&dims[2..])),
         ("strides", ints(&o.stride)),
@@ -48,9 +79,9 @@ pub(crate) fn conv2d(c: &Conv2d, g: &mut GraphBuilder, x: ValueId) -> Result<Val
         ("dilations", ints(&o.dilation)),
         ("group", Attr::Int(o.groups as i64)),
     ];
-    Ok(g.node_like("Conv", &inputs, attrs, |t| {
+    g.node_like("Conv", &inputs, attrs, |t| {
         t.conv2d(&zeros(&dims), None, &o)
-    }))
+    })
 }
 
 /// `ConvTranspose` (the weight in PyTorch's `[in, out / groups, k, k]` layout, as ONNX's).
@@ -59,7 +90,8 @@ pub(crate) fn conv_transpose2d(
     g: &mut GraphBuilder,
     x: ValueId,
 ) -> Result<ValueId> {
-    expect_4d(g, "ConvTranspose2d", x)?;
+    let window = [[1, 1], [1, 1], [0, 0]];
+    expect_fit(g, "ConvTranspose2d", x, Some(c.weight.dims()[0]), window)?;
     let mut inputs = vec![x, g.tensor("weight", &c.weight)?];
     if let Some(b) = &c.bias {
         inputs.push(g.tensor("bias", b)?);
@@ -75,9 +107,9 @@ pub(crate) fn conv_transpose2d(
         ("dilations", ints(&o.dilation)),
         ("group", Attr::Int(o.groups as i64)),
     ];
-    Ok(g.node_like("ConvTranspose", &inputs, attrs, |t| {
+    g.node_like("ConvTranspose", &inputs, attrs, |t| {
         t.conv_transpose2d(&zeros(&dims), None, &o)
-    }))
+    })
 }
 
 /// `BatchNormalization` with the running statistics (evaluation mode); a layer without its
@@ -146,10 +178,10 @@ pub(crate) fn linear(l: &Linear, g: &mut GraphBuilder, x: ValueId) -> Result<Val
         vec![inputs, outputs],
     );
     let y = g.node("MatMul", &[x, wt], vec![], out);
-    Ok(match b {
+    match b {
         Some(b) => g.add(y, b),
-        None => y,
-    })
+        None => Ok(y),
+    }
 }
 
 /// `Gemm`, `Reshape` to `[N, out, pieces]` and `ReduceMax` over the pieces.
@@ -185,7 +217,7 @@ pub(crate) fn activation(a: Activation, g: &mut GraphBuilder, x: ValueId) -> Res
             let half = g.floats("gelu_half", &[], vec![0.5])?;
             let scaled = g.node("Div", &[x, sqrt2], vec![], shape.clone());
             let erf = g.unary("Erf", scaled);
-            let gate = g.add(erf, one);
+            let gate = g.add(erf, one)?;
             let y = g.node("Mul", &[x, gate], vec![], shape.clone());
             g.node("Mul", &[y, half], vec![], shape)
         }
@@ -227,17 +259,19 @@ fn pool_attrs(o: &Pool2dOptions) -> Vec<(&'static str, Attr)> {
 
 /// `MaxPool`.
 pub(crate) fn max_pool(p: &MaxPool2d, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
-    expect_4d(g, "MaxPool2d", x)?;
     let o = p.options;
+    let window = [o.kernel, o.dilation, o.padding.map(|p| 2 * p)];
+    expect_fit(g, "MaxPool2d", x, None, window)?;
     let mut attrs = pool_attrs(&o);
     attrs.push(("dilations", ints(&o.dilation)));
-    Ok(g.node_like("MaxPool", &[x], attrs, |t| t.max_pool2d(&o)))
+    g.node_like("MaxPool", &[x], attrs, |t| t.max_pool2d(&o))
 }
 
 /// `AveragePool`.
 pub(crate) fn avg_pool(p: &AvgPool2d, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
-    expect_4d(g, "AvgPool2d", x)?;
     let o = p.options;
+    let window = [o.kernel, o.dilation, o.padding.map(|p| 2 * p)];
+    expect_fit(g, "AvgPool2d", x, None, window)?;
     if o.dilation != [1, 1] {
         return Err(g.unsupported(
             "AvgPool2d",
@@ -246,7 +280,7 @@ pub(crate) fn avg_pool(p: &AvgPool2d, g: &mut GraphBuilder, x: ValueId) -> Resul
     }
     let mut attrs = pool_attrs(&o);
     attrs.push(("count_include_pad", Attr::Int(o.count_include_pad as i64)));
-    Ok(g.node_like("AveragePool", &[x], attrs, |t| t.avg_pool2d(&o)))
+    g.node_like("AveragePool", &[x], attrs, |t| t.avg_pool2d(&o))
 }
 
 /// `GlobalAveragePool` for a 1x1 output, `AveragePool` when the output size divides the input
