@@ -1,5 +1,5 @@
-//! ONNX export (issue 16, part 6): LeNet-5, ResNet-20 and the small AlexNet (with LRN), after a
-//! training step (so that batch-norm scales, shifts and running statistics are not the
+//! ONNX export (issue 16, part 6): LeNet-5, ResNet-20, a ResNet with projection shortcuts, the
+//! small AlexNet (with LRN) and a chain of kiln-core's other layers, after a training step (so that batch-norm scales, shifts and running statistics are not the
 //! identity), exported with `kiln::onnx` and run by onnxruntime give kiln's logits (1e-4), and
 //! the file passes the ONNX checker. onnxruntime runs in Python (`tests/onnx/run_onnx.py`);
 //! where python3, `onnx` or `onnxruntime` is missing the comparison is skipped with one line
@@ -9,7 +9,7 @@
 
 mod common;
 use common::*;
-use kiln::models::{AlexNet, LeNet5, ResNet};
+use kiln::models::{AlexNet, LeNet5, ResNet, ShortcutKind};
 use kiln::nn::{
     Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormOptions, Conv2d,
     ConvTranspose2d, Flatten, Linear, LocalResponseNorm, MaxPool2d, Maxout, Module, ParamBuilder,
@@ -259,6 +259,24 @@ fn resnet20_gives_kilns_logits_in_onnxruntime() {
         ("Gemm", 1),
     ];
     export_and_compare("resnet20", &model, &[3, 32, 32], 10, &ops);
+}
+
+#[test]
+fn a_resnet_with_projection_shortcuts_gives_kilns_logits_in_onnxruntime() {
+    let pb = ParamBuilder::new(&gpu(), 7);
+    let model = ResNet::cifar(1, 3, 10, ShortcutKind::Projection, &pb).unwrap();
+    // One block per stage; the last two stages' shortcuts are a 1x1 convolution and a batch norm
+    // (`layer2.0.downsample.0`, `.1`).
+    let ops = [
+        ("Conv", 9),
+        ("BatchNormalization", 9),
+        ("Relu", 7),
+        ("Add", 3),
+        ("GlobalAveragePool", 1),
+        ("Flatten", 1),
+        ("Gemm", 1),
+    ];
+    export_and_compare("resnet8_projection", &model, &[3, 16, 16], 10, &ops);
 }
 
 #[test]
