@@ -1,11 +1,12 @@
 //! ONNX export (issue 16, part 6): LeNet-5, ResNet-20, a ResNet with projection shortcuts, the
-//! small AlexNet (with LRN) and a chain of kiln-core's other layers, after a training step (so that batch-norm scales, shifts and running statistics are not the
-//! identity), exported with `kiln::onnx` and run by onnxruntime give kiln's logits (1e-4), and
-//! the file passes the ONNX checker. onnxruntime runs in Python (`tests/onnx/run_onnx.py`);
-//! where python3, `onnx` or `onnxruntime` is missing the comparison is skipped with one line
-//! saying so, and the checks in Rust still run: the file decoded back with prost has the
-//! expected nodes, every parameter and running statistic as an initializer with its
-//! `state_dict` name, shape and values, and a symbolic batch dimension.
+//! small AlexNet (with LRN) and a chain of kiln-core's other layers, after a training step (so
+//! that batch-norm scales, shifts and running statistics are not the identity), exported with
+//! `kiln::onnx` and run by onnxruntime give kiln's logits (1e-4), and the file passes the ONNX
+//! checker. onnxruntime runs in Python (`tests/onnx/run_onnx.py`); where python3, `onnx` or
+//! `onnxruntime` is missing the comparison is skipped with one line saying so, and the checks in
+//! Rust still run: the file decoded back with prost has the expected nodes, every parameter and
+//! running statistic as an initializer with its `state_dict` name, shape and values, and a
+//! symbolic batch dimension.
 
 mod common;
 use common::*;
