@@ -27,6 +27,8 @@ pub mod schedule {
     pub use kiln_core::schedule::*;
 }
 pub use kiln_models as models;
+/// Export to ONNX files: [`onnx::export`] writes a model's inference graph.
+pub use kiln_onnx as onnx;
 pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
 

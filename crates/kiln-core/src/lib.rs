@@ -19,6 +19,7 @@ pub mod debug;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod nn;
 pub mod op;

@@ -3,6 +3,7 @@
 //! AlexNet-style network for 28x28 and 32x32 images.
 
 use crate::{check_parameter, check_same_device, FineTune};
+use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::nn::{
     Activation, AdaptiveAvgPool2d, Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module,
     ParamBuilder, Sequential,
@@ -201,6 +202,12 @@ impl Module for AlexNet {
     fn forward(&self, x: &Tensor) -> Tensor {
         let x = self.avgpool.forward(&self.features.forward(x));
         self.classifier.forward(&x.flatten(1, 3))
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let x = g.child("features", &self.features, x)?;
+        let x = g.child("avgpool", &self.avgpool, x)?;
+        let x = g.flatten(x);
+        g.child("classifier", &self.classifier, x)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         vec![

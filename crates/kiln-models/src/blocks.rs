@@ -2,8 +2,9 @@
 //! 1x1-3x3-1x1 `Bottleneck`, and the shortcuts that match a block's input to its output when the
 //! shape changes. Names follow torchvision (`conv1`, `bn1`, .., `downsample.0`, `downsample.1`).
 
+use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::nn::{BatchNorm2d, Conv2d, Init, Module, ParamBuilder};
-use kiln_core::{Conv2dOptions, Tensor};
+use kiln_core::{Conv2dOptions, Result, Tensor};
 
 /// A convolution without a bias, initialised as torchvision initialises ResNet's
 /// (Kaiming normal, fan-out mode): `k x k`, `stride`, padding `k / 2`; its `weight` under `pb`'s
@@ -104,6 +105,37 @@ impl Module for Shortcut {
             Shortcut::Projection(conv, bn) => bn.forward(&conv.forward(x)),
         }
     }
+    /// The identity adds no node; option A is a strided `Slice` and a `Pad` of the channels;
+    /// option B a convolution and a batch norm (`0`, `1`).
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        match self {
+            Shortcut::Identity => Ok(x),
+            Shortcut::ZeroPad {
+                stride,
+                before,
+                after,
+            } => {
+                let s = g.shape(x).to_vec();
+                let starts = g.ints("slice_starts", &[0, 0])?;
+                let ends = g.ints("slice_ends", &[s[2] as i64, s[3] as i64])?;
+                let axes = g.ints("slice_axes", &[2, 3])?;
+                let steps = g.ints("slice_steps", &[*stride as i64; 2])?;
+                let (before, after) = (*before, *after);
+                let stride = *stride;
+                let sub = g.node_like("Slice", &[x, starts, ends, axes, steps], vec![], |t| {
+                    t.slice(2, 0, s[2], stride).slice(3, 0, s[3], stride)
+                })?;
+                let pads = g.ints("pads", &[0, before as i64, 0, 0, 0, after as i64, 0, 0])?;
+                g.node_like("Pad", &[sub, pads], vec![], |t| {
+                    t.pad(&[(0, 0), (before, after)], 0.0)
+                })
+            }
+            Shortcut::Projection(conv, bn) => {
+                let y = g.child("0", conv, x)?;
+                g.child("1", bn, y)
+            }
+        }
+    }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         match self {
             Shortcut::Projection(conv, bn) => vec![("0".into(), conv), ("1".into(), bn)],
@@ -155,6 +187,12 @@ impl Module for BasicBlock {
         let out = self.bn1.forward(&self.conv1.forward(x)).relu();
         let out = self.bn2.forward(&self.conv2.forward(&out));
         (out + self.shortcut.forward(x)).relu()
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let out = export_stack(g, &[(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)], x)?;
+        let short = g.scoped("downsample", |g| self.shortcut.export_onnx(g, x))?;
+        let sum = g.add(out, short)?;
+        Ok(g.unary("Relu", sum))
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         let mut v: Vec<(String, &dyn Module)> = vec![
@@ -223,6 +261,17 @@ impl Module for Bottleneck {
         let out = self.bn3.forward(&self.conv3.forward(&out));
         (out + self.shortcut.forward(x)).relu()
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let stack = [
+            (&self.conv1, &self.bn1),
+            (&self.conv2, &self.bn2),
+            (&self.conv3, &self.bn3),
+        ];
+        let out = export_stack(g, &stack, x)?;
+        let short = g.scoped("downsample", |g| self.shortcut.export_onnx(g, x))?;
+        let sum = g.add(out, short)?;
+        Ok(g.unary("Relu", sum))
+    }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         let mut v: Vec<(String, &dyn Module)> = vec![
             ("conv1".into(), &self.conv1),
@@ -237,4 +286,22 @@ impl Module for Bottleneck {
         }
         v
     }
+}
+
+/// The residual branch of a block: each convolution and its batch norm (named `conv1`, `bn1`,
+/// `conv2`, .. as in the block), a ReLU after each pair but the last.
+fn export_stack(
+    g: &mut GraphBuilder,
+    stack: &[(&Conv2d, &BatchNorm2d)],
+    x: ValueId,
+) -> Result<ValueId> {
+    let mut y = x;
+    for (i, (conv, bn)) in stack.iter().enumerate() {
+        y = g.child(&format!("conv{}", i + 1), *conv, y)?;
+        y = g.child(&format!("bn{}", i + 1), *bn, y)?;
+        if i + 1 < stack.len() {
+            y = g.unary("Relu", y);
+        }
+    }
+    Ok(y)
 }

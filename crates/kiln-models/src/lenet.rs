@@ -3,6 +3,7 @@
 //! that 28x28 MNIST digits give the paper's 32x32 geometry.
 
 use crate::{check_parameter, check_same_device, FineTune};
+use kiln_core::export::{GraphBuilder, ValueId};
 use kiln_core::nn::{Conv2d, Linear, MaxPool2d, Module, ParamBuilder};
 use kiln_core::{Conv2dOptions, Result, Tensor};
 
@@ -85,6 +86,20 @@ impl Module for LeNet5 {
         let x = self.fc1.forward(&x).relu();
         let x = self.fc2.forward(&x).relu();
         self.fc3.forward(&x)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let x = g.child("conv1", &self.conv1, x)?;
+        let x = g.unary("Relu", x);
+        let x = g.child("pool", &self.pool, x)?;
+        let x = g.child("conv2", &self.conv2, x)?;
+        let x = g.unary("Relu", x);
+        let x = g.child("pool", &self.pool, x)?;
+        let x = g.flatten(x);
+        let x = g.child("fc1", &self.fc1, x)?;
+        let x = g.unary("Relu", x);
+        let x = g.child("fc2", &self.fc2, x)?;
+        let x = g.unary("Relu", x);
+        g.child("fc3", &self.fc3, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![];

@@ -4,6 +4,8 @@
 
 use crate::blocks::{conv, BasicBlock, Bottleneck, ShortcutKind};
 use crate::{check_parameter, check_same_device, FineTune};
+use kiln_core::export::{GraphBuilder, ValueId};
+use kiln_core::nn::AdaptiveAvgPool2d;
 use kiln_core::nn::{BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ParamBuilder, Sequential};
 use kiln_core::{Pool2dOptions, Result, Tensor};
 
@@ -248,6 +250,20 @@ impl Module for ResNet {
         let x = self.layers.iter().fold(x, |x, stage| stage.forward(&x));
         let x = x.adaptive_avg_pool2d([1, 1]).flatten(1, 3);
         self.fc.forward(&x)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let x = g.child("conv1", &self.conv1, x)?;
+        let x = g.child("bn1", &self.bn1, x)?;
+        let mut x = g.unary("Relu", x);
+        if let Some(pool) = &self.maxpool {
+            x = g.child("maxpool", pool, x)?;
+        }
+        for (i, stage) in self.layers.iter().enumerate() {
+            x = g.child(&format!("layer{}", i + 1), stage, x)?;
+        }
+        let x = g.child("avgpool", &AdaptiveAvgPool2d::new([1, 1]), x)?;
+        let x = g.flatten(x);
+        g.child("fc", &self.fc, x)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         let mut v: Vec<(String, &dyn Module)> =

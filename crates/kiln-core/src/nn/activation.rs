@@ -1,6 +1,8 @@
 //! Activation layers: the activation functions as modules, for [`super::Sequential`].
 
 use super::{prefixed, Linear, Module, ParamBuilder};
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 
 /// An elementwise (or, for softmax, per-row) activation function.
@@ -34,6 +36,9 @@ impl Module for Activation {
             Activation::Softmax => x.softmax(1),
         }
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::activation(*self, g, x)
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]
     }
@@ -64,6 +69,9 @@ impl Module for Maxout {
     fn forward(&self, x: &Tensor) -> Tensor {
         let y = self.linear.forward(x);
         y.maxout(self.pieces, y.rank() - 1)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::maxout(self, g, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         prefixed("linear", &self.linear)

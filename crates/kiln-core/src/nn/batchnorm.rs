@@ -3,6 +3,8 @@
 use super::pending::{record_update, updated_value};
 use super::{buffer, Init, Module, ParamBuilder};
 use crate::dtype::DType;
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::{no_grad, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -239,6 +241,9 @@ impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
         self.normalize("BatchNorm", x)
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::batch_norm(self, g, x)
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![];
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
@@ -345,6 +350,9 @@ impl Module for BatchNorm2d {
     fn is_training(&self) -> Option<bool> {
         self.0.is_training()
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::batch_norm(&self.0, g, x)
+    }
 }
 
 impl Module for BatchNorm1d {
@@ -369,5 +377,8 @@ impl Module for BatchNorm1d {
     }
     fn is_training(&self) -> Option<bool> {
         self.0.is_training()
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::batch_norm(&self.0, g, x)
     }
 }

@@ -1,6 +1,8 @@
 //! Convolution layers.
 
 use super::{init, Init, Module, ParamBuilder};
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 use crate::{Conv2dOptions, ConvTranspose2dOptions};
 
@@ -62,6 +64,9 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::conv2d(self, g, x)
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
         if let Some(b) = &self.bias {
@@ -113,6 +118,9 @@ impl ConvTranspose2d {
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.conv_transpose2d(&self.weight, self.bias.as_ref(), &self.options)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::conv_transpose2d(self, g, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];

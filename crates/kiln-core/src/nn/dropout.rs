@@ -1,6 +1,8 @@
 //! Dropout.
 
 use super::Module;
+use crate::error::Result;
+use crate::export::{GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -52,6 +54,10 @@ impl Module for Dropout {
             .ge(&Tensor::full((), self.p as f32, x.device()).expand(x.shape()));
         let kept = keep.cast(x.dtype()).mul_scalar(1.0 / (1.0 - self.p));
         x.mul(&kept)
+    }
+    /// Dropout is the identity at inference.
+    fn export_onnx(&self, _: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        Ok(x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]

@@ -1,6 +1,8 @@
 //! The dense (fully connected) layer.
 
 use super::{Init, Module, ParamBuilder};
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 
 /// `y = x Wᵀ + b`: `x [.., in] -> y [.., out]`, weight `[out, in]`, bias `[out]`, initialised as
@@ -48,6 +50,9 @@ impl Module for Linear {
             Some(b) => y.add(b),
             None => y,
         }
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::linear(self, g, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];

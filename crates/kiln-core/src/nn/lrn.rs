@@ -2,6 +2,8 @@
 //! `LocalResponseNorm`.
 
 use super::Module;
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 
 /// Local response normalisation: `[N, C, ..] -> [N, C, ..]`,
@@ -68,6 +70,9 @@ impl Module for LocalResponseNorm {
             .add_scalar(self.k)
             .pow_scalar(self.beta);
         x.div(&div)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::lrn(self, g, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]

@@ -49,6 +49,8 @@ pub use state::{
 
 pub(crate) use pending::{restore_pending, take_pending};
 
+use crate::error::Result;
+use crate::export::{GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 
 /// A layer or a whole model: a function of one tensor with named parameters and buffers.
@@ -122,6 +124,20 @@ pub trait Module {
     /// `sum(p.numel() for p in model.parameters())`).
     fn num_parameters(&self) -> usize {
         self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
+    }
+
+    /// Adds to `g` the nodes that compute this module's forward pass in evaluation mode (batch
+    /// norms with their running statistics, no dropout) from value `x`, and returns the output
+    /// value: the module's part of an ONNX export (see [`crate::export`]). A container exports
+    /// each child with [`GraphBuilder::child`], so that the child's initializers get its
+    /// `state_dict` names. The default is an error naming the module's type and its place in
+    /// the model.
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        let _ = x;
+        Err(crate::export::not_exportable(
+            g,
+            std::any::type_name::<Self>(),
+        ))
     }
 }
 

@@ -1,6 +1,8 @@
 //! Pooling, flattening and identity layers (no parameters).
 
 use super::Module;
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 use crate::Pool2dOptions;
 
@@ -26,6 +28,9 @@ impl MaxPool2d {
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.max_pool2d(&self.options)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::max_pool(self, g, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]
@@ -55,6 +60,9 @@ impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.avg_pool2d(&self.options)
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::avg_pool(self, g, x)
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]
     }
@@ -69,6 +77,9 @@ impl Module for Flatten {
             return x.clone();
         }
         x.flatten(1, x.rank() - 1)
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        Ok(layers::flatten(g, x))
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]
@@ -93,6 +104,9 @@ impl Module for AdaptiveAvgPool2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.adaptive_avg_pool2d(self.output)
     }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::adaptive_avg_pool(self, g, x)
+    }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]
     }
@@ -104,6 +118,9 @@ pub struct Identity;
 impl Module for Identity {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.clone()
+    }
+    fn export_onnx(&self, _: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        Ok(x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![]

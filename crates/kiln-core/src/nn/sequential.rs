@@ -1,6 +1,8 @@
 //! A chain of layers.
 
 use super::Module;
+use crate::error::Result;
+use crate::export::{layers, GraphBuilder, ValueId};
 use crate::tensor::Tensor;
 
 /// Layers applied in order. Parameters and buffers are named by position, as PyTorch's
@@ -64,6 +66,9 @@ impl Module for Sequential {
         self.layers
             .iter()
             .fold(x.clone(), |h, (_, layer)| layer.forward(&h))
+    }
+    fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
+        layers::chain(self.children(), g, x)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         self.layers

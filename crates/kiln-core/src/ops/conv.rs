@@ -43,7 +43,7 @@ impl Padding {
 
     /// The `(before, after)` padding of the height and width for a kernel of `kernel` taps with
     /// `dilation`.
-    fn resolve(&self, kernel: [usize; 2], dilation: [usize; 2]) -> [(usize, usize); 2] {
+    pub(crate) fn resolve(&self, kernel: [usize; 2], dilation: [usize; 2]) -> [(usize, usize); 2] {
         match *self {
             Padding::Valid => [(0, 0); 2],
             Padding::Explicit {
