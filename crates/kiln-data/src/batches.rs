@@ -1,14 +1,15 @@
 //! Mini-batches of a [`Split`]: an iterator of `(images, labels)` tensors.
 
-use crate::data::mnist::{Split, MNIST_MEAN, MNIST_STD};
-use crate::data::transform::Transform;
-use crate::device::Device;
-use crate::dtype::DType;
-use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::mnist::{MNIST_MEAN, MNIST_STD};
+use crate::split::Split;
+use crate::transform::Transform;
+use kiln_core::device::Device;
+use kiln_core::dtype::DType;
+use kiln_core::error::Result;
+use kiln_core::tensor::Tensor;
 
 /// An iterator of mini-batches `(images, labels)` over a [`Split`], made by [`Split::batches`]:
-/// images f32 `[B, 1, rows, cols]`, labels i32 `[B]`. Builder methods choose whether the last
+/// images f32 `[B, channels, rows, cols]`, labels i32 `[B]`. Builder methods choose whether the last
 /// partial batch is kept, the normalisation, the device the tensors are made on, and an
 /// augmentation pipeline the images pass through.
 #[derive(Clone, Debug)]
@@ -21,6 +22,19 @@ pub struct Batches<'a> {
     norm: Option<(f32, f32)>,
     device: Device,
     augment: Option<&'a dyn Transform>,
+}
+
+impl<'a> Split<'a> {
+    /// Mini-batches of `batch_size` images in this view's order: `(images, labels)` with images
+    /// f32 `[B, channels, rows, cols]` scaled to [0, 1] and normalised with MNIST's mean 0.1307 and
+    /// standard deviation 0.3081, labels i32 `[B]`, made on `Device::cpu()` as host data (they
+    /// move to the GPU when they meet a GPU tensor). The last batch may be smaller; see
+    /// [`Batches::drop_last`], [`Batches::normalize`], [`Batches::unnormalized`], [`Batches::on`].
+    /// Panics if `batch_size` is 0.
+    #[track_caller]
+    pub fn batches(&self, batch_size: usize) -> Batches<'a> {
+        Batches::new(self.clone(), batch_size)
+    }
 }
 
 impl<'a> Batches<'a> {
@@ -69,16 +83,17 @@ impl<'a> Batches<'a> {
         self
     }
     /// Passes every batch's images through `augment`, any [`Transform`] (for the built-in
-    /// [`crate::data::Augment`], each batch takes the pipeline's next step, so every epoch draws
+    /// [`crate::Augment`], each batch takes the pipeline's next step, so every epoch draws
     /// new randomness). The augmentation is part of
     /// the lazy graph and runs on the device the images meet (a GPU's, for a model there).
     /// `augment` sees the images as these batches make them, normalised unless
     /// [`Batches::unnormalized`] was called; for zeros that mean black in the crops and turns,
     /// call `unnormalized()` and put the normalisation in the pipeline. Errors if the pipeline's
-    /// normalisation does not fit single-channel images.
+    /// normalisation does not fit the images' channel count.
     pub fn transform(mut self, augment: &'a dyn Transform) -> Result<Self> {
         let [rows, cols] = self.split.image_dims();
-        augment.check_batch(&[self.batch_size, 1, rows, cols], DType::F32)?;
+        let channels = self.split.channels();
+        augment.check_batch(&[self.batch_size, channels, rows, cols], DType::F32)?;
         self.augment = Some(augment);
         Ok(self)
     }
@@ -112,7 +127,8 @@ impl Iterator for Batches<'_> {
                 }
             })
             .collect();
-        let mut images = Vec::with_capacity(b * rows * cols);
+        let channels = self.split.channels();
+        let mut images = Vec::with_capacity(b * channels * rows * cols);
         let mut labels = Vec::with_capacity(b);
         for i in self.next..self.next + b {
             images.extend(self.split.image(i).iter().map(|&p| table[p as usize]));
@@ -120,7 +136,7 @@ impl Iterator for Batches<'_> {
         }
         self.next += b;
         let mut x =
-            Tensor::from_vec(images, [b, 1, rows, cols], &self.device).expect("batch shape");
+            Tensor::from_vec(images, [b, channels, rows, cols], &self.device).expect("batch shape");
         if let Some(augment) = self.augment {
             // check_batch accepted this shape when the transform was attached.
             x = augment

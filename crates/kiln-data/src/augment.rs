@@ -3,12 +3,12 @@
 //! image and applied in one warp ([`Tensor::affine_sample`]), then a per-channel normalisation
 //! fused into the same kernel.
 
-use crate::data::transform::Transform;
-use crate::device::Device;
-use crate::dtype::DType;
-use crate::error::{KilnError, Result};
-use crate::rng::philox4x32;
-use crate::tensor::{no_grad, Tensor};
+use crate::transform::Transform;
+use kiln_core::device::Device;
+use kiln_core::dtype::DType;
+use kiln_core::error::{KilnError, Result};
+use kiln_core::rng::philox4x32;
+use kiln_core::tensor::{no_grad, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An augmentation pipeline for f32 image batches `[N, C, H, W]`, built like
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// zero outside). Crops and flips alone move whole pixels and copy exactly. The normalisation
 /// comes last. In evaluation mode ([`Augment::set_training`]) only the normalisation applies.
 ///
-/// [`Augment::apply`] numbers the batches itself (like [`crate::nn::Dropout`]'s masks);
+/// [`Augment::apply`] numbers the batches itself (like [`kiln_core::nn::Dropout`]'s masks);
 /// [`Augment::apply_at`] takes the step explicitly.
 #[derive(Debug)]
 pub struct Augment {

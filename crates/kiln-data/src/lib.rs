@@ -1,0 +1,30 @@
+//! kiln-data: data sets read from disk and cut into mini-batches, re-exported by the `kiln`
+//! facade as `kiln::data`.
+//!
+//! - [`Mnist`]: the IDX files of MNIST and Fashion-MNIST ([`idx`] reads the format).
+//! - [`Split`]: a labelled image set on the host, in some order; [`Split::batches`] gives
+//!   [`Batches`], an iterator of `(images, labels)` tensors (f32 `[B, C, H, W]`, i32 `[B]`).
+//! - [`Transform`]: what batches pass through on the device; [`Augment`] is the built-in
+//!   seeded augmentation pipeline.
+//! - [`evaluate`] and [`accuracy`]: a model's classification accuracy on a split or on any
+//!   iterator of batches.
+//!
+//! The engine (kiln-core) does not depend on this crate: image decoding and file formats stay
+//! out of it.
+
+#![warn(missing_docs)]
+
+pub mod augment;
+pub mod batches;
+mod evaluate;
+pub mod idx;
+pub mod mnist;
+pub mod split;
+pub mod transform;
+pub use augment::{Augment, AugmentParams};
+pub use batches::Batches;
+pub use evaluate::{accuracy, evaluate};
+pub use idx::{read_idx, IdxArray};
+pub use mnist::{Mnist, MNIST_MEAN, MNIST_STD};
+pub use split::Split;
+pub use transform::Transform;
