@@ -4,6 +4,9 @@
 //! - [`Mnist`]: the IDX files of MNIST and Fashion-MNIST ([`idx`] reads the format).
 //! - [`Split`]: a labelled image set on the host, in some order; [`Split::batches`] gives
 //!   [`Batches`], an iterator of `(images, labels)` tensors (f32 `[B, C, H, W]`, i32 `[B]`).
+//! - [`ImageFolder`]: a folder of pictures, one sub-folder per class (PNG, JPEG, BMP, WebP),
+//!   decoded on CPU threads ahead of the consumer; [`ImageSet::batches`] gives batches of the
+//!   same form.
 //! - [`Transform`]: what batches pass through on the device; [`Augment`] is the built-in
 //!   seeded augmentation pipeline.
 //! - [`evaluate`] and [`accuracy`]: a model's classification accuracy on a split or on any
@@ -17,14 +20,21 @@
 pub mod augment;
 pub mod batches;
 mod evaluate;
+pub mod folder;
 pub mod idx;
 pub mod mnist;
+pub mod pixels;
 pub mod split;
 pub mod transform;
 pub use augment::{Augment, AugmentParams};
 pub use batches::Batches;
 pub use evaluate::{accuracy, evaluate};
+pub use folder::{
+    class_list_path, read_class_list, write_class_list, FolderOptions, ImageBatches, ImageFolder,
+    ImageSet,
+};
 pub use idx::{read_idx, IdxArray};
 pub use mnist::{Mnist, MNIST_MEAN, MNIST_STD};
+pub use pixels::Image;
 pub use split::Split;
 pub use transform::Transform;
