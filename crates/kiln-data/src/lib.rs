@@ -1,7 +1,8 @@
 //! kiln-data: data sets read from disk and cut into mini-batches, re-exported by the `kiln`
 //! facade as `kiln::data`.
 //!
-//! - [`Mnist`]: the IDX files of MNIST and Fashion-MNIST ([`idx`] reads the format).
+//! - [`Mnist`]: the IDX files of MNIST and Fashion-MNIST ([`idx`] reads the format); [`Cifar`]:
+//!   the binary files of CIFAR-10 and CIFAR-100.
 //! - [`Split`]: a labelled image set on the host, in some order; [`Split::batches`] gives
 //!   [`Batches`], an iterator of `(images, labels)` tensors (f32 `[B, C, H, W]`, i32 `[B]`).
 //! - [`ImageFolder`]: a folder of pictures, one sub-folder per class (PNG, JPEG, BMP, WebP),
@@ -19,6 +20,7 @@
 
 pub mod augment;
 pub mod batches;
+pub mod cifar;
 mod evaluate;
 pub mod folder;
 pub mod idx;
@@ -28,6 +30,7 @@ pub mod split;
 pub mod transform;
 pub use augment::{Augment, AugmentParams};
 pub use batches::Batches;
+pub use cifar::{Cifar, CIFAR100_MEAN, CIFAR100_STD, CIFAR10_MEAN, CIFAR10_STD};
 pub use evaluate::{accuracy, evaluate};
 pub use folder::{
     class_list_path, read_class_list, write_class_list, FolderOptions, ImageBatches, ImageFolder,

@@ -119,6 +119,7 @@ fn read_split(dir: &Path, stem: &str) -> Result<SplitData> {
         images: images.data,
         labels: labels.data,
         channels: 1,
+        norm: (vec![MNIST_MEAN], vec![MNIST_STD]),
         rows,
         cols,
         label_path,

@@ -17,6 +17,8 @@ pub(crate) struct SplitData {
     pub(crate) channels: usize,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
+    /// The per-channel `(mean, std)` that [`crate::Batches`] normalises with by default.
+    pub(crate) norm: (Vec<f32>, Vec<f32>),
     /// The label file, for errors.
     pub(crate) label_path: PathBuf,
 }
@@ -70,6 +72,10 @@ impl<'a> Split<'a> {
     pub fn image_dims(&self) -> [usize; 2] {
         [self.data.rows, self.data.cols]
     }
+    /// The per-channel `(mean, std)` that batches normalise with unless told otherwise.
+    pub(crate) fn default_norm(&self) -> (Vec<f32>, Vec<f32>) {
+        self.data.norm.clone()
+    }
     /// Colour channels per image: 1 (MNIST) or 3 (CIFAR).
     pub fn channels(&self) -> usize {
         self.data.channels
@@ -103,17 +109,21 @@ impl<'a> Split<'a> {
                 counts[p as usize] += 1;
             }
         }
-        let n: u64 = counts.iter().sum();
-        if n == 0 {
-            return (0.0, 1.0);
+        mean_std(&counts)
+    }
+    /// [`Split::pixel_mean_std`] of each channel on its own (for
+    /// [`crate::Batches::normalize_channels`]).
+    pub fn channel_mean_std(&self) -> (Vec<f32>, Vec<f32>) {
+        let plane = self.data.rows * self.data.cols;
+        let mut counts = vec![[0u64; 256]; self.channels()];
+        for i in 0..self.len() {
+            for (c, pixels) in self.image(i).chunks(plane).enumerate() {
+                for &p in pixels {
+                    counts[c][p as usize] += 1;
+                }
+            }
         }
-        let value = |p: usize| p as f64 / 255.0;
-        let mean = (0..256).map(|p| counts[p] as f64 * value(p)).sum::<f64>() / n as f64;
-        let var = (0..256)
-            .map(|p| counts[p] as f64 * (value(p) - mean).powi(2))
-            .sum::<f64>()
-            / n as f64;
-        (mean as f32, (var.sqrt() as f32).max(1e-6))
+        counts.iter().map(mean_std).unzip()
     }
     /// This view in a random order that depends only on `seed` (and the view's order): the same
     /// seed gives the same order on every machine and every run. The permutation is a
@@ -149,4 +159,20 @@ impl<'a> Split<'a> {
             order: self.order[n.min(self.len())..].to_vec(),
         }
     }
+}
+
+/// The mean and standard deviation (at least 1e-6) of the pixels counted in `counts` (how many
+/// of each byte value), scaled to [0, 1]; `(0, 1)` when nothing was counted.
+fn mean_std(counts: &[u64; 256]) -> (f32, f32) {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let value = |p: usize| p as f64 / 255.0;
+    let mean = (0..256).map(|p| counts[p] as f64 * value(p)).sum::<f64>() / n as f64;
+    let var = (0..256)
+        .map(|p| counts[p] as f64 * (value(p) - mean).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    (mean as f32, (var.sqrt() as f32).max(1e-6))
 }
