@@ -8,6 +8,8 @@
 //! - [`ImageFolder`]: a folder of pictures, one sub-folder per class (PNG, JPEG, BMP, WebP),
 //!   decoded on CPU threads ahead of the consumer; [`ImageSet::batches`] gives batches of the
 //!   same form.
+//! - [`Compose`]: seeded per-image transforms on the host (resize, crops, flips, rotation,
+//!   colour jitter, normalisation) composed like torchvision's, run on the decode threads.
 //! - [`Transform`]: what batches pass through on the device; [`Augment`] is the built-in
 //!   seeded augmentation pipeline.
 //! - [`evaluate`] and [`accuracy`]: a model's classification accuracy on a split or on any
@@ -21,6 +23,7 @@
 pub mod augment;
 pub mod batches;
 pub mod cifar;
+pub mod compose;
 mod evaluate;
 pub mod folder;
 pub mod idx;
@@ -31,6 +34,7 @@ pub mod transform;
 pub use augment::{Augment, AugmentParams};
 pub use batches::Batches;
 pub use cifar::{Cifar, CIFAR100_MEAN, CIFAR100_STD, CIFAR10_MEAN, CIFAR10_STD};
+pub use compose::Compose;
 pub use evaluate::{accuracy, evaluate};
 pub use folder::{
     class_list_path, read_class_list, write_class_list, FolderOptions, ImageBatches, ImageFolder,

@@ -9,6 +9,7 @@
 
 use super::set::ImageSet;
 use super::Inner;
+use crate::compose::Compose;
 use crate::pixels::Image;
 use crate::transform::Transform;
 use kiln_core::device::Device;
@@ -21,17 +22,25 @@ use std::thread::JoinHandle;
 /// What the decode threads do to each image after decoding it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Prepare {
+    /// The transforms each picture passes through first, at its own size.
+    pub(crate) pipeline: Option<Compose>,
+    /// The stream the pipeline's random draws come from (the set's shuffle seed).
+    pub(crate) stream: u64,
     /// Per channel `(mean, std)`: values become `(v - mean) / std`.
     pub(crate) norm: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Prepare {
-    /// Decodes sample `index` and makes it the batch's image: resized to the image size and
-    /// normalised. None when the file does not decode.
+    /// Decodes sample `index` and makes it the batch's image: through the pipeline, resized
+    /// to the image size (if it is not that size yet) and normalised. None when the file does
+    /// not decode.
     fn run(&self, inner: &Inner, index: usize) -> Option<Image> {
         let decoded = inner.load(index)?;
         let [h, w] = inner.options().image_size;
-        let mut image = decoded.resize(h, w);
+        let mut image = match &self.pipeline {
+            Some(p) => p.apply(&decoded, self.stream, index as u64).resize(h, w),
+            None => decoded.resize(h, w),
+        };
         if let Some((mean, std)) = &self.norm {
             let plane = h * w;
             for (c, values) in image.data.chunks_mut(plane).enumerate() {
@@ -57,7 +66,9 @@ impl Stream {
         let inner = set.inner.clone();
         let order = Arc::new(set.order.clone());
         let threads = inner.options().threads.min(order.len()).max(1);
-        let prepare = Arc::new(prepare.unwrap_or_default());
+        let mut prepare = prepare.unwrap_or_default();
+        prepare.stream = set.stream;
+        let prepare = Arc::new(prepare);
         let (mut receivers, mut handles) = (Vec::new(), Vec::new());
         for t in 0..threads {
             let (tx, rx) = sync_channel(bound.max(1));
@@ -185,6 +196,16 @@ impl<'a> ImageBatches<'a> {
             "ImageBatches::normalize: need finite means and positive stds, got {mean:?} {std:?}"
         );
         self.prepare.norm = Some((mean, std));
+        self
+    }
+    /// Passes every picture through `pipeline` on the decode threads, at its own size, before
+    /// it is scaled to the image size (if the pipeline does not end at that size) and
+    /// normalised. Its random draws come from its seed, the set's shuffle seed
+    /// ([`ImageSet::shuffled`]) and the file's index, so they do not depend on the threads.
+    /// Leave the normalisation to [`ImageBatches::normalize`] (the pipeline's own would be
+    /// resized after it).
+    pub fn cpu_transform(mut self, pipeline: Compose) -> Self {
+        self.prepare.pipeline = Some(pipeline);
         self
     }
     /// Makes the batch tensors directly on `device` (default: `Device::cpu()` host data).

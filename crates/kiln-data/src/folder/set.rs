@@ -16,7 +16,6 @@ pub struct ImageSet {
     pub(crate) order: Vec<u32>,
     /// The seed of the last shuffle (0 for file order): the random CPU transforms draw from it,
     /// so each epoch's shuffle also gives new crops.
-    #[allow(dead_code)] // read by the CPU transforms
     pub(crate) stream: u64,
 }
 
