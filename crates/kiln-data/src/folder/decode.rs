@@ -9,12 +9,12 @@ use std::path::Path;
 /// Why a file could not be read: the message for the warning line and the library's error.
 pub(crate) type Failure = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// The decoder limits: no side over `max_side` pixels and no more than 1 GiB allocated.
+/// The decoder limits: no side over `max_side` pixels and no more than 512 MiB allocated (as `kiln::classify`).
 fn limits(max_side: u32) -> Limits {
     let mut limits = Limits::default();
     limits.max_image_width = Some(max_side);
     limits.max_image_height = Some(max_side);
-    limits.max_alloc = Some(1 << 30);
+    limits.max_alloc = Some(512 << 20);
     limits
 }
 
