@@ -1,6 +1,5 @@
-//! A labelled image set held on the host ([`SplitData`]) and views of it in some order
-//! ([`Split`]): what the MNIST and CIFAR readers make, and what [`crate::Batches`] cuts into
-//! mini-batches.
+//! A labelled image set held on the host (`SplitData`, made by the MNIST and CIFAR readers) and
+//! views of it in some order ([`Split`]), which [`crate::Batches`] cuts into mini-batches.
 
 use kiln_core::rng::philox4x32;
 use std::path::PathBuf;
