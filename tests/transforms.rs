@@ -294,3 +294,43 @@ fn an_image_folder_runs_the_pipeline_on_its_decode_threads() {
     assert_ne!(one, two, "each epoch draws new crops");
     assert_eq!(run(4), (one, two), "the same for any number of threads");
 }
+
+#[test]
+fn an_image_folders_batches_pass_through_the_devices_augmentation() {
+    let dir = temp_dir("augment");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for k in 0..3u32 {
+            let img = image::RgbImage::from_fn(8, 6, |x, y| {
+                image::Rgb([(x * 30) as u8, (y * 40) as u8, (k * 80) as u8])
+            });
+            img.save(dir.join(format!("{class}/{k}.png"))).unwrap();
+        }
+    }
+    let opts = FolderOptions::new().image_size(6, 8).threads(2);
+    let folder = ImageFolder::open_with(&*dir, opts).unwrap();
+    let augment = Augment::new(3).horizontal_flip(1.0);
+    let plain: Vec<f32> = folder
+        .train()
+        .batches(6)
+        .flat_map(|(x, _)| x.to_vec::<f32>().unwrap())
+        .collect();
+    let flipped: Vec<f32> = folder
+        .train()
+        .batches(6)
+        .transform(&augment)
+        .unwrap()
+        .flat_map(|(x, _)| x.to_vec::<f32>().unwrap())
+        .collect();
+    // Every row of every plane reversed.
+    for (row, frow) in plain.chunks(8).zip(flipped.chunks(8)) {
+        let mut r = row.to_vec();
+        r.reverse();
+        assert_eq!(r, frow);
+    }
+    let wrong = Augment::new(3).normalize(&[0.5, 0.5], &[0.2, 0.2]);
+    assert!(
+        folder.train().batches(6).transform(&wrong).is_err(),
+        "2 values for 3 channels"
+    );
+}

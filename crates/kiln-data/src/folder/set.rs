@@ -87,7 +87,7 @@ impl ImageSet {
     /// `[B]`, the form of [`crate::Batches`]. Files that cannot be decoded are skipped (the
     /// batch is filled from the next files). Panics if `batch_size` is 0.
     #[track_caller]
-    pub fn batches(&self, batch_size: usize) -> ImageBatches<'static> {
+    pub fn batches<'a>(&self, batch_size: usize) -> ImageBatches<'a> {
         ImageBatches::new(self.clone(), batch_size)
     }
     /// The mean and standard deviation of each channel over this view's images as its batches
