@@ -3,7 +3,7 @@
 mod common;
 use common::temp_dir;
 
-use kiln::data::{Cifar, CIFAR10_MEAN, CIFAR10_STD};
+use kiln::data::{Cifar, DataFormat, CIFAR10_MEAN, CIFAR10_STD};
 use std::path::Path;
 
 /// Record `k`'s pixels: channel c, pixel i holds `(k * 7 + c * 50 + i) % 256`.
@@ -118,6 +118,38 @@ fn truncated_files_and_bad_labels_are_clear_errors() {
     let e = Cifar::from_dir(&*dir).unwrap().coarse_labels().unwrap_err();
     assert!(
         e.to_string().contains("CIFAR-10 has no coarse labels"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_data_directory_says_which_reader_it_needs() {
+    let dir = temp_dir("detect");
+    let c10 = dir.join("c10/cifar-10-batches-bin");
+    std::fs::create_dir_all(&c10).unwrap();
+    write(&c10.join("test_batch.bin"), 1, |_| vec![0]);
+    assert_eq!(
+        DataFormat::detect(dir.join("c10")).unwrap(),
+        DataFormat::Cifar
+    );
+    let c100 = dir.join("c100");
+    std::fs::create_dir_all(&c100).unwrap();
+    write(&c100.join("train.bin"), 1, |_| vec![0, 0]);
+    write(&c100.join("test.bin"), 1, |_| vec![0, 0]);
+    assert_eq!(DataFormat::detect(&c100).unwrap(), DataFormat::Cifar);
+    let mnist = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k");
+    assert_eq!(DataFormat::detect(mnist).unwrap(), DataFormat::Idx);
+    let photos = dir.join("photos/cat");
+    std::fs::create_dir_all(&photos).unwrap();
+    assert_eq!(
+        DataFormat::detect(dir.join("photos")).unwrap(),
+        DataFormat::ImageFolder
+    );
+    let e = DataFormat::detect(dir.join("none"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("none") && e.contains("no such data directory"),
         "{e}"
     );
 }

@@ -12,6 +12,7 @@
 //!   colour jitter, normalisation) composed like torchvision's, run on the decode threads.
 //! - [`Transform`]: what batches pass through on the device; [`Augment`] is the built-in
 //!   seeded augmentation pipeline.
+//! - [`DataFormat::detect`]: which of these readers a directory needs.
 //! - [`evaluate`] and [`accuracy`]: a model's classification accuracy on a split or on any
 //!   iterator of batches.
 //!
@@ -26,6 +27,7 @@ pub mod cifar;
 pub mod compose;
 mod evaluate;
 pub mod folder;
+pub mod format;
 pub mod idx;
 pub mod mnist;
 pub mod pixels;
@@ -40,6 +42,7 @@ pub use folder::{
     class_list_path, read_class_list, write_class_list, FolderOptions, ImageBatches, ImageFolder,
     ImageSet,
 };
+pub use format::DataFormat;
 pub use idx::{read_idx, IdxArray};
 pub use mnist::{Mnist, MNIST_MEAN, MNIST_STD};
 pub use pixels::Image;
