@@ -6,7 +6,9 @@
 //! SGD-with-momentum step, one plan), dispatches and submissions per training step, the device's
 //! peak bytes, and the first forward's and first training step's times (plan and shader
 //! compiles included). Each model runs on a fresh device, so its counters and peak are its own.
-//! Prints a table and writes `target/kiln-bench/models.json`.
+//! Prints a table and writes `target/kiln-bench/models.json`. A last row (`--only data`) times
+//! data loading: JPEG photos decoded and resized per second per core by an image folder, and
+//! how long training steps fed from one waited for data.
 //!
 //! Arguments after `--`: `--quick` (or `KILN_BENCH_QUICK=1`) for smaller batches and fewer
 //! steps; `--resnet50` adds ResNet-50 at batch 32 on 224x224x3 (one training step: forward
@@ -16,6 +18,8 @@
 //! goes.
 
 mod common;
+#[path = "models/data_loading.rs"]
+mod data_loading;
 
 use common::{median, open_device, quick, write_json, KernelProfile};
 use kiln::models::{AlexNet, LeNet5, ResNet};
@@ -324,6 +328,13 @@ fn main() {
                 }));
             }
         }
+    }
+    if only
+        .as_ref()
+        .is_none_or(|o| "data-loading".contains(o.as_str()))
+    {
+        let (_, dev) = open_device("models");
+        rows.push(data_loading::run(quick, &dev));
     }
     let path = write_json("models.json", &serde_json::Value::Array(rows));
     println!("wrote {}", path.display());

@@ -21,6 +21,14 @@
 //! ```
 
 pub use kiln_core::*;
+/// Data sets, batches, transforms and augmentation: the `kiln-data` crate.
+pub use kiln_data as data;
+/// Neural-network layers (everything of `kiln_core::nn`), with [`evaluate`](nn::evaluate) and
+/// [`accuracy`](nn::accuracy) from `kiln-data`, which need a data set.
+pub mod nn {
+    pub use kiln_core::nn::*;
+    pub use kiln_data::{accuracy, evaluate};
+}
 /// The scheduler (everything of `kiln_core::schedule`): the backends' business, not a user's.
 #[doc(hidden)]
 pub mod schedule {
@@ -97,12 +105,13 @@ impl DeviceExt for Device {
 /// data set are named from [`models`] and [`data`].
 pub mod prelude {
     pub use crate::DeviceExt;
-    pub use kiln_core::nn::{evaluate, Module, ParamBuilder};
+    pub use kiln_core::nn::{Module, ParamBuilder};
     pub use kiln_core::optim::{Adam, Optimizer, Sgd};
     pub use kiln_core::{
         no_grad, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Gradients, IntoShape,
         KilnError, Padding, Pool2dOptions, Result, Shape, Tensor,
     };
+    pub use kiln_data::evaluate;
 }
 
 /// The code blocks of README.md, compiled by `cargo test --doc` (its first program must need

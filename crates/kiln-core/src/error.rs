@@ -8,8 +8,8 @@
 //! file can be told from a corrupt one by its kind:
 //!
 //! ```
-//! use kiln_core::{data::read_idx, KilnError};
-//! let err = read_idx("no/such/file-idx3-ubyte").unwrap_err();
+//! use kiln_core::{checkpoint, Device, KilnError};
+//! let err = checkpoint::load("no/such/model.safetensors", &Device::cpu()).unwrap_err();
 //! assert!(matches!(err, KilnError::Io { .. }));
 //! assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
 //! let source = std::error::Error::source(&err).unwrap();

@@ -14,7 +14,6 @@
 pub mod autodiff;
 pub mod backend;
 pub mod checkpoint;
-pub mod data;
 pub mod debug;
 pub mod device;
 pub mod dtype;

@@ -15,7 +15,6 @@ mod batchnorm;
 mod builder;
 mod conv;
 mod dropout;
-mod evaluate;
 mod fold;
 mod freeze;
 pub mod init;
@@ -31,7 +30,6 @@ pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
 pub use builder::{name_seed, ParamBuilder};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use dropout::Dropout;
-pub use evaluate::evaluate;
 pub use fold::fold_batch_norm;
 pub use freeze::{
     freeze, freeze_except, frozen_parameters, split_parameters, trainable_parameters, unfreeze,

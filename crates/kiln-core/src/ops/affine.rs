@@ -1,6 +1,6 @@
 //! Affine sampling: every image of a batch warped by its own 2x3 matrix with bilinear
 //! interpolation, in one kernel (the op behind the rotations, scalings, crops and flips of data
-//! augmentation, `crate::data::Augment`).
+//! augmentation, `kiln_data::Augment`).
 
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};

@@ -2,7 +2,7 @@
 //! shuffling and mini-batches.
 //!
 //! ```no_run
-//! use kiln_core::data::Mnist;
+//! use kiln_data::Mnist;
 //! # fn main() -> kiln_core::Result<()> {
 //! let mnist = Mnist::from_dir("data/mnist-10k")?;
 //! for epoch in 0..3 {
@@ -13,41 +13,15 @@
 //! # Ok(()) }
 //! ```
 
-use crate::data::batches::Batches;
-use crate::data::idx::read_idx;
-use crate::error::{KilnError, Result};
-use crate::rng::philox4x32;
+use crate::idx::read_idx;
+use crate::split::{Split, SplitData};
+use kiln_core::error::{KilnError, Result};
 use std::path::{Path, PathBuf};
 
-/// The mean of MNIST's training pixels scaled to [0, 1]; the default of [`Batches`].
+/// The mean of MNIST's training pixels scaled to [0, 1]; the default of [`crate::Batches`].
 pub const MNIST_MEAN: f32 = 0.1307;
-/// The standard deviation of MNIST's training pixels scaled to [0, 1]; the default of [`Batches`].
+/// The standard deviation of MNIST's training pixels scaled to [0, 1]; the default of [`crate::Batches`].
 pub const MNIST_STD: f32 = 0.3081;
-
-/// One split (train or test) as read from disk.
-#[derive(Clone)]
-pub(crate) struct SplitData {
-    /// `n * rows * cols` pixels, image after image, row-major.
-    pub(crate) images: Vec<u8>,
-    /// `n` labels.
-    pub(crate) labels: Vec<u8>,
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-    /// The label file, for errors.
-    pub(crate) label_path: PathBuf,
-}
-
-impl std::fmt::Debug for SplitData {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} images of {}x{}",
-            self.labels.len(),
-            self.rows,
-            self.cols
-        )
-    }
-}
 
 /// MNIST or Fashion-MNIST (same format): the training and test splits, on the host.
 #[derive(Clone, Debug)]
@@ -144,6 +118,8 @@ fn read_split(dir: &Path, stem: &str) -> Result<SplitData> {
     Ok(SplitData {
         images: images.data,
         labels: labels.data,
+        channels: 1,
+        norm: (vec![MNIST_MEAN], vec![MNIST_STD]),
         rows,
         cols,
         label_path,
@@ -250,126 +226,5 @@ impl Mnist {
     /// The test split, in file order.
     pub fn test(&self) -> Split<'_> {
         Split::whole(&self.test)
-    }
-}
-
-/// A view of (part of) one split, in some order: cheap to make, borrows the pixels.
-/// Images are u8 `[rows, cols]` (28x28 for MNIST), labels u8.
-#[derive(Clone)]
-pub struct Split<'a> {
-    pub(crate) data: &'a SplitData,
-    /// Which records of `data`, in order.
-    pub(crate) order: Vec<u32>,
-}
-
-impl std::fmt::Debug for Split<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Split({} of {:?})", self.len(), self.data)
-    }
-}
-
-impl<'a> Split<'a> {
-    fn whole(data: &'a SplitData) -> Split<'a> {
-        Split {
-            data,
-            order: (0..data.labels.len() as u32).collect(),
-        }
-    }
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-    /// True if there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-    /// Image height and width (`[28, 28]` for MNIST).
-    pub fn image_dims(&self) -> [usize; 2] {
-        [self.data.rows, self.data.cols]
-    }
-    /// The pixels of image `i` of this view (row-major, 0..=255).
-    #[track_caller]
-    pub fn image(&self, i: usize) -> &'a [u8] {
-        let size = self.data.rows * self.data.cols;
-        let k = self.order[i] as usize;
-        &self.data.images[k * size..(k + 1) * size]
-    }
-    /// The label of image `i` of this view.
-    #[track_caller]
-    pub fn label(&self, i: usize) -> u8 {
-        self.data.labels[self.order[i] as usize]
-    }
-    /// The labels of this view, in its order.
-    pub fn labels(&self) -> Vec<u8> {
-        self.order
-            .iter()
-            .map(|&k| self.data.labels[k as usize])
-            .collect()
-    }
-    /// The mean and standard deviation of every pixel of this view, scaled to [0, 1] (for
-    /// [`Batches::normalize`]; MNIST's training set gives about 0.1307 and 0.3081). `(0, 1)`
-    /// for an empty view; the std is at least 1e-6 (an image set of one colour).
-    pub fn pixel_mean_std(&self) -> (f32, f32) {
-        let mut counts = [0u64; 256];
-        for i in 0..self.len() {
-            for &p in self.image(i) {
-                counts[p as usize] += 1;
-            }
-        }
-        let n: u64 = counts.iter().sum();
-        if n == 0 {
-            return (0.0, 1.0);
-        }
-        let value = |p: usize| p as f64 / 255.0;
-        let mean = (0..256).map(|p| counts[p] as f64 * value(p)).sum::<f64>() / n as f64;
-        let var = (0..256)
-            .map(|p| counts[p] as f64 * (value(p) - mean).powi(2))
-            .sum::<f64>()
-            / n as f64;
-        (mean as f32, (var.sqrt() as f32).max(1e-6))
-    }
-    /// This view in a random order that depends only on `seed` (and the view's order): the same
-    /// seed gives the same order on every machine and every run. The permutation is a
-    /// Fisher-Yates shuffle whose step `i` (from the last index down to 1) swaps `i` with
-    /// `j = floor(r * (i + 1) / 2^64)`, where `r` is the 64-bit word `(w0 << 32) | w1` of
-    /// Philox4x32-10 ([`crate::rng::philox4x32`]) with key `seed` and counter `(i, 0x53485546, 0, 0)`.
-    pub fn shuffled(&self, seed: u64) -> Split<'a> {
-        let mut order = self.order.clone();
-        let key = [seed as u32, (seed >> 32) as u32];
-        for i in (1..order.len()).rev() {
-            let w = philox4x32([i as u32, 0x5348_5546, 0, 0], key);
-            let r = ((w[0] as u64) << 32) | w[1] as u64;
-            let j = ((r as u128 * (i as u128 + 1)) >> 64) as usize;
-            order.swap(i, j);
-        }
-        Split {
-            data: self.data,
-            order,
-        }
-    }
-    /// The first `n` images of this view (all of them if it holds fewer).
-    pub fn take(&self, n: usize) -> Split<'a> {
-        Split {
-            data: self.data,
-            order: self.order[..n.min(self.len())].to_vec(),
-        }
-    }
-    /// This view without its first `n` images (empty if it holds fewer); with [`Split::take`], a
-    /// validation split: `train.take(7000)` and `train.skip(7000)`.
-    pub fn skip(&self, n: usize) -> Split<'a> {
-        Split {
-            data: self.data,
-            order: self.order[n.min(self.len())..].to_vec(),
-        }
-    }
-    /// Mini-batches of `batch_size` images in this view's order: `(images, labels)` with images
-    /// f32 `[B, 1, rows, cols]` scaled to [0, 1] and normalised with MNIST's mean 0.1307 and
-    /// standard deviation 0.3081, labels i32 `[B]`, made on `Device::cpu()` as host data (they
-    /// move to the GPU when they meet a GPU tensor). The last batch may be smaller; see
-    /// [`Batches::drop_last`], [`Batches::normalize`], [`Batches::unnormalized`], [`Batches::on`].
-    /// Panics if `batch_size` is 0.
-    #[track_caller]
-    pub fn batches(&self, batch_size: usize) -> Batches<'a> {
-        Batches::new(self.clone(), batch_size)
     }
 }

@@ -6,7 +6,7 @@
 //! bytes are read, plus at most [`TRAILING_SLACK`] to report trailing data. A gzip bomb (a small
 //! file that inflates to gigabytes) is therefore never inflated past its header's promise.
 
-use crate::error::{KilnError, Result};
+use kiln_core::error::{KilnError, Result};
 use std::io::Read;
 use std::path::Path;
 

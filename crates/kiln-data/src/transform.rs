@@ -1,12 +1,12 @@
 //! The [`Transform`] trait: what a dataset's batches pass through on their way to the model.
 
-use crate::dtype::DType;
-use crate::error::Result;
-use crate::tensor::Tensor;
+use kiln_core::dtype::DType;
+use kiln_core::error::Result;
+use kiln_core::tensor::Tensor;
 
-/// A transformation of image batches that [`crate::data::Batches::transform`] applies to every
+/// A transformation of image batches that [`crate::Batches::transform`] applies to every
 /// batch, as part of the lazy graph (so it runs as kernels on the batch's device).
-/// [`crate::data::Augment`] is the built-in one; implement this trait for your own (e.g. a
+/// [`crate::Augment`] is the built-in one; implement this trait for your own (e.g. a
 /// colour jitter written with tensor ops).
 pub trait Transform: std::fmt::Debug {
     /// Transforms a batch of images `[N, C, H, W]` into the batch the model sees. Called once

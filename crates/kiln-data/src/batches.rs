@@ -1,14 +1,14 @@
 //! Mini-batches of a [`Split`]: an iterator of `(images, labels)` tensors.
 
-use crate::data::mnist::{Split, MNIST_MEAN, MNIST_STD};
-use crate::data::transform::Transform;
-use crate::device::Device;
-use crate::dtype::DType;
-use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::split::Split;
+use crate::transform::Transform;
+use kiln_core::device::Device;
+use kiln_core::dtype::DType;
+use kiln_core::error::Result;
+use kiln_core::tensor::Tensor;
 
 /// An iterator of mini-batches `(images, labels)` over a [`Split`], made by [`Split::batches`]:
-/// images f32 `[B, 1, rows, cols]`, labels i32 `[B]`. Builder methods choose whether the last
+/// images f32 `[B, channels, rows, cols]`, labels i32 `[B]`. Builder methods choose whether the last
 /// partial batch is kept, the normalisation, the device the tensors are made on, and an
 /// augmentation pipeline the images pass through.
 #[derive(Clone, Debug)]
@@ -17,10 +17,24 @@ pub struct Batches<'a> {
     batch_size: usize,
     next: usize,
     drop_last: bool,
-    /// `(mean, std)` applied after scaling to [0, 1], or none.
-    norm: Option<(f32, f32)>,
+    /// Per channel `(mean, std)` applied after scaling to [0, 1], or none.
+    norm: Option<(Vec<f32>, Vec<f32>)>,
     device: Device,
     augment: Option<&'a dyn Transform>,
+}
+
+impl<'a> Split<'a> {
+    /// Mini-batches of `batch_size` images in this view's order: `(images, labels)` with images
+    /// f32 `[B, channels, rows, cols]` scaled to [0, 1] and normalised with the data set's usual
+    /// statistics (MNIST's mean 0.1307 and standard deviation 0.3081; CIFAR's per channel, see
+    /// [`crate::CIFAR10_MEAN`]), labels i32 `[B]`, made on `Device::cpu()` as host data (they
+    /// move to the GPU when they meet a GPU tensor). The last batch may be smaller; see
+    /// [`Batches::drop_last`], [`Batches::normalize`], [`Batches::unnormalized`], [`Batches::on`].
+    /// Panics if `batch_size` is 0.
+    #[track_caller]
+    pub fn batches(&self, batch_size: usize) -> Batches<'a> {
+        Batches::new(self.clone(), batch_size)
+    }
 }
 
 impl<'a> Batches<'a> {
@@ -30,12 +44,13 @@ impl<'a> Batches<'a> {
             batch_size > 0,
             "Split::batches: batch_size must be at least 1"
         );
+        let norm = split.default_norm();
         Batches {
             split,
             batch_size,
             next: 0,
             drop_last: false,
-            norm: Some((MNIST_MEAN, MNIST_STD)),
+            norm: Some(norm),
             device: Device::cpu(),
             augment: None,
         }
@@ -46,15 +61,30 @@ impl<'a> Batches<'a> {
         self.drop_last = yes;
         self
     }
-    /// Pixels become `(p / 255 - mean) / std`. The default is MNIST's 0.1307 and 0.3081 (for
-    /// Fashion-MNIST, 0.2860 and 0.3530). Panics unless `std` is positive and both are finite.
+    /// Pixels become `(p / 255 - mean) / std`, in every channel. The default is the data set's
+    /// own: MNIST's 0.1307 and 0.3081 (for Fashion-MNIST, 0.2860 and 0.3530), CIFAR's per
+    /// channel. Panics unless `std` is positive and both are finite.
     #[track_caller]
-    pub fn normalize(mut self, mean: f32, std: f32) -> Self {
+    pub fn normalize(self, mean: f32, std: f32) -> Self {
+        let c = self.split.channels();
+        self.normalize_channels(&vec![mean; c], &vec![std; c])
+    }
+    /// Pixels of channel `c` become `(p / 255 - mean[c]) / std[c]`. Panics unless there is one
+    /// value per channel, all finite, every std positive.
+    #[track_caller]
+    pub fn normalize_channels(mut self, mean: &[f32], std: &[f32]) -> Self {
+        let c = self.split.channels();
         assert!(
-            mean.is_finite() && std.is_finite() && std > 0.0,
-            "Batches::normalize: need a finite mean and a positive std, got mean {mean} std {std}"
+            mean.len() == c && std.len() == c,
+            "Batches::normalize: need {c} values each (one per channel), got {} and {}",
+            mean.len(),
+            std.len()
         );
-        self.norm = Some((mean, std));
+        assert!(
+            mean.iter().all(|m| m.is_finite()) && std.iter().all(|s| s.is_finite() && *s > 0.0),
+            "Batches::normalize: need a finite mean and a positive std, got mean {mean:?} std {std:?}"
+        );
+        self.norm = Some((mean.to_vec(), std.to_vec()));
         self
     }
     /// Pixels become `p / 255`, in [0, 1], with no normalisation.
@@ -69,16 +99,17 @@ impl<'a> Batches<'a> {
         self
     }
     /// Passes every batch's images through `augment`, any [`Transform`] (for the built-in
-    /// [`crate::data::Augment`], each batch takes the pipeline's next step, so every epoch draws
+    /// [`crate::Augment`], each batch takes the pipeline's next step, so every epoch draws
     /// new randomness). The augmentation is part of
     /// the lazy graph and runs on the device the images meet (a GPU's, for a model there).
     /// `augment` sees the images as these batches make them, normalised unless
     /// [`Batches::unnormalized`] was called; for zeros that mean black in the crops and turns,
     /// call `unnormalized()` and put the normalisation in the pipeline. Errors if the pipeline's
-    /// normalisation does not fit single-channel images.
+    /// normalisation does not fit the images' channel count.
     pub fn transform(mut self, augment: &'a dyn Transform) -> Result<Self> {
         let [rows, cols] = self.split.image_dims();
-        augment.check_batch(&[self.batch_size, 1, rows, cols], DType::F32)?;
+        let channels = self.split.channels();
+        augment.check_batch(&[self.batch_size, channels, rows, cols], DType::F32)?;
         self.augment = Some(augment);
         Ok(self)
     }
@@ -102,25 +133,32 @@ impl Iterator for Batches<'_> {
         }
         let b = self.batch_size.min(self.split.len() - self.next);
         let [rows, cols] = self.split.image_dims();
+        let channels = self.split.channels();
         // One table lookup per pixel: the same f32 for the same byte, on every machine.
-        let table: Vec<f32> = (0..=255u8)
-            .map(|p| {
-                let x = p as f32 / 255.0;
-                match self.norm {
-                    Some((mean, std)) => (x - mean) / std,
-                    None => x,
-                }
+        let tables: Vec<Vec<f32>> = (0..channels)
+            .map(|c| {
+                (0..=255u8)
+                    .map(|p| {
+                        let x = p as f32 / 255.0;
+                        match &self.norm {
+                            Some((mean, std)) => (x - mean[c]) / std[c],
+                            None => x,
+                        }
+                    })
+                    .collect()
             })
             .collect();
-        let mut images = Vec::with_capacity(b * rows * cols);
+        let mut images = Vec::with_capacity(b * channels * rows * cols);
         let mut labels = Vec::with_capacity(b);
         for i in self.next..self.next + b {
-            images.extend(self.split.image(i).iter().map(|&p| table[p as usize]));
+            for (c, plane) in self.split.image(i).chunks(rows * cols).enumerate() {
+                images.extend(plane.iter().map(|&p| tables[c][p as usize]));
+            }
             labels.push(self.split.label(i) as i32);
         }
         self.next += b;
         let mut x =
-            Tensor::from_vec(images, [b, 1, rows, cols], &self.device).expect("batch shape");
+            Tensor::from_vec(images, [b, channels, rows, cols], &self.device).expect("batch shape");
         if let Some(augment) = self.augment {
             // check_batch accepted this shape when the transform was attached.
             x = augment

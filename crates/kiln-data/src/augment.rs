@@ -3,12 +3,12 @@
 //! image and applied in one warp ([`Tensor::affine_sample`]), then a per-channel normalisation
 //! fused into the same kernel.
 
-use crate::data::transform::Transform;
-use crate::device::Device;
-use crate::dtype::DType;
-use crate::error::{KilnError, Result};
-use crate::rng::philox4x32;
-use crate::tensor::{no_grad, Tensor};
+use crate::transform::Transform;
+use kiln_core::device::Device;
+use kiln_core::dtype::DType;
+use kiln_core::error::{KilnError, Result};
+use kiln_core::rng::philox4x32;
+use kiln_core::tensor::{no_grad, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An augmentation pipeline for f32 image batches `[N, C, H, W]`, built like
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// zero outside). Crops and flips alone move whole pixels and copy exactly. The normalisation
 /// comes last. In evaluation mode ([`Augment::set_training`]) only the normalisation applies.
 ///
-/// [`Augment::apply`] numbers the batches itself (like [`crate::nn::Dropout`]'s masks);
+/// [`Augment::apply`] numbers the batches itself (like [`kiln_core::nn::Dropout`]'s masks);
 /// [`Augment::apply_at`] takes the step explicitly.
 #[derive(Debug)]
 pub struct Augment {
@@ -33,6 +33,8 @@ pub struct Augment {
     crop: usize,
     rotation: Option<f64>,
     scale: Option<(f64, f64)>,
+    /// Brightness, contrast and saturation amounts.
+    jitter: Option<[f64; 3]>,
     norm: Option<(Vec<f32>, Vec<f32>)>,
     training: AtomicBool,
     step: AtomicU64,
@@ -71,6 +73,7 @@ impl Augment {
             crop: 0,
             rotation: None,
             scale: None,
+            jitter: None,
             norm: None,
             training: AtomicBool::new(true),
             step: AtomicU64::new(0),
@@ -115,6 +118,25 @@ impl Augment {
             "Augment::scale: need 0 < lo <= hi, got lo {lo} hi {hi}"
         );
         self.scale = Some((lo, hi));
+        self
+    }
+
+    /// After the geometry, torchvision's `ColorJitter(brightness, contrast, saturation)` per
+    /// image, in this fixed order: each factor is uniform in `[max(0, 1 - v), 1 + v]`;
+    /// brightness multiplies, contrast blends with the image's mean grey value, saturation
+    /// with each pixel's grey value (0.299 R + 0.587 G + 0.114 B; 3-channel batches only), each
+    /// result clamped to [0, 1]. The images must be in [0, 1]: call
+    /// [`crate::Batches::unnormalized`] and normalise here. The factors draw from their own
+    /// stream, so adding a jitter leaves the geometry of a seed unchanged. Same rule as
+    /// [`crate::Compose::color_jitter`] on the host.
+    #[track_caller]
+    pub fn color_jitter(mut self, brightness: f64, contrast: f64, saturation: f64) -> Augment {
+        let v = [brightness, contrast, saturation];
+        assert!(
+            v.iter().all(|x| x.is_finite() && *x >= 0.0),
+            "Augment::color_jitter: need finite amounts >= 0, got {v:?}"
+        );
+        self.jitter = Some(v);
         self
     }
 
@@ -179,6 +201,9 @@ impl Augment {
             let theta = no_grad(|| self.matrices(n, step, [h, w], images.device()));
             x = x.affine_sample(&theta, [h, w])?;
         }
+        if let (true, Some(amounts)) = (self.is_training(), self.jitter) {
+            x = self.jitter(&x, amounts, step);
+        }
         if let Some((mean, std)) = &self.norm {
             let c = images.dims()[1];
             let per_channel = |v: &[f32]| {
@@ -227,6 +252,50 @@ impl Augment {
             [self.seed as u32, (self.seed >> 32) as u32],
         );
         w[0] as u64 | (w[1] as u64) << 32
+    }
+
+    /// The colour jitter of [`Augment::color_jitter`] on the batch `x` (`[N, C, H, W]`), its
+    /// factors drawn from `Tensor::rand([N, 3])` under a key of its own for `step`.
+    fn jitter(&self, x: &Tensor, [b, c, s]: [f64; 3], step: u64) -> Tensor {
+        let [n, channels, _, _] = <[usize; 4]>::try_from(x.dims()).expect("checked");
+        let key = philox4x32(
+            [step as u32, (step >> 32) as u32, 0x6A69_7474, 0],
+            [self.seed as u32, (self.seed >> 32) as u32],
+        );
+        let u = Tensor::rand([n, 3], key[0] as u64 | (key[1] as u64) << 32, x.device());
+        let factor = |k: usize, v: f64| {
+            let lo = (1.0 - v).max(0.0);
+            let f = u.narrow(1, k, 1).reshape([n, 1, 1, 1]);
+            f.mul_scalar(1.0 + v - lo).add_scalar(lo)
+        };
+        // f x + (1 - f) other, clamped to [0, 1].
+        let blend = |x: &Tensor, other: &Tensor, f: &Tensor| {
+            x.sub(other)
+                .mul(f)
+                .add(other)
+                .maximum_scalar(0.0)
+                .minimum_scalar(1.0)
+        };
+        let grey = |x: &Tensor| {
+            if channels != 3 {
+                return x.narrow(1, 0, 1);
+            }
+            let ch = |k: usize, w: f64| x.narrow(1, k, 1).mul_scalar(w);
+            ch(0, 0.299).add(&ch(1, 0.587)).add(&ch(2, 0.114))
+        };
+        let mut x = x.clone();
+        if b > 0.0 {
+            x = x.mul(&factor(0, b)).maximum_scalar(0.0).minimum_scalar(1.0);
+        }
+        if c > 0.0 {
+            let mean = grey(&x).mean_axes_keepdim(&[1, 2, 3]);
+            x = blend(&x, &mean, &factor(1, c));
+        }
+        if s > 0.0 && channels == 3 {
+            let g = grey(&x);
+            x = blend(&x, &g, &factor(2, s));
+        }
+        x
     }
 
     /// The random parameters of a batch of `n` images at `step`, on `device` (lazy: drawn when
