@@ -26,6 +26,8 @@ pub use kiln_core::*;
 pub mod schedule {
     pub use kiln_core::schedule::*;
 }
+/// Data-parallel training over MPI (build with `--features mpi`; one process without it).
+pub use kiln_distributed as distributed;
 pub use kiln_models as models;
 pub use kiln_viz as viz;
 pub use kiln_wgpu as wgpu_backend;
