@@ -37,7 +37,7 @@ pub use world::World;
 use kiln_core::Result;
 
 /// The processes of this run. Built with the `mpi` feature and started by an MPI launcher
-/// (`mpirun`, `srun`): MPI's world, with sums in rank order ([`Reduction::RankOrder`]) and a panic
+/// (`mpirun`, `srun`): MPI's world, with sums in rank order (`Reduction::RankOrder`) and a panic
 /// hook that aborts every rank when one panics. Otherwise: this process alone.
 pub fn init() -> Result<World> {
     #[cfg(feature = "mpi")]
