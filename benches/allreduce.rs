@@ -19,7 +19,10 @@ fn main() {
     };
     let n = comm.size() as f64;
     if comm.rank() == 0 {
-        println!("all-reduce over {} ranks, {reduction:?} (set KILN_REDUCTION=mpi for MPI's sum)", comm.size());
+        println!(
+            "all-reduce over {} ranks, {reduction:?} (set KILN_REDUCTION=mpi for MPI's sum)",
+            comm.size()
+        );
         println!("{:>10} {:>12} {:>12}", "bytes", "median ms", "bus GB/s");
     }
     for kib in [4usize, 64, 1024, 4096, 25 * 1024, 64 * 1024] {

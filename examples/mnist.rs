@@ -201,6 +201,12 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         false => World::single(),
     };
     if world.size() == 1 {
+        if args.distributed {
+            eprintln!(
+                "note: --distributed with one process (start it with mpirun, from a build with \
+                 --features mpi, to use several)"
+            );
+        }
         return train(args, &world);
     }
     SPEAKS.store(world.is_main(), Ordering::Relaxed);
@@ -284,7 +290,11 @@ fn train(args: Args, world: &World) -> kiln::Result<()> {
         OnNan::Skip => NonFinitePolicy::Skip,
     });
     if world.size() > 1 {
-        opt = Box::new(DistributedOptimizer::new(world.clone(), model.named_parameters(), opt));
+        opt = Box::new(DistributedOptimizer::new(
+            world.clone(),
+            model.named_parameters(),
+            opt,
+        ));
     }
     let mut first_epoch = 0;
     if let Some(path) = &args.resume {
@@ -353,9 +363,11 @@ fn train(args: Args, world: &World) -> kiln::Result<()> {
         // are read every 10 steps.
         let mut unread: Vec<(Tensor, Tensor, StepReport)> = vec![];
         let train = data.train();
-        let shuffled = train
-            .shuffled(args.seed.wrapping_add(epoch as u64))
-            .shard(world.rank(), world.size(), true);
+        let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64)).shard(
+            world.rank(),
+            world.size(),
+            true,
+        );
         let mut batches = shuffled.batches(batch).normalize(norm.mean, norm.std);
         if let Some(aug) = &augment {
             // Normalised after the warp, so that what a crop or turn brings in is black.

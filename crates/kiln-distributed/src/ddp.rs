@@ -173,7 +173,10 @@ impl Optimizer for DistributedOptimizer {
             self.inner.step(&averaged)?
         };
         self.last_submissions = device.as_ref().map_or(0, |d| d.stats().submissions) - before;
-        if self.world.size() > 1 && self.check_every > 0 && self.steps() % self.check_every == 0 {
+        if self.world.size() > 1
+            && self.check_every > 0
+            && self.steps().is_multiple_of(self.check_every)
+        {
             let params: Vec<Tensor> = self.params.iter().map(|(_, p)| p.clone()).collect();
             self.world.check_replicas(&params)?;
         }
