@@ -11,7 +11,7 @@
 //! # fn main() -> kiln_core::Result<()> {
 //! let world = distributed::init()?;             // MPI under mpirun with --features mpi; else 1 process
 //! let dev = world.device()?;                    // an adapter chosen by the local rank
-//! # let model = kiln_core::nn::Linear::new(&kiln_core::nn::ParamBuilder::new(&dev, 1), 4, 2);
+//! # let model = kiln_core::nn::Linear::new(4, 2, &kiln_core::nn::ParamBuilder::new(&dev, 1));
 //! let model = world.replicate(model)?;          // rank 0's parameters and buffers everywhere
 //! let params = kiln_core::nn::Module::parameters(&model);
 //! let mut opt = world.optimizer(&model, kiln_core::optim::Sgd::new(params, 0.1));
