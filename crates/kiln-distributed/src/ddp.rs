@@ -208,6 +208,35 @@ impl Optimizer for DistributedOptimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_core::nn::{Linear, Module, ParamBuilder};
+    use kiln_core::optim::Sgd;
+    use kiln_core::Device;
+
+    #[test]
+    fn one_rank_steps_as_the_wrapped_optimizer() {
+        let dev = Device::cpu();
+        let world = World::single();
+        let a = world
+            .replicate(Linear::new(3, 2, &ParamBuilder::new(&dev, 5)))
+            .unwrap();
+        let b = Linear::new(3, 2, &ParamBuilder::new(&dev, 5));
+        let mut opt_a = world.optimizer(&a, Sgd::new(a.parameters(), 0.1));
+        let mut opt_b = Sgd::new(b.parameters(), 0.1);
+        for seed in 0..2 {
+            let x = Tensor::randn([4, 3], seed, &dev);
+            opt_a
+                .step(&a.forward(&x).square().mean().backward())
+                .unwrap();
+            opt_b
+                .step(&b.forward(&x).square().mean().backward())
+                .unwrap();
+        }
+        assert_eq!(opt_a.steps(), 2);
+        for (pa, pb) in a.parameters().iter().zip(b.parameters()) {
+            assert_eq!(pa.to_vec::<f32>().unwrap(), pb.to_vec::<f32>().unwrap());
+        }
+        world.check_replicas(&a.parameters()).unwrap();
+    }
 
     #[test]
     fn buckets_close_at_their_capacity() {
