@@ -326,7 +326,7 @@ fn train(args: Args, world: &World) -> kiln::Result<()> {
     let mut last_test: Option<TestPass> = None;
     let mut plan_dot: Option<String> = None;
     let augment = args.augment.then(|| {
-        Augment::new(args.seed + world.rank() as u64)
+        Augment::new(args.seed.wrapping_add(world.rank() as u64))
             .random_crop(2)
             .rotation(10.0)
             .scale(0.9, 1.1)
