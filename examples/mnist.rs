@@ -28,11 +28,18 @@
 //! the data, the image size against the model). A step whose loss or gradient is not finite
 //! stops the run with an error naming the step and the likely causes (`--on-nan skip` skips
 //! such steps instead and counts them); a checkpoint is never written from non-finite values.
+//!
+//! `--distributed` trains data-parallel on the ranks of `mpirun` (build with `--features mpi`;
+//! without it the run is one process): each rank reads its shard of every epoch at
+//! `--batch-size` images per step (the global batch is that times the ranks), the gradients are
+//! averaged over the ranks, and rank 0 alone prints, draws and writes files; an error on any rank
+//! ends every rank. `mpirun -np 2 target/release/examples/mnist --distributed --epochs 3`.
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::data::Split;
 use kiln::data::{Augment, Mnist};
+use kiln::distributed::{DistributedOptimizer, World};
 use kiln::models::MODEL_NAMES;
 use kiln::nn::{Module, ParamBuilder};
 use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Schedule, Sgd, StepReport};
@@ -41,6 +48,7 @@ use kiln::prelude::*;
 use kiln::viz::{self, Metrics};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 // Parts of this example, in examples/mnist/ (paths, so that cargo does not take them for
@@ -55,6 +63,20 @@ mod pictures;
 use checkpoint::{resume, save, CheckpointInfo};
 use divergence::{save_metrics, Divergence, SkippedStep};
 use pictures::pictures;
+
+/// False on the ranks other than 0 of a `--distributed` run: they print nothing (their errors
+/// still reach the terminal, through stderr).
+static SPEAKS: AtomicBool = AtomicBool::new(true);
+
+// Every `println!` of this file (after the modules, which print only on rank 0) goes through
+// SPEAKS.
+macro_rules! println {
+    ($($t:tt)*) => {
+        if SPEAKS.load(Ordering::Relaxed) {
+            std::println!($($t)*)
+        }
+    };
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum OptimizerKind {
@@ -152,6 +174,10 @@ pub(crate) struct Args {
     /// What a step whose loss or gradient is NaN or infinite does.
     #[arg(long, value_enum, default_value = "stop")]
     on_nan: OnNan,
+    /// Data-parallel over the ranks of `mpirun` (needs `--features mpi`): --batch-size images
+    /// per rank and step.
+    #[arg(long)]
+    distributed: bool,
 }
 
 fn main() {
@@ -170,7 +196,30 @@ pub(crate) fn run_and_report(args: Args) -> i32 {
 }
 
 pub(crate) fn run(args: Args) -> kiln::Result<()> {
+    let world = match args.distributed {
+        true => kiln::distributed::init()?,
+        false => World::single(),
+    };
+    if world.size() == 1 {
+        if args.distributed {
+            eprintln!(
+                "note: --distributed with one process (start it with mpirun, from a build with \
+                 --features mpi, to use several)"
+            );
+        }
+        return train(args, &world);
+    }
+    SPEAKS.store(world.is_main(), Ordering::Relaxed);
+    // A rank that fails ends every rank (the others would wait for it in the next all-reduce).
+    let result = train(args, &world);
+    world.abort_on_error(result);
+    Ok(())
+}
+
+/// The run, as rank `world.rank()` of `world.size()`.
+fn train(args: Args, world: &World) -> kiln::Result<()> {
     let dev = match args.device {
+        DeviceKind::Gpu if world.size() > 1 => world.device()?,
         DeviceKind::Gpu => Device::default()?,
         DeviceKind::Cpu => Device::cpu(),
     };
@@ -218,6 +267,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
     let pb = ParamBuilder::new(&dev, args.seed);
     let model = kiln::models::by_name(&args.model, 1, classes, &pb)?;
     let model = model.as_ref();
+    world.broadcast_model(model)?;
     preflight::check_input_size(model, &args.model, 1, [rows, cols])?;
     println!(
         "{}:\n{}",
@@ -239,6 +289,13 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         OnNan::Stop => NonFinitePolicy::Apply,
         OnNan::Skip => NonFinitePolicy::Skip,
     });
+    if world.size() > 1 {
+        opt = Box::new(DistributedOptimizer::new(
+            world.clone(),
+            model.named_parameters(),
+            opt,
+        ));
+    }
     let mut first_epoch = 0;
     if let Some(path) = &args.resume {
         first_epoch = resume(path, &args.model, model, opt.as_mut(), &dev)?;
@@ -263,12 +320,13 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
     let mut skipped: Vec<SkippedStep> = vec![];
 
     let batch = args.batch_size as usize;
-    let steps_per_epoch = data.train().len().div_ceil(batch);
+    let shard_len = data.train().len().div_ceil(world.size());
+    let steps_per_epoch = shard_len.div_ceil(batch);
     let mut metrics = Metrics::new();
     let mut last_test: Option<TestPass> = None;
     let mut plan_dot: Option<String> = None;
     let augment = args.augment.then(|| {
-        Augment::new(args.seed)
+        Augment::new(args.seed.wrapping_add(world.rank() as u64))
             .random_crop(2)
             .rotation(10.0)
             .scale(0.9, 1.1)
@@ -289,7 +347,10 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         if steps_done >= max_steps {
             break;
         }
-        let bar = ProgressBar::new(steps_per_epoch as u64);
+        let bar = match world.is_main() {
+            true => ProgressBar::new(steps_per_epoch as u64),
+            false => ProgressBar::hidden(),
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
                 .expect("a valid template")
@@ -302,7 +363,11 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         // are read every 10 steps.
         let mut unread: Vec<(Tensor, Tensor, StepReport)> = vec![];
         let train = data.train();
-        let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64));
+        let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64)).shard(
+            world.rank(),
+            world.size(),
+            true,
+        );
         let mut batches = shuffled.batches(batch).normalize(norm.mean, norm.std);
         if let Some(aug) = &augment {
             // Normalised after the warp, so that what a crop or turn brings in is black.
@@ -311,7 +376,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         let steps = steps_per_epoch.min(max_steps - steps_done);
         let first_loss = metrics.steps.len();
         // The bar draws only on a terminal; into a log file a line goes every ~10% instead.
-        let log_lines = !std::io::stderr().is_terminal();
+        let log_lines = !std::io::stderr().is_terminal() && world.is_main();
         let mut next_line = 0;
         for (step, (images, labels)) in batches.take(steps).enumerate() {
             let n = labels.numel();
@@ -401,9 +466,11 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
             norm,
             size: [rows, cols],
         };
-        save(&checkpoint, model, opt.as_ref(), &info)?;
+        if world.is_main() {
+            save(&checkpoint, model, opt.as_ref(), &info)?;
+            save_metrics(&run_dir.join("metrics.csv"), &metrics, &skipped)?;
+        }
         saved_epochs = Some(epoch + 1);
-        save_metrics(&run_dir.join("metrics.csv"), &metrics, &skipped)?;
     }
     if steps_done >= max_steps {
         println!("stopped after {steps_done} steps (--max-steps)");
@@ -415,7 +482,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         );
     }
     println!("checkpoint: {}", checkpoint.display());
-    if !args.no_pictures {
+    if !args.no_pictures && world.is_main() {
         pictures(
             &run_dir,
             model,
