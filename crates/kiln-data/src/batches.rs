@@ -157,16 +157,14 @@ impl Iterator for Batches<'_> {
             labels.push(self.split.label(i) as i32);
         }
         self.next += b;
-        let mut x =
-            Tensor::from_vec(images, [b, channels, rows, cols], &self.device).expect("batch shape");
-        if let Some(augment) = self.augment {
-            // check_batch accepted this shape when the transform was attached.
-            x = augment
-                .apply(&x)
-                .unwrap_or_else(|e| panic!("the batches' transform failed: {e}"));
-        }
-        let y = Tensor::from_vec(labels, [b], &self.device).expect("batch shape");
-        Some((x, y))
+        let dims = [b, channels, rows, cols];
+        Some(finish_batch(
+            images,
+            dims,
+            labels,
+            &self.device,
+            self.augment,
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -176,3 +174,23 @@ impl Iterator for Batches<'_> {
 }
 
 impl ExactSizeIterator for Batches<'_> {}
+
+/// A batch's tensors: `images` as f32 `dims` (`[B, C, H, W]`) and `labels` as i32 `[B]` on
+/// `device`, with the device-side transform applied to the images (whose shape it accepted
+/// when it was attached).
+pub(crate) fn finish_batch(
+    images: Vec<f32>,
+    dims: [usize; 4],
+    labels: Vec<i32>,
+    device: &Device,
+    augment: Option<&dyn Transform>,
+) -> (Tensor, Tensor) {
+    let mut x = Tensor::from_vec(images, dims, device).expect("batch shape");
+    if let Some(augment) = augment {
+        x = augment
+            .apply(&x)
+            .unwrap_or_else(|e| panic!("the batches' transform failed: {e}"));
+    }
+    let y = Tensor::from_vec(labels, [dims[0]], device).expect("batch shape");
+    (x, y)
+}

@@ -130,17 +130,9 @@ impl<'a> Split<'a> {
     /// `j = floor(r * (i + 1) / 2^64)`, where `r` is the 64-bit word `(w0 << 32) | w1` of
     /// Philox4x32-10 ([`kiln_core::rng::philox4x32`]) with key `seed` and counter `(i, 0x53485546, 0, 0)`.
     pub fn shuffled(&self, seed: u64) -> Split<'a> {
-        let mut order = self.order.clone();
-        let key = [seed as u32, (seed >> 32) as u32];
-        for i in (1..order.len()).rev() {
-            let w = philox4x32([i as u32, 0x5348_5546, 0, 0], key);
-            let r = ((w[0] as u64) << 32) | w[1] as u64;
-            let j = ((r as u128 * (i as u128 + 1)) >> 64) as usize;
-            order.swap(i, j);
-        }
         Split {
             data: self.data,
-            order,
+            order: shuffled_order(&self.order, seed),
         }
     }
     /// Rank `rank`'s part of this view when `size` processes share it (data-parallel training,
@@ -198,4 +190,18 @@ fn mean_std(counts: &[u64; 256]) -> (f32, f32) {
         .sum::<f64>()
         / n as f64;
     (mean as f32, (var.sqrt() as f32).max(1e-6))
+}
+
+/// `order` permuted by the seeded Fisher-Yates shuffle that [`Split::shuffled`] describes (the
+/// same permutation for every data set of the same length).
+pub(crate) fn shuffled_order(order: &[u32], seed: u64) -> Vec<u32> {
+    let mut order = order.to_vec();
+    let key = [seed as u32, (seed >> 32) as u32];
+    for i in (1..order.len()).rev() {
+        let w = philox4x32([i as u32, 0x5348_5546, 0, 0], key);
+        let r = ((w[0] as u64) << 32) | w[1] as u64;
+        let j = ((r as u128 * (i as u128 + 1)) >> 64) as usize;
+        order.swap(i, j);
+    }
+    order
 }

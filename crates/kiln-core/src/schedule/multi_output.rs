@@ -166,7 +166,7 @@ fn join(a: Kernel, b: &Kernel, seg: Option<usize>) -> Kernel {
 
 /// The buffers the kernel joining `a` and `b` reads: `a`'s, then `b`'s that are not `a`'s
 /// outputs, each once.
-fn joined_reads(a: &Kernel, b: &Kernel) -> Vec<usize> {
+pub(super) fn joined_reads(a: &Kernel, b: &Kernel) -> Vec<usize> {
     let mut reads = a.reads.clone();
     for &r in &b.reads {
         if !reads.contains(&r) && !a.outputs().any(|o| o == r) {

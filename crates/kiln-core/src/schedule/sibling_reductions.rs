@@ -22,6 +22,7 @@
 //! This is a scheduling rule rather than a rule of [`crate::rewrite`]: a graph has no node with
 //! two outputs, and which reductions share a dispatch is a decision about kernels.
 
+use super::multi_output::joined_reads;
 use super::{Kernel, KernelKind};
 use crate::dtype::DType;
 use crate::graph::Pending;
@@ -133,15 +134,4 @@ fn joined(a: Kernel, b: Kernel) -> Kernel {
         reads,
         scalars,
     }
-}
-
-/// The buffers the kernel joining `a` and `b` reads: `a`'s, then `b`'s, each once.
-fn joined_reads(a: &Kernel, b: &Kernel) -> Vec<usize> {
-    let mut reads = a.reads.clone();
-    for &r in &b.reads {
-        if !reads.contains(&r) {
-            reads.push(r);
-        }
-    }
-    reads
 }

@@ -256,14 +256,8 @@ impl Iterator for ImageBatches<'_> {
         }
         let o = self.set.inner.options();
         let dims = [b, o.channels, o.image_size[0], o.image_size[1]];
-        let mut x = Tensor::from_vec(images, dims, &self.device).expect("batch shape");
-        if let Some(augment) = self.augment {
-            x = augment
-                .apply(&x)
-                .unwrap_or_else(|e| panic!("the batches' transform failed: {e}"));
-        }
-        let y = Tensor::from_vec(labels, [b], &self.device).expect("batch shape");
-        Some((x, y))
+        let batch = crate::batches::finish_batch(images, dims, labels, &self.device, self.augment);
+        Some(batch)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

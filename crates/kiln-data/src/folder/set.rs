@@ -2,7 +2,6 @@
 
 use super::loader::{ImageBatches, Stream};
 use super::Inner;
-use kiln_core::rng::philox4x32;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,17 +52,9 @@ impl ImageSet {
     /// This view in a random order that depends only on `seed` (the Fisher-Yates shuffle of
     /// [`crate::Split::shuffled`]); the random CPU transforms of its batches draw from `seed`.
     pub fn shuffled(&self, seed: u64) -> ImageSet {
-        let mut order = self.order.clone();
-        let key = [seed as u32, (seed >> 32) as u32];
-        for i in (1..order.len()).rev() {
-            let w = philox4x32([i as u32, 0x5348_5546, 0, 0], key);
-            let r = ((w[0] as u64) << 32) | w[1] as u64;
-            let j = ((r as u128 * (i as u128 + 1)) >> 64) as usize;
-            order.swap(i, j);
-        }
         ImageSet {
             inner: self.inner.clone(),
-            order,
+            order: crate::split::shuffled_order(&self.order, seed),
             stream: seed,
         }
     }
