@@ -5,7 +5,9 @@
 //! are refused by the decoder's limits, and checkpoint shapes the file does not bound are
 //! bounded. Allocations are metered per thread (see `fuzz_support`).
 
+mod common;
 mod fuzz_support;
+use common::png_declaring;
 use fuzz_support::metered;
 use image::GrayImage;
 use kiln::checkpoint;
@@ -149,31 +151,6 @@ fn an_input_size_from_the_caller_is_refused_before_any_image_of_it_is_made() {
     // At the limit, a batch is checked against the device's largest buffer.
     let input = ImageInput::new(3, [MAX_INPUT_SIDE, MAX_INPUT_SIDE]);
     assert!(input.check(1, &cpu).is_ok());
-}
-
-/// A PNG whose header declares `width` x `height` pixels of PNG colour type `color` and
-/// `depth` bits, with almost no pixel data.
-fn png_declaring(width: u32, height: u32, color: u8, depth: u8) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend(kind);
-        c.extend(data);
-        c.extend(crc.sum().to_be_bytes());
-        c
-    };
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([depth, color, 0, 0, 0]);
-    let mut idat = flate2::write::ZlibEncoder::new(vec![], flate2::Compression::default());
-    idat.write_all(&[0; 64]).unwrap();
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IDAT", &idat.finish().unwrap()));
-    png.extend(chunk(b"IEND", &[]));
-    png
 }
 
 #[test]

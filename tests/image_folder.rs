@@ -2,12 +2,11 @@
 //! as PNG (grey, RGB, RGBA, 16-bit), JPEG, BMP and WebP, with corrupt files among them.
 
 mod common;
-use common::temp_dir;
+use common::{png_declaring, temp_dir};
 
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma, Rgba};
 use kiln::data::{read_class_list, FolderOptions, ImageFolder, Mnist, MNIST_MEAN, MNIST_STD};
 use kiln::prelude::*;
-use std::io::Write;
 use std::path::Path;
 
 const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k");
@@ -64,30 +63,6 @@ fn write_classes(dir: &Path, images: &[(u8, GrayImage)]) {
         std::fs::create_dir_all(&class).unwrap();
         write_image(&class, k, img);
     }
-}
-
-/// A PNG whose header declares `width` x `height` grey pixels, with almost no pixel data.
-fn png_declaring(width: u32, height: u32) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend(kind);
-        c.extend(data);
-        c.extend(crc.sum().to_be_bytes());
-        c
-    };
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]);
-    let mut idat = flate2::write::ZlibEncoder::new(vec![], flate2::Compression::default());
-    idat.write_all(&[0; 64]).unwrap();
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IDAT", &idat.finish().unwrap()));
-    png.extend(chunk(b"IEND", &[]));
-    png
 }
 
 /// Every batch of `batches` as host values: the images' f32 and the labels.
@@ -233,7 +208,11 @@ fn corrupt_files_are_skipped_counted_or_errors_in_strict_mode() {
     let good = std::fs::read(dir.join("d0/000.png")).unwrap();
     std::fs::write(dir.join("d0/zero.png"), b"").unwrap();
     std::fs::write(dir.join("d0/text.jpg"), b"hello, I am not a JPEG\n").unwrap();
-    std::fs::write(dir.join("d8/bomb.png"), png_declaring(100_000, 100_000)).unwrap();
+    std::fs::write(
+        dir.join("d8/bomb.png"),
+        png_declaring(100_000, 100_000, 0, 8),
+    )
+    .unwrap();
     std::fs::write(dir.join("d8/cut.png"), &good[..good.len() / 2]).unwrap();
 
     let folder = ImageFolder::open_with(&*dir, FolderOptions::new().threads(2)).unwrap();

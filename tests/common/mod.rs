@@ -235,3 +235,28 @@ pub fn scheduled(targets: &[&Tensor], max_storage_buffers: usize) -> kiln::sched
 pub fn seeded(dims: &[usize], seed: u64, dev: &Device) -> Tensor {
     Tensor::from_slice(&values(dims.iter().product(), seed), dims, dev).unwrap()
 }
+
+/// A PNG whose header declares `width` x `height` pixels of PNG colour type `color` and
+/// `depth` bits, with almost no pixel data.
+pub fn png_declaring(width: u32, height: u32, color: u8, depth: u8) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend(kind);
+        c.extend(data);
+        c.extend(crc.sum().to_be_bytes());
+        c
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([depth, color, 0, 0, 0]);
+    let mut idat = flate2::write::ZlibEncoder::new(vec![], flate2::Compression::default());
+    std::io::Write::write_all(&mut idat, &[0; 64]).unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &idat.finish().unwrap()));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
