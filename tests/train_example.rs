@@ -13,6 +13,10 @@ mod mnist_example;
 #[path = "../examples/train.rs"]
 mod train_example;
 
+#[allow(dead_code)]
+#[path = "../examples/classify.rs"]
+mod classify_example;
+
 mod common;
 use clap::Parser;
 use common::*;
@@ -20,7 +24,30 @@ use image::GrayImage;
 use kiln::data::{read_class_list, Mnist};
 use kiln::prelude::*;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
+
+/// The environment variable that turns this test binary into `examples/classify.rs` (one
+/// argument a line), so that a test can read what it prints.
+const CLASSIFY_ARGS: &str = "KILN_CLASSIFY_EXAMPLE_ARGS";
+
+/// In the child process: runs `examples/classify.rs` with the arguments in
+/// `KILN_CLASSIFY_EXAMPLE_ARGS` and exits with its status. Does nothing in the parent.
+fn be_classify_if_asked() {
+    if let Ok(lines) = std::env::var(CLASSIFY_ARGS) {
+        let mut argv = vec!["classify".to_string()];
+        argv.extend(lines.lines().map(str::to_string));
+        let args = classify_example::Args::parse_from(argv);
+        let status = match classify_example::run(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+        std::process::exit(status);
+    }
+}
 
 const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-10k");
 /// Training and validation digits in the folders (the first of MNIST-10k's splits).
@@ -126,6 +153,7 @@ const LENET: [&str; 8] = [
 
 #[test]
 fn train_on_png_digits_reaches_mnists_accuracy_and_keeps_the_best_checkpoint() {
+    be_classify_if_asked();
     let d = digits();
     let dir = temp_dir("parity");
     let (mnist_dir, train_dir) = (dir.join("mnist"), dir.join("train"));
@@ -164,6 +192,35 @@ fn train_on_png_digits_reaches_mnists_accuracy_and_keeps_the_best_checkpoint() {
     }
     let classifier = kiln::classify::load_classifier(None, &best, &Device::cpu()).unwrap();
     assert_eq!((classifier.in_channels, classifier.classes), (1, 10));
+
+    // examples/classify.rs names the classes from the class list beside the weights.
+    let seven = std::fs::read_dir(d.folder.join("val/d7"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "train_on_png_digits_reaches_mnists_accuracy_and_keeps_the_best_checkpoint",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CLASSIFY_ARGS, ["--weights", s(&best), s(&seven)].join("\n"))
+        .env("KILN_LOG", "quiet")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let ranked: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.ends_with(".png:"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(ranked.len(), 5, "{stdout}");
+    assert!(ranked.iter().all(|n| n.starts_with('d')), "{stdout}");
+    assert!(ranked.contains(&"d7"), "{stdout}");
 }
 
 #[test]
