@@ -196,11 +196,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         );
     }
     let model: &dyn Module = model.as_ref();
-    println!(
-        "{}:\n{}",
-        args.model,
-        viz::summary(model, &[1, c, h, w])?
-    );
+    println!("{}:\n{}", args.model, viz::summary(model, &[1, c, h, w])?);
     let mut opt = trainer::optimizer(args.optimizer, model.parameters(), args.lr, args.on_nan);
     let mut first_epoch = 0;
     let mut best_so_far = None;
@@ -302,15 +298,30 @@ fn data_of<'a>(loaded: &'a Loaded, args: &Args) -> kiln::Result<Data<'a>> {
             let (mean, std) = match given {
                 (Some(m), Some(s)) => (m.to_vec(), s.to_vec()),
                 _ => {
-                    println!("measuring the training images' mean and std (--mean/--std skip this)");
+                    println!(
+                        "measuring the training images' mean and std (--mean/--std skip this)"
+                    );
                     train.mean_std()
                 }
             };
-            let norm = Norm::choose(given, (&fit_channels(&mean, channels), &fit_channels(&std, channels)))?;
+            let norm = Norm::choose(
+                given,
+                (
+                    &fit_channels(&mean, channels),
+                    &fit_channels(&std, channels),
+                ),
+            )?;
             let size = args.image_size as usize;
             let source = Source::Folder { train, val };
             let data_std = norm.std.clone();
-            Data::new(source, folder.classes().to_vec(), channels, [size, size], norm, data_std)
+            Data::new(
+                source,
+                folder.classes().to_vec(),
+                channels,
+                [size, size],
+                norm,
+                data_std,
+            )
         }
     };
     data.test_images = args.test_images.map_or(usize::MAX, |n| n as usize);

@@ -6,6 +6,9 @@
 //! Both examples' sources are compiled into this test (their `run` is called with parsed
 //! arguments), as in tests/mnist_example.rs.
 
+// mnist.rs and train.rs each include examples/trainer/ as their own module.
+#![allow(clippy::duplicate_mod)]
+
 #[allow(dead_code)]
 #[path = "../examples/mnist.rs"]
 mod mnist_example;
@@ -100,10 +103,7 @@ fn digits() -> &'static Digits {
         let (folder, idx_dir) = (root.join("folder"), root.join("idx"));
         std::fs::create_dir_all(&idx_dir).unwrap();
         let mnist = Mnist::from_dir(MNIST).unwrap();
-        for (split, stem, n) in [
-            (mnist.train(), "train", TRAIN),
-            (mnist.test(), "t10k", VAL),
-        ] {
+        for (split, stem, n) in [(mnist.train(), "train", TRAIN), (mnist.test(), "t10k", VAL)] {
             let sub = if stem == "train" { "train" } else { "val" };
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by_key(|&i| split.label(i));
@@ -158,7 +158,13 @@ fn train_on_png_digits_reaches_mnists_accuracy_and_keeps_the_best_checkpoint() {
     let dir = temp_dir("parity");
     let (mnist_dir, train_dir) = (dir.join("mnist"), dir.join("train"));
     let common = ["--epochs", "3", "--batch-size", "32", "--lr", "0.001"];
-    let mut args = vec!["--data", s(&d.idx), "--run-dir", s(&mnist_dir), "--no-pictures"];
+    let mut args = vec![
+        "--data",
+        s(&d.idx),
+        "--run-dir",
+        s(&mnist_dir),
+        "--no-pictures",
+    ];
     args.extend(common);
     mnist(&args).unwrap();
     let mut args = vec!["--data", s(&d.folder), "--out", s(&train_dir)];
@@ -211,7 +217,11 @@ fn train_on_png_digits_reaches_mnists_accuracy_and_keeps_the_best_checkpoint() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ranked: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.ends_with(".png:"))
@@ -231,7 +241,14 @@ fn patience_stops_a_run_whose_validation_loss_does_not_improve() {
     let mut args = vec!["--data", s(&d.folder), "--out", s(&dir), "--no-pictures"];
     args.extend(LENET);
     args.extend(["--optimizer", "sgd", "--lr", "0", "--epochs", "10"]);
-    args.extend(["--patience", "2", "--batch-size", "64", "--test-images", "100"]);
+    args.extend([
+        "--patience",
+        "2",
+        "--batch-size",
+        "64",
+        "--test-images",
+        "100",
+    ]);
     train(&args).unwrap();
     let accuracies = test_accuracies(&dir);
     assert_eq!(accuracies.len(), 3, "{accuracies:?}");
@@ -279,7 +296,11 @@ fn fine_tuning_with_a_frozen_backbone_changes_the_head_alone() {
     let before = kiln::checkpoint::load(&weights, &Device::cpu()).unwrap();
     let after = kiln::checkpoint::load(tuned.join("lenet5.safetensors"), &Device::cpu()).unwrap();
     let mut backbone = 0;
-    for (name, t) in after.tensors.iter().filter(|(n, _)| !n.starts_with("optimizer.")) {
+    for (name, t) in after
+        .tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("optimizer."))
+    {
         let old = before.get(name).unwrap();
         if name.starts_with("fc3.") {
             assert_ne!(old.to_vec::<f32>().unwrap(), t.to_vec::<f32>().unwrap());
@@ -305,7 +326,14 @@ fn fine_tuning_with_a_frozen_backbone_changes_the_head_alone() {
 
     // Weights of another model: the error names the file and the new head's parameters.
     let mut args = vec!["--data", s(&second), "--out", s(&tuned), "--no-pictures"];
-    args.extend(["--model", "resnet20", "--image-size", "28", "--channels", "1"]);
+    args.extend([
+        "--model",
+        "resnet20",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+    ]);
     args.extend(["--weights", s(&weights)]);
     let msg = train(&args).unwrap_err();
     assert!(
@@ -329,7 +357,10 @@ fn bad_data_directories_are_refused_with_errors_that_name_them() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let msg = train(&["--data", s(&empty), "--out", s(&out)]).unwrap_err();
-    assert!(msg.contains("empty") && msg.contains("no class folders"), "{msg}");
+    assert!(
+        msg.contains("empty") && msg.contains("no class folders"),
+        "{msg}"
+    );
     // Two classes of one picture each, no val/ and no split: nothing to validate on.
     for class in ["cat", "dog"] {
         let d = dir.join("pets").join(class);

@@ -147,11 +147,7 @@ pub(crate) fn fit(
             }
         }
         last_test = Some(test);
-        save_metrics(
-            &s.run_dir.join("metrics.csv"),
-            &run.metrics,
-            &run.skipped,
-        )?;
+        save_metrics(&s.run_dir.join("metrics.csv"), &run.metrics, &run.skipped)?;
         let b = best.as_ref().expect("set above");
         if s.patience.is_some_and(|p| epoch + 1 - b.epoch >= p) {
             println!(
@@ -199,7 +195,10 @@ fn finish(
         let mut paths: Vec<PathBuf> = vec![s.checkpoint.to_path_buf()];
         paths.extend(s.best.map(Path::to_path_buf));
         for p in paths {
-            println!("class list: {}", write_class_list(p, &data.classes)?.display());
+            println!(
+                "class list: {}",
+                write_class_list(p, &data.classes)?.display()
+            );
         }
     }
     if s.pictures {

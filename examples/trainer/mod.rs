@@ -7,6 +7,9 @@
 //! Included by both examples with `#[path = "trainer/mod.rs"] mod trainer;` (a directory
 //! without `main.rs`, so cargo does not take it for an example of its own).
 
+// Each example uses a part of it (mnist reads no image folder and keeps no best checkpoint).
+#![allow(dead_code)]
+
 pub(crate) mod checkpoint;
 pub(crate) mod data;
 pub(crate) mod divergence;

@@ -44,7 +44,9 @@ pub(crate) fn pictures(
     // One test image through the network: the outputs of its first convolutions, found in the
     // graph.
     let Some((digit, label)) = data.test_batches(Some(1)).next() else {
-        return Err(KilnError::Data("no test image to draw the feature maps of".into()));
+        return Err(KilnError::Data(
+            "no test image to draw the feature maps of".into(),
+        ));
     };
     let (layers, _) = viz::layer_outputs(model, &digit)?;
     let convs: Vec<(String, Tensor)> = layers
@@ -82,7 +84,12 @@ pub(crate) fn pictures(
             .map_or(0, |m| m + 1);
         // The data's class names, numbered past them if a label or prediction is.
         let names: Vec<String> = (0..classes.max(data.classes.len()))
-            .map(|c| data.classes.get(c).cloned().unwrap_or_else(|| c.to_string()))
+            .map(|c| {
+                data.classes
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string())
+            })
             .collect();
         let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         viz::save_confusion_matrix(&test.preds, &test.labels, &names, dir.join("confusion.png"))?;
