@@ -97,8 +97,9 @@ struct Digits {
 fn digits() -> &'static Digits {
     static DIGITS: OnceLock<Digits> = OnceLock::new();
     DIGITS.get_or_init(|| {
-        // Not a TempDir: the static outlives the tests; the directory is named after the process.
-        let root = std::env::temp_dir().join(format!("kiln-train-example-{}", std::process::id()));
+        // Not a TempDir (a static is never dropped): cargo's directory for test files, emptied
+        // at each run.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train-example-digits");
         let _ = std::fs::remove_dir_all(&root);
         let (folder, idx_dir) = (root.join("folder"), root.join("idx"));
         std::fs::create_dir_all(&idx_dir).unwrap();
