@@ -124,7 +124,8 @@ pub(crate) struct Args {
     /// Stop after this many training steps in all: for smoke runs.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_steps: Option<u64>,
-    /// Validate on the first N validation images only: for smoke runs.
+    /// Validate on N validation images only (the first N of IDX or CIFAR data, a seeded sample
+    /// of a folder): for smoke runs.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     test_images: Option<u64>,
     /// What a step whose loss or gradient is NaN or infinite does.

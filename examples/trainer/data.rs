@@ -111,8 +111,9 @@ impl<'a> Data<'a> {
             }
         })
     }
-    /// The test (validation) batches, normalised, in order: the first `test_images` images in
-    /// batches of `batch` (default: 500 in memory, 100 from a folder).
+    /// The test (validation) batches, normalised, in order: the first `test_images` images (of
+    /// a folder: a seeded sample of that many) in batches of `batch` (default: 500 in memory,
+    /// 100 from a folder).
     pub(crate) fn test_batches(&self, batch: Option<usize>) -> BatchIter<'_> {
         let (mean, std) = (&self.norm.mean, &self.norm.std);
         match &self.source {
@@ -121,11 +122,16 @@ impl<'a> Data<'a> {
                     .batches(batch.unwrap_or(TEST_BATCH))
                     .normalize_channels(mean, std),
             ),
-            Source::Folder { val, .. } => Box::new(
-                val.take(self.test_images)
-                    .batches(batch.unwrap_or(FOLDER_TEST_BATCH))
-                    .normalize(mean, std),
-            ),
+            Source::Folder { val, .. } => {
+                // A folder's images come class by class: a part of them is a seeded sample.
+                let val = if self.test_images < val.len() {
+                    val.shuffled(0).take(self.test_images)
+                } else {
+                    val.clone()
+                };
+                let batches = val.batches(batch.unwrap_or(FOLDER_TEST_BATCH));
+                Box::new(batches.normalize(mean, std))
+            }
         }
     }
 }
