@@ -28,9 +28,16 @@
 //! the data, the image size against the model). A step whose loss or gradient is not finite
 //! stops the run with an error naming the step and the likely causes (`--on-nan skip` skips
 //! such steps instead and counts them); a checkpoint is never written from non-finite values.
+//!
+//! `--distributed` trains data-parallel on the ranks of `mpirun` (build with `--features mpi`;
+//! without it the run is one process): each rank reads its shard of every epoch at
+//! `--batch-size` images per step (the global batch is that times the ranks), the gradients are
+//! averaged over the ranks, and rank 0 alone prints, draws and writes files; an error on any rank
+//! ends every rank. `mpirun -np 2 target/release/examples/mnist --distributed --epochs 3`.
 
 use clap::Parser;
 use kiln::data::Mnist;
+use kiln::distributed::{DistributedOptimizer, World};
 use kiln::models::MODEL_NAMES;
 use kiln::nn::ParamBuilder;
 use kiln::preflight;
@@ -39,13 +46,16 @@ use std::path::PathBuf;
 
 // The training loop, shared with examples/train.rs (a path, so that cargo does not take it for
 // an example of its own).
+// Its `println!` (used here too) prints on rank 0 only.
 #[path = "trainer/mod.rs"]
+#[macro_use]
 mod trainer;
 
+use std::sync::atomic::Ordering;
 use trainer::checkpoint::resume;
 use trainer::data::{Data, Source};
 use trainer::fit::{fit, Settings};
-use trainer::{DeviceKind, Norm, OnNan, OptimizerKind, ScheduleKind};
+use trainer::{DeviceKind, Norm, OnNan, OptimizerKind, ScheduleKind, SPEAKS};
 
 /// Train a model of the zoo on MNIST-format images.
 #[derive(Parser, Debug)]
@@ -112,6 +122,10 @@ pub(crate) struct Args {
     /// What a step whose loss or gradient is NaN or infinite does.
     #[arg(long, value_enum, default_value = "stop")]
     on_nan: OnNan,
+    /// Data-parallel over the ranks of `mpirun` (needs `--features mpi`): --batch-size images
+    /// per rank and step.
+    #[arg(long)]
+    distributed: bool,
 }
 
 fn main() {
@@ -130,7 +144,32 @@ pub(crate) fn run_and_report(args: Args) -> i32 {
 }
 
 pub(crate) fn run(args: Args) -> kiln::Result<()> {
-    let dev = args.device.device()?;
+    let world = match args.distributed {
+        true => kiln::distributed::init()?,
+        false => World::single(),
+    };
+    if world.size() == 1 {
+        if args.distributed {
+            eprintln!(
+                "note: --distributed with one process (start it with mpirun, from a build with \
+                 --features mpi, to use several)"
+            );
+        }
+        return train(args, &world);
+    }
+    SPEAKS.store(world.is_main(), Ordering::Relaxed);
+    // A rank that fails ends every rank (the others would wait for it in the next all-reduce).
+    let result = train(args, &world);
+    world.abort_on_error(result);
+    Ok(())
+}
+
+/// The run, as rank `world.rank()` of `world.size()`.
+fn train(args: Args, world: &World) -> kiln::Result<()> {
+    let dev = match args.device {
+        DeviceKind::Gpu if world.size() > 1 => world.device()?,
+        device => device.device()?,
+    };
     let run_dir = args.run_dir.clone();
     let checkpoint = args
         .checkpoint
@@ -164,12 +203,14 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
     let names = (0..classes.max(10)).map(|d| d.to_string()).collect();
     let mut data = Data::new(source, names, 1, [rows, cols], norm, vec![data_std]);
     data.test_images = args.test_images.map_or(usize::MAX, |n| n as usize);
+    data.shard = (world.rank(), world.size());
     if args.augment {
-        data = data.with_augment(args.seed);
+        data = data.with_augment(args.seed.wrapping_add(world.rank() as u64));
     }
     let pb = ParamBuilder::new(&dev, args.seed);
     let model = kiln::models::by_name(&args.model, 1, classes, &pb)?;
     let model = model.as_ref();
+    world.broadcast_model(model)?;
     preflight::check_input_size(model, &args.model, 1, [rows, cols])?;
     println!(
         "{}:\n{}",
@@ -177,6 +218,10 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         viz::summary(model, &[1, 1, rows, cols])?
     );
     let mut opt = trainer::optimizer(args.optimizer, model.parameters(), args.lr, args.on_nan);
+    if world.size() > 1 {
+        let params = model.named_parameters();
+        opt = Box::new(DistributedOptimizer::new(world.clone(), params, opt));
+    }
     let mut first_epoch = 0;
     if let Some(path) = &args.resume {
         first_epoch = resume(path, &args.model, model, opt.as_mut(), &dev)?;
@@ -206,6 +251,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         patience: None,
         class_list: false,
         pictures: !args.no_pictures,
+        main_rank: world.is_main(),
     };
     fit(model, opt.as_mut(), &data, &settings)?;
     profile.finish()?;

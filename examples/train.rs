@@ -229,6 +229,7 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
         patience: args.patience.map(|p| p as usize),
         class_list: true,
         pictures: !args.no_pictures,
+        main_rank: true,
     };
     fit(model, opt.as_mut(), &data, &settings)?;
     if let Loaded::Folder(folder) = &loaded {

@@ -34,6 +34,8 @@ pub mod nn {
 pub mod schedule {
     pub use kiln_core::schedule::*;
 }
+/// Data-parallel training over MPI (build with `--features mpi`; one process without it).
+pub use kiln_distributed as distributed;
 pub use kiln_models as models;
 /// Export to ONNX files: [`onnx::export`] writes a model's inference graph.
 pub use kiln_onnx as onnx;

@@ -343,3 +343,33 @@ fn fashion_mnist_from_the_debian_package() {
         .unwrap();
     assert_eq!((x.dims(), y.dims()), (&[128, 1, 28, 28][..], &[128][..]));
 }
+
+#[test]
+fn sharding_splits_a_shuffled_epoch_like_distributed_sampler() {
+    let m = mnist();
+    let epoch = m.train().take(10).shuffled(3);
+    let all = epoch.labels();
+    // Padded (DistributedSampler's default): 3 ranks get 4 images each, positions r, r+3, r+6,
+    // r+9 of the epoch, the 10th..12th being the epoch's first two images again.
+    let parts: Vec<Split> = (0..3).map(|r| epoch.shard(r, 3, true)).collect();
+    for (r, part) in parts.iter().enumerate() {
+        assert_eq!(part.len(), 4);
+        let want: Vec<u8> = (0..4).map(|k| all[(r + 3 * k) % 10]).collect();
+        assert_eq!(part.labels(), want, "rank {r}");
+        assert_eq!(part.image(0), epoch.image(r));
+    }
+    // Without padding the tail is dropped: 3 each, disjoint, covering the first 9.
+    let mut seen: Vec<&[u8]> = (0..3)
+        .flat_map(|r| {
+            let part = epoch.shard(r, 3, false);
+            assert_eq!(part.len(), 3);
+            (0..3).map(move |i| part.image(i))
+        })
+        .collect();
+    let mut first9: Vec<&[u8]> = (0..9).map(|i| epoch.image(i)).collect();
+    seen.sort();
+    first9.sort();
+    assert_eq!(seen, first9);
+    // One rank: the view itself.
+    assert_eq!(epoch.shard(0, 1, true).labels(), all);
+}

@@ -32,6 +32,9 @@ pub(crate) struct Data<'a> {
     pub(crate) augment: Option<Augment>,
     /// How many test (validation) images the test passes use.
     pub(crate) test_images: usize,
+    /// This process's rank and the number of ranks of a data-parallel run (`(0, 1)` alone):
+    /// each rank trains on its shard of every epoch's shuffle (IDX and CIFAR data).
+    pub(crate) shard: (usize, usize),
 }
 
 /// Images per batch of a test pass over a split in memory, and over an image folder.
@@ -58,6 +61,7 @@ impl<'a> Data<'a> {
             data_std,
             augment: None,
             test_images: usize::MAX,
+            shard: (0, 1),
         }
     }
     /// Adds the device augmentation of `examples/mnist.rs --augment`: random crop (padding 2),
@@ -73,12 +77,13 @@ impl<'a> Data<'a> {
         );
         self
     }
-    /// Number of training images.
+    /// Number of training images (of this rank's shard).
     pub(crate) fn train_len(&self) -> usize {
-        match &self.source {
+        let n = match &self.source {
             Source::Splits { train, .. } => train.len(),
             Source::Folder { train, .. } => train.len(),
-        }
+        };
+        n.div_ceil(self.shard.1)
     }
     /// Number of test (validation) images a test pass uses.
     pub(crate) fn test_len(&self) -> usize {
@@ -88,13 +93,16 @@ impl<'a> Data<'a> {
         };
         n.min(self.test_images)
     }
-    /// The training batches of one epoch, shuffled by `seed`, normalised (and augmented).
+    /// The training batches of one epoch (this rank's shard), shuffled by `seed`, normalised
+    /// (and augmented). Image folders are not sharded: one rank only.
     pub(crate) fn train_batches(&self, seed: u64, batch: usize) -> kiln::Result<BatchIter<'_>> {
         let (mean, std) = (&self.norm.mean, &self.norm.std);
         Ok(match &self.source {
             Source::Splits { train, .. } => {
+                let (rank, ranks) = self.shard;
                 let mut batches = train
                     .shuffled(seed)
+                    .shard(rank, ranks, true)
                     .batches(batch)
                     .normalize_channels(mean, std);
                 if let Some(aug) = &self.augment {

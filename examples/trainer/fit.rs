@@ -7,6 +7,8 @@ use super::checkpoint::{save, CheckpointInfo};
 use super::data::Data;
 use super::divergence::{save_metrics, Divergence, SkippedStep};
 use super::pictures::pictures;
+#[allow(unused_imports)]
+use super::SPEAKS;
 use super::{OnNan, ScheduleKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::data::write_class_list;
@@ -43,6 +45,9 @@ pub(crate) struct Settings<'a> {
     /// Write the class list beside the checkpoints.
     pub(crate) class_list: bool,
     pub(crate) pictures: bool,
+    /// False on the ranks other than 0 of a distributed run: they show no progress and write
+    /// no file.
+    pub(crate) main_rank: bool,
 }
 
 /// The test set's loss, accuracy and every prediction.
@@ -134,7 +139,9 @@ pub(crate) fn fit(
             size: data.dims,
             test_loss: test.loss,
         };
-        save(s.checkpoint, model, &*opt, &info)?;
+        if s.main_rank {
+            save(s.checkpoint, model, &*opt, &info)?;
+        }
         run.saved_epochs = Some(epoch + 1);
         let improved = best.as_ref().is_none_or(|b| test.loss < b.loss);
         if improved {
@@ -142,7 +149,7 @@ pub(crate) fn fit(
                 loss: test.loss,
                 epoch: epoch + 1,
             });
-            if let Some(path) = s.best {
+            if let Some(path) = s.best.filter(|_| s.main_rank) {
                 save(path, model, &*opt, &info)?;
             }
         }
@@ -191,7 +198,7 @@ fn finish(
             b.loss
         );
     }
-    if s.class_list {
+    if s.class_list && s.main_rank {
         let mut paths: Vec<PathBuf> = vec![s.checkpoint.to_path_buf()];
         paths.extend(s.best.map(Path::to_path_buf));
         for p in paths {
@@ -201,7 +208,7 @@ fn finish(
             );
         }
     }
-    if s.pictures {
+    if s.pictures && s.main_rank {
         pictures(
             s.run_dir,
             model,
@@ -224,7 +231,10 @@ fn train_epoch(
     (epoch, steps): (usize, usize),
     lr_at: &dyn Fn(usize) -> f64,
 ) -> kiln::Result<usize> {
-    let bar = ProgressBar::new(data.train_len().div_ceil(s.batch_size) as u64);
+    let bar = match s.main_rank {
+        true => ProgressBar::new(data.train_len().div_ceil(s.batch_size) as u64),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
             .expect("a valid template")
@@ -238,7 +248,7 @@ fn train_epoch(
     let mut unread: Vec<(Tensor, Tensor, StepReport)> = vec![];
     let batches = data.train_batches(s.seed.wrapping_add(epoch as u64), s.batch_size)?;
     // The bar draws only on a terminal; into a log file a line goes every ~10% instead.
-    let log_lines = !std::io::stderr().is_terminal();
+    let log_lines = !std::io::stderr().is_terminal() && s.main_rank;
     let mut next_line = 0;
     for (step, (images, labels)) in batches.take(steps).enumerate() {
         let n = labels.numel();

@@ -10,6 +10,20 @@
 // Each example uses a part of it (mnist reads no image folder and keeps no best checkpoint).
 #![allow(dead_code)]
 
+/// False on the ranks other than 0 of a distributed run (`mnist --distributed`): they print
+/// nothing (their errors still reach the terminal, through stderr).
+pub(crate) static SPEAKS: AtomicBool = AtomicBool::new(true);
+
+// Every `println!` of the trainer (and of an example that includes it with `#[macro_use]`) goes
+// through SPEAKS, which must be in scope where it is used.
+macro_rules! println {
+    ($($t:tt)*) => {
+        if SPEAKS.load(std::sync::atomic::Ordering::Relaxed) {
+            std::println!($($t)*)
+        }
+    };
+}
+
 pub(crate) mod checkpoint;
 pub(crate) mod data;
 pub(crate) mod divergence;
@@ -19,6 +33,7 @@ pub(crate) mod pictures;
 use clap::ValueEnum;
 use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Schedule, Sgd};
 use kiln::prelude::*;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub(crate) enum OptimizerKind {

@@ -3,6 +3,8 @@
 
 use super::data::Data;
 use super::fit::TestPass;
+#[allow(unused_imports)]
+use super::SPEAKS;
 use kiln::nn::Module;
 use kiln::prelude::*;
 use kiln::viz::{self, LayerKind, Metrics};

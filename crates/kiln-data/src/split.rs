@@ -143,6 +143,30 @@ impl<'a> Split<'a> {
             order,
         }
     }
+    /// Rank `rank`'s part of this view when `size` processes share it (data-parallel training,
+    /// PyTorch's `DistributedSampler`): positions `rank, rank + size, rank + 2 size, ..`, so the
+    /// parts are disjoint and together cover the view. With `pad` every part has
+    /// `ceil(len / size)` images, the view's first images repeated to fill the last round (as
+    /// `DistributedSampler(drop_last=False)`); without, every part has `floor(len / size)` and
+    /// the tail is dropped. Shard a shuffled view (`shuffled(epoch).shard(rank, size, true)`) with
+    /// the same seed on every rank. Panics unless `rank < size`.
+    #[track_caller]
+    pub fn shard(&self, rank: usize, size: usize, pad: bool) -> Split<'a> {
+        assert!(
+            rank < size,
+            "Split::shard: rank {rank} is not below size {size}"
+        );
+        let len = self.order.len();
+        let each = if pad { len.div_ceil(size) } else { len / size };
+        // Position i of the padded view is position i % len of this one.
+        let order = (0..each)
+            .map(|k| self.order[(rank + k * size) % len])
+            .collect();
+        Split {
+            data: self.data,
+            order,
+        }
+    }
     /// The first `n` images of this view (all of them if it holds fewer).
     pub fn take(&self, n: usize) -> Split<'a> {
         Split {

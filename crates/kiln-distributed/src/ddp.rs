@@ -1,0 +1,262 @@
+//! [`DistributedOptimizer`]: data-parallel training's step, as PyTorch's DistributedDataParallel
+//! and Horovod take it. Every rank computes gradients on its own part of the global batch; the
+//! gradients are packed on the device into a few flat buckets, read back, summed across the ranks
+//! (non-blocking: reading bucket `i + 1` overlaps reducing bucket `i`), averaged, written back and
+//! split into per-parameter gradients that the wrapped optimiser applies as if one process had
+//! computed them on the whole global batch.
+//!
+//! Submissions per step on a GPU: one for the forward pass, the backward pass, the bucket packing
+//! and the loss; one readback copy per bucket; one for the upload of the averaged buckets and the
+//! optimiser's update ([`DistributedOptimizer::last_submissions`] counts them).
+
+use crate::world::World;
+use kiln_core::optim::Optimizer;
+use kiln_core::optim::{NonFinitePolicy, StepReport};
+use kiln_core::tensor::no_grad;
+use kiln_core::{DType, Gradients, Result, Tensor};
+
+/// PyTorch DDP's default bucket size: 25 MiB.
+pub const BUCKET_BYTES: usize = 25 << 20;
+/// PyTorch DDP's first bucket: 1 MiB (the last layers' gradients, ready first, go out early).
+pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
+/// How often (in steps) the replicas' parameters are compared across ranks by default.
+pub const CHECK_EVERY: u64 = 200;
+
+/// An [`Optimizer`] that averages the gradients over the ranks of a [`World`] before the wrapped
+/// optimiser applies them; made by [`World::optimizer`]. With one rank it is the wrapped
+/// optimiser itself (no packing, no readback). Every `check_every` steps it compares a checksum
+/// of the parameters across ranks and returns an error if the replicas drifted apart.
+///
+/// A failure between two collective operations of a step (a device error on one rank) ends every
+/// rank of the job ([`World::abort_on_error`]), since the other ranks would otherwise wait for
+/// that rank forever.
+pub struct DistributedOptimizer {
+    world: World,
+    params: Vec<(String, Tensor)>,
+    inner: Box<dyn Optimizer>,
+    first_bucket_bytes: usize,
+    bucket_bytes: usize,
+    check_every: u64,
+    last_submissions: u64,
+    last_buckets: usize,
+}
+
+impl DistributedOptimizer {
+    /// Wraps `inner`, which updates `params` (named as [`kiln_core::nn::Module::named_parameters`]
+    /// names them). [`World::optimizer`] is the short way.
+    pub fn new(world: World, params: Vec<(String, Tensor)>, inner: Box<dyn Optimizer>) -> Self {
+        DistributedOptimizer {
+            world,
+            params,
+            inner,
+            first_bucket_bytes: FIRST_BUCKET_BYTES,
+            bucket_bytes: BUCKET_BYTES,
+            check_every: CHECK_EVERY,
+            last_submissions: 0,
+            last_buckets: 0,
+        }
+    }
+    /// Bucket capacities in bytes of f32 gradient: the first bucket's and the others' (defaults
+    /// 1 MiB and 25 MiB, as DDP). A bucket closes when it reaches its capacity, so a parameter
+    /// larger than the capacity has a bucket of its own.
+    pub fn bucket_sizes(mut self, first: usize, rest: usize) -> Self {
+        self.first_bucket_bytes = first.max(1);
+        self.bucket_bytes = rest.max(1);
+        self
+    }
+    /// Compares the replicas every `n` steps (0: never; default [`CHECK_EVERY`]).
+    pub fn check_every(mut self, n: u64) -> Self {
+        self.check_every = n;
+        self
+    }
+    /// The wrapped optimiser.
+    pub fn inner(&self) -> &dyn Optimizer {
+        &*self.inner
+    }
+    /// Device submissions (kernel submissions and readback copies) of the last step.
+    pub fn last_submissions(&self) -> u64 {
+        self.last_submissions
+    }
+    /// Buckets the last step's gradients were packed into.
+    pub fn last_buckets(&self) -> usize {
+        self.last_buckets
+    }
+
+    /// The gradients of `grads`, averaged over the ranks (see the module's documentation).
+    fn averaged(&mut self, grads: &Gradients) -> Result<Gradients> {
+        // Reverse parameter order: the last layers' gradients first, as DDP.
+        let with_grad: Vec<(&Tensor, &Tensor)> = self
+            .params
+            .iter()
+            .rev()
+            .filter_map(|(_, p)| grads.get(p).map(|g| (p, g)))
+            .filter(|(p, _)| p.numel() > 0)
+            .collect();
+        let sizes: Vec<usize> = with_grad.iter().map(|(p, _)| p.numel() * 4).collect();
+        let buckets = plan_buckets(&sizes, self.first_bucket_bytes, self.bucket_bytes);
+        self.last_buckets = buckets.len();
+        let packed: Vec<Tensor> = no_grad(|| {
+            buckets
+                .iter()
+                .map(|b| {
+                    let flat: Vec<Tensor> = b
+                        .clone()
+                        .map(|i| with_grad[i].1.cast(DType::F32).reshape([sizes[i] / 4]))
+                        .collect();
+                    Tensor::cat(&flat.iter().collect::<Vec<_>>(), 0)
+                })
+                .collect()
+        });
+        // One submission: forward, backward, the packed buckets, the loss and its riders.
+        let mut targets: Vec<&Tensor> = packed.iter().collect();
+        targets.extend(
+            grads
+                .step_targets()
+                .into_iter()
+                .filter(|t| !t.is_realized()),
+        );
+        self.world.abort_on_error(Tensor::realize_all(&targets));
+        let world = self.world.clone();
+        let summed = world
+            .collective()
+            .all_reduce_buffers(packed.len(), &mut |i| packed[i].to_vec::<f32>());
+        let summed = self.world.abort_on_error(summed);
+        let n = self.world.size() as f32;
+        let mut out = grads.clone();
+        for (bucket, mut sum) in buckets.into_iter().zip(summed) {
+            sum.iter_mut().for_each(|v| *v /= n);
+            let len = sum.len();
+            let device = with_grad[bucket.start].1.device();
+            let flat = self
+                .world
+                .abort_on_error(Tensor::from_vec(sum, [len], device));
+            let mut at = 0;
+            for i in bucket {
+                let (p, g) = with_grad[i];
+                let numel = sizes[i] / 4;
+                let piece = flat.narrow(0, at, numel).reshape(p.dims()).cast(g.dtype());
+                out.insert(p, piece);
+                at += numel;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Splits parameters of `sizes` bytes (in the order they are reduced) into consecutive buckets:
+/// a bucket closes once it holds at least its capacity (`first` for the first, `rest` after).
+pub fn plan_buckets(sizes: &[usize], first: usize, rest: usize) -> Vec<std::ops::Range<usize>> {
+    let mut buckets = vec![];
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &s) in sizes.iter().enumerate() {
+        bytes += s;
+        let cap = if buckets.is_empty() { first } else { rest };
+        if bytes >= cap {
+            buckets.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < sizes.len() {
+        buckets.push(start..sizes.len());
+    }
+    buckets
+}
+
+impl Optimizer for DistributedOptimizer {
+    fn step(&mut self, grads: &Gradients) -> Result<StepReport> {
+        let device = self.params.first().map(|(_, p)| p.device().clone());
+        let before = device.as_ref().map_or(0, |d| d.stats().submissions);
+        let report = if self.world.size() == 1 {
+            self.inner.step(grads)?
+        } else {
+            let averaged = self.averaged(grads)?;
+            self.inner.step(&averaged)?
+        };
+        self.last_submissions = device.as_ref().map_or(0, |d| d.stats().submissions) - before;
+        if self.world.size() > 1
+            && self.check_every > 0
+            && self.steps().is_multiple_of(self.check_every)
+        {
+            let params: Vec<Tensor> = self.params.iter().map(|(_, p)| p.clone()).collect();
+            self.world.check_replicas(&params)?;
+        }
+        Ok(report)
+    }
+    fn learning_rate(&self) -> f64 {
+        self.inner.learning_rate()
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.inner.set_learning_rate(lr)
+    }
+    fn num_groups(&self) -> usize {
+        self.inner.num_groups()
+    }
+    fn group_learning_rate(&self, group: usize) -> f64 {
+        self.inner.group_learning_rate(group)
+    }
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) {
+        self.inner.set_group_learning_rate(group, lr)
+    }
+    fn base_learning_rate(&self, group: usize) -> f64 {
+        self.inner.base_learning_rate(group)
+    }
+    fn steps(&self) -> u64 {
+        self.inner.steps()
+    }
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.inner.non_finite_policy()
+    }
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) {
+        self.inner.set_non_finite_policy(policy)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.inner.state()
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.inner.load_state(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_core::nn::{Linear, Module, ParamBuilder};
+    use kiln_core::optim::Sgd;
+    use kiln_core::Device;
+
+    #[test]
+    fn one_rank_steps_as_the_wrapped_optimizer() {
+        let dev = Device::cpu();
+        let world = World::single();
+        let a = world
+            .replicate(Linear::new(3, 2, &ParamBuilder::new(&dev, 5)))
+            .unwrap();
+        let b = Linear::new(3, 2, &ParamBuilder::new(&dev, 5));
+        let mut opt_a = world.optimizer(&a, Sgd::new(a.parameters(), 0.1));
+        let mut opt_b = Sgd::new(b.parameters(), 0.1);
+        for seed in 0..2 {
+            let x = Tensor::randn([4, 3], seed, &dev);
+            opt_a
+                .step(&a.forward(&x).square().mean().backward())
+                .unwrap();
+            opt_b
+                .step(&b.forward(&x).square().mean().backward())
+                .unwrap();
+        }
+        assert_eq!(opt_a.steps(), 2);
+        for (pa, pb) in a.parameters().iter().zip(b.parameters()) {
+            assert_eq!(pa.to_vec::<f32>().unwrap(), pb.to_vec::<f32>().unwrap());
+        }
+        world.check_replicas(&a.parameters()).unwrap();
+    }
+
+    #[test]
+    fn buckets_close_at_their_capacity() {
+        // First bucket 10 bytes, then 20: [4, 4, 4] closes at 12, [8, 8, 8] at 24, [2] is left.
+        let b = plan_buckets(&[4, 4, 4, 8, 8, 8, 2], 10, 20);
+        assert_eq!(b, [0..3, 3..6, 6..7]);
+        // A parameter larger than the capacity gets a bucket of its own.
+        assert_eq!(plan_buckets(&[100, 1, 1], 10, 20), [0..1, 1..3]);
+        assert!(plan_buckets(&[], 10, 20).is_empty());
+    }
+}

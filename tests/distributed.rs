@@ -1,0 +1,282 @@
+//! Data-parallel training over MPI on 2 ranks (`cargo test --features mpi --test distributed`;
+//! needs Open MPI's `mpirun`). The test runs itself: started by `cargo test`, it starts
+//! `mpirun -np 2 --oversubscribe` on its own executable once per scenario and checks each run's
+//! exit code, time and messages; started by `mpirun`, it is a rank and runs the scenario named on
+//! its command line (each rank checks its own results and panics on a failure, which aborts the
+//! job).
+
+use kiln::distributed::{self, Reduction, World};
+use kiln::models::LeNet5;
+use kiln::nn::{Linear, Module, ParamBuilder};
+use kiln::optim::{Adam, Optimizer, Sgd};
+use kiln::prelude::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    if distributed::launched_by_mpi() {
+        let scenario = std::env::args().nth(1).expect("a scenario name");
+        rank_main(&scenario);
+    } else {
+        driver();
+    }
+}
+
+/// One run of `mpirun -np 2` on this executable: (exit code, seconds, stdout and stderr).
+fn mpirun(scenario: &str, env: &[(&str, &str)], timeout: Duration) -> (Option<i32>, f64, String) {
+    let exe = std::env::current_exe().unwrap();
+    let log = std::env::temp_dir().join(format!(
+        "kiln-distributed-{scenario}-{}.log",
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-np", "2", "--oversubscribe"])
+        .arg(&exe)
+        .arg(scenario)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("KILN_LOG", "quiet")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("mpirun (install openmpi-bin)");
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if start.elapsed() > timeout {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{scenario}: mpirun still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    (code, start.elapsed().as_secs_f64(), out)
+}
+
+/// Runs every scenario under `mpirun -np 2` and checks how each ended.
+fn driver() {
+    let long = Duration::from_secs(300);
+    for (scenario, env) in [
+        ("allreduce", vec![]),
+        ("allreduce", vec![("KILN_REDUCTION", "mpi")]),
+        ("mismatch", vec![]),
+        ("lenet", vec![]),
+    ] {
+        let (code, secs, out) = mpirun(scenario, &env, long);
+        println!(
+            "--- {scenario} {env:?}: exit {code:?} in {secs:.1} s\n{}",
+            out.trim()
+        );
+        assert_eq!(code, Some(0), "{scenario} failed:\n{out}");
+        assert_eq!(out.matches(&format!("{scenario} ok")).count(), 2, "{out}");
+    }
+    // A rank that fails mid-run ends the job on both ranks, with a message, within 30 s.
+    for (fault, message) in [
+        ("panic", "panicked; aborting every rank"),
+        ("error", "aborting every rank"),
+        ("kill", ""),
+        ("exit", ""),
+    ] {
+        let (code, secs, out) = mpirun("fault", &[("KILN_FAULT", fault)], long);
+        println!(
+            "--- fault {fault}: exit {code:?} in {secs:.1} s\n{}",
+            out.trim()
+        );
+        assert_ne!(code, Some(0), "{fault}: the job should fail:\n{out}");
+        assert!(out.contains("rank 1 fails now"), "{out}");
+        assert!(out.contains(message), "{fault}: no {message:?} in:\n{out}");
+        assert!(secs < 30.0, "{fault}: the job took {secs:.1} s to end");
+    }
+    println!("distributed: all scenarios passed");
+}
+
+/// What one rank does in `scenario`.
+fn rank_main(scenario: &str) {
+    let world = if std::env::var("KILN_REDUCTION").is_ok_and(|v| v == "mpi") {
+        distributed::init_mpi(Reduction::Mpi).unwrap()
+    } else {
+        distributed::init().unwrap()
+    };
+    assert_eq!(world.size(), 2);
+    match scenario {
+        "allreduce" => all_reduce(&world),
+        "mismatch" => mismatch(&world),
+        "lenet" => {
+            lenet(&world, "sgd", |p| Sgd::new(p, 0.05));
+            lenet(&world, "adam", |p| Adam::new(p, 1e-3));
+        }
+        "fault" => fault(&world),
+        other => panic!("unknown scenario {other}"),
+    }
+    println!("rank {}: {scenario} ok", world.rank());
+}
+
+/// All-reduce of odd lengths, f32 and f16, against sums by hand.
+fn all_reduce(world: &World) {
+    let c = world.collective();
+    let r = world.rank() as f32;
+    let value = |rank: f32, i: usize| (i as f32 * 0.37 + rank * 1.5).sin() * (1.0 + rank);
+    for len in [1, 3, 7, 1001, 65_537] {
+        let mut buf: Vec<f32> = (0..len).map(|i| value(r, i)).collect();
+        c.all_reduce_sum(&mut buf);
+        for (i, got) in buf.iter().enumerate() {
+            assert_eq!(
+                *got,
+                value(0.0, i) + value(1.0, i),
+                "f32 length {len} element {i}"
+            );
+        }
+    }
+    for len in [1, 5, 1001] {
+        let mut buf: Vec<half::f16> = (0..len).map(|i| half::f16::from_f32(value(r, i))).collect();
+        c.all_reduce_sum_f16(&mut buf);
+        for (i, got) in buf.iter().enumerate() {
+            let hand = half::f16::from_f32(value(0.0, i)).to_f32()
+                + half::f16::from_f32(value(1.0, i)).to_f32();
+            assert_eq!(
+                *got,
+                half::f16::from_f32(hand),
+                "f16 length {len} element {i}"
+            );
+        }
+    }
+    // Several buffers through the pipelined path, lengths 3, 0 and 11.
+    let lens = [3usize, 0, 11];
+    let sums = c
+        .all_reduce_buffers(3, &mut |b| {
+            Ok((0..lens[b]).map(|i| value(r, i + b)).collect())
+        })
+        .unwrap();
+    for (b, sum) in sums.iter().enumerate() {
+        let hand: Vec<f32> = (0..lens[b])
+            .map(|i| value(0.0, i + b) + value(1.0, i + b))
+            .collect();
+        assert_eq!(sum, &hand, "buffer {b}");
+    }
+    let mut bytes = if world.rank() == 0 {
+        b"from rank 0".to_vec()
+    } else {
+        vec![]
+    };
+    c.broadcast(0, &mut bytes);
+    assert_eq!(bytes, b"from rank 0");
+    assert_eq!(c.all_gather_u64(world.rank() as u64 + 7), [7, 8]);
+    c.barrier();
+}
+
+/// Models that differ between the ranks: an error on both, naming both sides.
+fn mismatch(world: &World) {
+    let pb = ParamBuilder::new(&Device::cpu(), 1);
+    let model = Linear::new(4, 2 + world.rank(), &pb);
+    let err = match world.replicate(model) {
+        Ok(_) => panic!("replicate accepted different models"),
+        Err(e) => e.to_string(),
+    };
+    println!("rank {}: {err}", world.rank());
+    assert!(err.contains("ranks [1] differ from rank 0"), "{err}");
+    if world.rank() == 1 {
+        assert!(
+            err.contains("rank 0 has `weight f32 [2, 4]` where rank 1 has `weight f32 [3, 4]`"),
+            "{err}"
+        );
+    }
+}
+
+/// k steps of LeNet-5 on 2 ranks at batch 32 against one model at batch 64 on the same images.
+fn lenet<O: Optimizer + 'static>(world: &World, name: &str, make_opt: impl Fn(Vec<Tensor>) -> O) {
+    let dev = world.device().unwrap();
+    // Each rank starts from other weights: replicate must make them rank 0's.
+    let model = world
+        .replicate(LeNet5::new(&ParamBuilder::new(
+            &dev,
+            40 + world.rank() as u64,
+        )))
+        .unwrap();
+    let single = LeNet5::new(&ParamBuilder::new(&dev, 40));
+    let mut opt = world
+        .optimizer(&model, make_opt(model.parameters()))
+        .check_every(2);
+    if name == "sgd" {
+        // Small buckets: several per step, to exercise the pipelined reduction.
+        opt = opt.bucket_sizes(16 << 10, 64 << 10);
+    }
+    let mut single_opt = make_opt(single.parameters());
+    let rank = world.rank();
+    for step in 0..4u64 {
+        let images = Tensor::randn([64, 1, 28, 28], 100 + step, &dev);
+        let labels: Vec<i32> = (0..64).map(|i| (i * 7 + step as i32) % 10).collect();
+        let labels = Tensor::from_vec(labels, [64], &dev).unwrap();
+        let mine = (
+            images.narrow(0, 32 * rank, 32),
+            labels.narrow(0, 32 * rank, 32),
+        );
+        let loss = model.forward(&mine.0).cross_entropy(&mine.1);
+        opt.step(&loss.backward()).unwrap();
+        let loss = single.forward(&images).cross_entropy(&labels);
+        single_opt.step(&loss.backward()).unwrap();
+    }
+    let mut worst = 0.0f32;
+    for ((n, a), (_, b)) in model
+        .named_parameters()
+        .iter()
+        .zip(single.named_parameters())
+    {
+        let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        for (x, y) in a.iter().zip(&b) {
+            let diff = (x - y).abs();
+            worst = worst.max(diff);
+            assert!(
+                diff <= 1e-5 + 1e-4 * y.abs(),
+                "{name}: {n}: {x} on 2 ranks, {y} on one"
+            );
+        }
+    }
+    world.check_replicas(&model.parameters()).unwrap();
+    println!(
+        "rank {rank}: lenet {name}: 4 steps, max |2 ranks - 1 process| = {worst:.2e}, {} buckets, {} submissions in the last step",
+        opt.last_buckets(),
+        opt.last_submissions()
+    );
+}
+
+/// Rank 1 fails after two steps (as `KILN_FAULT` says); rank 0 goes on into the next all-reduce.
+fn fault(world: &World) {
+    let fault = std::env::var("KILN_FAULT").unwrap();
+    let dev = Device::cpu();
+    let model = world
+        .replicate(Linear::new(8, 4, &ParamBuilder::new(&dev, 3)))
+        .unwrap();
+    let mut opt = world.optimizer(&model, Sgd::new(model.parameters(), 0.1));
+    for step in 0..1000 {
+        if step == 2 && world.rank() == 1 {
+            eprintln!("rank 1 fails now ({fault})");
+            match fault.as_str() {
+                "panic" => panic!("injected fault"),
+                "error" => {
+                    world.abort_on_error::<()>(Err(KilnError::Backend("injected fault".into())))
+                }
+                "kill" => {
+                    let pid = std::process::id().to_string();
+                    Command::new("kill").args(["-9", &pid]).status().unwrap();
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+                _ => std::process::exit(3),
+            }
+        }
+        let x = Tensor::randn([4, 8], step, &dev);
+        let loss = model.forward(&x).square().mean();
+        opt.step(&loss.backward()).unwrap();
+    }
+    panic!(
+        "rank {} finished a run that should have failed",
+        world.rank()
+    );
+}
