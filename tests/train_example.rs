@@ -381,3 +381,36 @@ fn bad_data_directories_are_refused_with_errors_that_name_them() {
         "a step ran before the checks"
     );
 }
+
+#[test]
+fn a_cifar_directory_trains_a_resnet20_with_its_class_names() {
+    let dir = temp_dir("cifar");
+    let data = dir.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&data).unwrap();
+    // CIFAR-10 records: a label byte, then 32x32 pixels of red, green and blue.
+    let records = |n: usize, seed: usize| -> Vec<u8> {
+        let mut b = vec![];
+        for i in 0..n {
+            let label = (i % 3) as u8;
+            b.push(label);
+            b.extend((0..3072).map(|k| ((k * 7 + i * 13 + seed) % 256) as u8 / (label + 1)));
+        }
+        b
+    };
+    std::fs::write(data.join("data_batch_1.bin"), records(48, 0)).unwrap();
+    std::fs::write(data.join("test_batch.bin"), records(12, 5)).unwrap();
+    std::fs::write(data.join("batches.meta.txt"), "cat\ndog\nfrog\n").unwrap();
+    let out = dir.join("out");
+    let args = ["--data", s(&dir), "--out", s(&out), "--model", "resnet20"];
+    let mut args = args.to_vec();
+    args.extend(["--epochs", "1", "--batch-size", "16", "--no-pictures"]);
+    train(&args).unwrap();
+    let best = out.join("resnet20.safetensors");
+    assert_eq!(read_class_list(&best).unwrap(), ["cat", "dog", "frog"]);
+    let ckpt = kiln::checkpoint::load(&best, &Device::cpu()).unwrap();
+    assert_eq!(ckpt.meta("input_size"), Some("32x32"));
+    assert_eq!(ckpt.meta("mean").unwrap().split(',').count(), 3);
+    assert_eq!(ckpt.get("conv1.weight").unwrap().dims(), &[16, 3, 3, 3]);
+    assert_eq!(ckpt.get("fc.weight").unwrap().dims(), &[3, 64]);
+    assert_eq!(test_accuracies(&out).len(), 1);
+}
