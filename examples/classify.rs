@@ -9,19 +9,20 @@
 //! `safetensors.torch.save_file` (then name the model with `--model` and give `--mean`/`--std`
 //! if the training did not use MNIST's). Each image (PNG or JPEG) is resized to the model's
 //! input, converted to gray or RGB as the model's first convolution takes, normalised, and all
-//! of them go through the model in one batch, in evaluation mode. Class names are the digits for
-//! a 10-class model, else numbers, or one per line from `--labels FILE`.
+//! of them go through the model in one batch, in evaluation mode. Class names are one per line
+//! from `--labels FILE`, else the class list beside the weights (`<name>.classes.txt`, written
+//! by `examples/train.rs`), else the digits for a 10-class model, else numbers.
 
 use clap::Parser;
 use kiln::classify::{load_classifier, read_labels, top_k, ImageInput, MAX_INPUT_SIDE};
-use kiln::data::{MNIST_MEAN, MNIST_STD};
+use kiln::data::{class_list_path, read_class_list, MNIST_MEAN, MNIST_STD};
 use kiln::prelude::*;
 use std::path::PathBuf;
 
 /// Classify images with a trained kiln model.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {
+pub(crate) struct Args {
     /// The model (default: the one the checkpoint records).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(kiln::models::MODEL_NAMES))]
     model: Option<String>,
@@ -43,7 +44,8 @@ struct Args {
     /// 4096 a side).
     #[arg(long, value_parser = parse_size)]
     size: Option<[usize; 2]>,
-    /// Class names, one per line (default: 0..9 for 10 classes, else the class numbers).
+    /// Class names, one per line (default: the class list beside the weights,
+    /// `<name>.classes.txt`, when there is one; else 0..9 for 10 classes, else the class numbers).
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Invert gray levels first (for dark digits on a light background; MNIST is light on dark).
@@ -76,7 +78,7 @@ fn main() {
     }
 }
 
-fn run(args: Args) -> kiln::Result<()> {
+pub(crate) fn run(args: Args) -> kiln::Result<()> {
     let dev = Device::default()?;
     let net = load_classifier(args.model.as_deref(), &args.weights, &dev)?;
     if net.in_channels != 1 && net.in_channels != 3 {
@@ -93,7 +95,20 @@ fn run(args: Args) -> kiln::Result<()> {
     let mean = args.mean.unwrap_or(ck_mean);
     let std = args.std.unwrap_or(ck_std);
     let size = args.size.or(net.input_size).unwrap_or([28, 28]);
+    let beside = class_list_path(&args.weights);
     let names: Vec<String> = match &args.labels {
+        None if beside.is_file() => {
+            let names = read_class_list(&args.weights)?;
+            if names.len() != net.classes {
+                return Err(KilnError::Data(format!(
+                    "{}: {} class names for a model with {} classes (--labels FILE gives others)",
+                    beside.display(),
+                    names.len(),
+                    net.classes
+                )));
+            }
+            names
+        }
         Some(path) => {
             let names = read_labels(path)?;
             if names.len() != net.classes {

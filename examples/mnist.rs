@@ -35,79 +35,27 @@
 //! averaged over the ranks, and rank 0 alone prints, draws and writes files; an error on any rank
 //! ends every rank. `mpirun -np 2 target/release/examples/mnist --distributed --epochs 3`.
 
-use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use kiln::data::Split;
-use kiln::data::{Augment, Mnist};
+use clap::Parser;
+use kiln::data::Mnist;
 use kiln::distributed::{DistributedOptimizer, World};
 use kiln::models::MODEL_NAMES;
-use kiln::nn::{Module, ParamBuilder};
-use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Schedule, Sgd, StepReport};
+use kiln::nn::ParamBuilder;
 use kiln::preflight;
-use kiln::prelude::*;
-use kiln::viz::{self, Metrics};
-use std::io::IsTerminal;
+use kiln::viz;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
-// Parts of this example, in examples/mnist/ (paths, so that cargo does not take them for
-// examples of their own).
-#[path = "mnist/checkpoint.rs"]
-mod checkpoint;
-#[path = "mnist/divergence.rs"]
-mod divergence;
-#[path = "mnist/pictures.rs"]
-mod pictures;
+// The training loop, shared with examples/train.rs (a path, so that cargo does not take it for
+// an example of its own).
+// Its `println!` (used here too) prints on rank 0 only.
+#[path = "trainer/mod.rs"]
+#[macro_use]
+mod trainer;
 
-use checkpoint::{resume, save, CheckpointInfo};
-use divergence::{save_metrics, Divergence, SkippedStep};
-use pictures::pictures;
-
-/// False on the ranks other than 0 of a `--distributed` run: they print nothing (their errors
-/// still reach the terminal, through stderr).
-static SPEAKS: AtomicBool = AtomicBool::new(true);
-
-// Every `println!` of this file (after the modules, which print only on rank 0) goes through
-// SPEAKS.
-macro_rules! println {
-    ($($t:tt)*) => {
-        if SPEAKS.load(Ordering::Relaxed) {
-            std::println!($($t)*)
-        }
-    };
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
-enum OptimizerKind {
-    Adam,
-    Adamw,
-    Sgd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
-enum ScheduleKind {
-    /// The same learning rate throughout.
-    Constant,
-    /// Cosine annealing from the learning rate to 0 over all the run's steps.
-    Cosine,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
-enum OnNan {
-    /// Stop with an error naming the step (the last good checkpoint is kept).
-    Stop,
-    /// Skip the step's update (parameters and optimiser state stay as they were) and go on.
-    Skip,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
-enum DeviceKind {
-    /// The best wgpu adapter (a GPU, else the software Vulkan driver).
-    Gpu,
-    /// The plain-Rust reference executor (slow; for checking).
-    Cpu,
-}
+use std::sync::atomic::Ordering;
+use trainer::checkpoint::resume;
+use trainer::data::{Data, Source};
+use trainer::fit::{fit, Settings};
+use trainer::{DeviceKind, Norm, OnNan, OptimizerKind, ScheduleKind, SPEAKS};
 
 /// Train a model of the zoo on MNIST-format images.
 #[derive(Parser, Debug)]
@@ -220,50 +168,45 @@ pub(crate) fn run(args: Args) -> kiln::Result<()> {
 fn train(args: Args, world: &World) -> kiln::Result<()> {
     let dev = match args.device {
         DeviceKind::Gpu if world.size() > 1 => world.device()?,
-        DeviceKind::Gpu => Device::default()?,
-        DeviceKind::Cpu => Device::cpu(),
+        device => device.device()?,
     };
     let run_dir = args.run_dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(|e| KilnError::Io {
-        msg: format!(
-            "{}: cannot create the run directory: {e}",
-            run_dir.display()
-        ),
-        source: e,
-    })?;
-    preflight::check_writable_dir(&run_dir, "the run directory")?;
     let checkpoint = args
         .checkpoint
         .clone()
         .unwrap_or_else(|| run_dir.join(format!("{}.safetensors", args.model)));
-    preflight::check_checkpoint_path(&checkpoint)?;
+    trainer::prepare_run_dir(&run_dir, &checkpoint)?;
     // KILN_PROFILE=1: kernel times from here on, reported when `profile` is dropped.
     let profile = kiln::profile::from_env(&dev, &run_dir);
     // Checks that both splits hold images of one non-empty size and test labels in range.
-    let data = Mnist::from_dir(&args.data)?;
+    let mnist = Mnist::from_dir(&args.data)?;
     println!(
         "{} training and {} test images from {}",
-        data.train().len(),
-        data.test().len(),
+        mnist.train().len(),
+        mnist.test().len(),
         args.data.display()
     );
-    let [rows, cols] = data.train().image_dims();
-    let classes = data.classes();
-    let (data_mean, data_std) = data.train().pixel_mean_std();
-    let norm = Norm {
-        mean: args.mean.unwrap_or(data_mean),
-        std: args.std.unwrap_or(data_std),
-    };
-    if !(norm.mean.is_finite() && norm.std.is_finite() && norm.std > 0.0) {
-        return Err(KilnError::InvalidArgument(format!(
-            "normalisation needs a finite mean and a positive std, got mean {} std {}",
-            norm.mean, norm.std
-        )));
-    }
+    let [rows, cols] = mnist.train().image_dims();
+    let classes = mnist.classes();
+    let (data_mean, data_std) = mnist.train().pixel_mean_std();
+    let (mean, std) = (args.mean.map(|m| [m]), args.std.map(|s| [s]));
+    let given = (mean.as_ref().map(|m| &m[..]), std.as_ref().map(|s| &s[..]));
+    let norm = Norm::choose(given, (&[data_mean], &[data_std]))?;
     println!(
         "{classes} classes, {rows}x{cols} images, normalised with mean {:.4} std {:.4}",
-        norm.mean, norm.std
+        norm.mean[0], norm.std[0]
     );
+    let source = Source::Splits {
+        train: mnist.train(),
+        test: mnist.test(),
+    };
+    let names = (0..classes.max(10)).map(|d| d.to_string()).collect();
+    let mut data = Data::new(source, names, 1, [rows, cols], norm, vec![data_std]);
+    data.test_images = args.test_images.map_or(usize::MAX, |n| n as usize);
+    data.shard = (world.rank(), world.size());
+    if args.augment {
+        data = data.with_augment(args.seed.wrapping_add(world.rank() as u64));
+    }
     let pb = ParamBuilder::new(&dev, args.seed);
     let model = kiln::models::by_name(&args.model, 1, classes, &pb)?;
     let model = model.as_ref();
@@ -274,27 +217,10 @@ fn train(args: Args, world: &World) -> kiln::Result<()> {
         args.model,
         viz::summary(model, &[1, 1, rows, cols])?
     );
-    let mut opt: Box<dyn Optimizer> = match args.optimizer {
-        OptimizerKind::Adam => Box::new(Adam::new(model.parameters(), args.lr.unwrap_or(1e-3))),
-        OptimizerKind::Adamw => Box::new(Adam::adamw(
-            model.parameters(),
-            args.lr.unwrap_or(1e-3),
-            0.01,
-        )),
-        OptimizerKind::Sgd => Box::new(
-            Sgd::new(model.parameters(), args.lr.unwrap_or(0.05)).with_momentum(0.9, false),
-        ),
-    };
-    opt.set_non_finite_policy(match args.on_nan {
-        OnNan::Stop => NonFinitePolicy::Apply,
-        OnNan::Skip => NonFinitePolicy::Skip,
-    });
+    let mut opt = trainer::optimizer(args.optimizer, model.parameters(), args.lr, args.on_nan);
     if world.size() > 1 {
-        opt = Box::new(DistributedOptimizer::new(
-            world.clone(),
-            model.named_parameters(),
-            opt,
-        ));
+        let params = model.named_parameters();
+        opt = Box::new(DistributedOptimizer::new(world.clone(), params, opt));
     }
     let mut first_epoch = 0;
     if let Some(path) = &args.resume {
@@ -309,233 +235,26 @@ fn train(args: Args, world: &World) -> kiln::Result<()> {
         );
         return Ok(());
     }
-    let divergence = Divergence {
-        lr: opt.learning_rate(),
-        std: norm.std,
-        data_std,
+    let settings = Settings {
+        model: &args.model,
+        epochs: args.epochs,
+        first_epoch,
+        batch_size: args.batch_size as usize,
+        seed: args.seed,
+        schedule: args.schedule,
+        on_nan: args.on_nan,
+        max_steps: args.max_steps.map(|m| m as usize),
+        run_dir: &run_dir,
         checkpoint: &checkpoint,
+        best: None,
+        best_so_far: None,
+        patience: None,
+        class_list: false,
+        pictures: !args.no_pictures,
+        main_rank: world.is_main(),
     };
-    // Epochs in the checkpoint this run last wrote, and the steps it skipped (--on-nan skip).
-    let mut saved_epochs: Option<usize> = None;
-    let mut skipped: Vec<SkippedStep> = vec![];
-
-    let batch = args.batch_size as usize;
-    let shard_len = data.train().len().div_ceil(world.size());
-    let steps_per_epoch = shard_len.div_ceil(batch);
-    let mut metrics = Metrics::new();
-    let mut last_test: Option<TestPass> = None;
-    let mut plan_dot: Option<String> = None;
-    let augment = args.augment.then(|| {
-        Augment::new(args.seed.wrapping_add(world.rank() as u64))
-            .random_crop(2)
-            .rotation(10.0)
-            .scale(0.9, 1.1)
-            .normalize(&[norm.mean], &[norm.std])
-    });
-    let max_steps = args.max_steps.map_or(usize::MAX, |m| m as usize);
-    let total_steps = (steps_per_epoch * args.epochs).min(max_steps);
-    let base_lr = opt.learning_rate();
-    let schedule = match args.schedule {
-        ScheduleKind::Constant => Schedule::Constant,
-        ScheduleKind::Cosine => Schedule::Cosine {
-            total: total_steps,
-            min_lr: 0.0,
-        },
-    };
-    let mut steps_done = 0;
-    for epoch in first_epoch..args.epochs {
-        if steps_done >= max_steps {
-            break;
-        }
-        let bar = match world.is_main() {
-            true => ProgressBar::new(steps_per_epoch as u64),
-            false => ProgressBar::hidden(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}", epoch + 1));
-        let start = Instant::now();
-        let mut seen = 0;
-        // Losses and accuracies of the steps not read yet: reading waits for the GPU, so they
-        // are read every 10 steps.
-        let mut unread: Vec<(Tensor, Tensor, StepReport)> = vec![];
-        let train = data.train();
-        let shuffled = train.shuffled(args.seed.wrapping_add(epoch as u64)).shard(
-            world.rank(),
-            world.size(),
-            true,
-        );
-        let mut batches = shuffled.batches(batch).normalize(norm.mean, norm.std);
-        if let Some(aug) = &augment {
-            // Normalised after the warp, so that what a crop or turn brings in is black.
-            batches = batches.unnormalized().transform(aug)?;
-        }
-        let steps = steps_per_epoch.min(max_steps - steps_done);
-        let first_loss = metrics.steps.len();
-        // The bar draws only on a terminal; into a log file a line goes every ~10% instead.
-        let log_lines = !std::io::stderr().is_terminal() && world.is_main();
-        let mut next_line = 0;
-        for (step, (images, labels)) in batches.take(steps).enumerate() {
-            let n = labels.numel();
-            let logits = model.forward(&images);
-            let loss = logits.cross_entropy(&labels);
-            let mut grads = loss.backward();
-            let accuracy = kiln::no_grad(|| logits.accuracy(&labels));
-            grads.compute_with_step(&accuracy);
-            if plan_dot.is_none() && !args.no_pictures {
-                let params = model.parameters();
-                let mut targets: Vec<&Tensor> =
-                    params.iter().filter_map(|p| grads.get(p)).collect();
-                targets.push(&loss);
-                targets.push(&accuracy);
-                plan_dot = Some(viz::plan_dot(&targets, &model.named_parameters()));
-            }
-            // The optimiser's step count survives --resume, so the schedule does too.
-            opt.set_learning_rate(schedule.at(base_lr, opt.steps() as usize));
-            let report = opt.step(&grads)?;
-            seen += n;
-            steps_done += 1;
-            unread.push((loss, accuracy, report));
-            if step % 10 == 0 || step + 1 == steps {
-                let rate = seen as f64 / start.elapsed().as_secs_f64();
-                let first = step + 1 - unread.len();
-                for (k, (l, a, report)) in unread.drain(..).enumerate() {
-                    // The run's step number (from 0) and the step of this epoch (from 1).
-                    let (global, in_epoch) = (steps_done - (step - first - k) - 1, first + k + 1);
-                    let loss = l.item::<f32>()? as f64;
-                    if !report.is_finite()? {
-                        if args.on_nan == OnNan::Stop {
-                            bar.finish_and_clear();
-                            let at = (global, in_epoch, epoch + 1);
-                            return Err(divergence.error(at, loss, saved_epochs));
-                        }
-                        skipped.push(SkippedStep {
-                            step: global,
-                            epoch: epoch + 1,
-                            loss,
-                        });
-                        continue;
-                    }
-                    metrics.push_step(epoch + 1, loss, a.item::<f32>()? as f64, rate);
-                    metrics.steps.last_mut().expect("pushed").step = global;
-                }
-                let Some(last) = metrics.steps.last() else {
-                    bar.inc(1);
-                    continue;
-                };
-                let message = format!(
-                    "loss {:.4} acc {:5.1}% {rate:.0} img/s",
-                    last.loss,
-                    last.accuracy * 100.0
-                );
-                if log_lines && step >= next_line {
-                    eprintln!("epoch {} step {}/{steps}: {message}", epoch + 1, step + 1);
-                    next_line = step + (steps / 10).max(10);
-                }
-                bar.set_message(message);
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        let seconds = start.elapsed().as_secs_f64();
-        let losses: Vec<f64> = metrics.steps[first_loss..].iter().map(|s| s.loss).collect();
-        let test_split = data
-            .test()
-            .take(args.test_images.map_or(usize::MAX, |n| n as usize));
-        let test = test_pass(model, test_split, norm)?;
-        metrics.end_epoch(epoch + 1, Some(test.loss), Some(test.accuracy));
-        println!(
-            "epoch {}: {} steps, train loss {:.4} -> {:.4} (first and last recorded), test \
-             accuracy {:.2}%, test loss {:.4} ({:.1} s, {:.0} images/s)",
-            epoch + 1,
-            steps,
-            losses.first().copied().unwrap_or(f64::NAN),
-            losses.last().copied().unwrap_or(f64::NAN),
-            test.accuracy * 100.0,
-            test.loss,
-            seconds,
-            seen as f64 / seconds
-        );
-        last_test = Some(test);
-        let info = CheckpointInfo {
-            model: &args.model,
-            epochs: epoch + 1,
-            norm,
-            size: [rows, cols],
-        };
-        if world.is_main() {
-            save(&checkpoint, model, opt.as_ref(), &info)?;
-            save_metrics(&run_dir.join("metrics.csv"), &metrics, &skipped)?;
-        }
-        saved_epochs = Some(epoch + 1);
-    }
-    if steps_done >= max_steps {
-        println!("stopped after {steps_done} steps (--max-steps)");
-    }
-    if args.on_nan == OnNan::Skip {
-        println!(
-            "skipped {} of {steps_done} steps whose loss or gradient was not finite (--on-nan skip)",
-            skipped.len()
-        );
-    }
-    println!("checkpoint: {}", checkpoint.display());
-    if !args.no_pictures && world.is_main() {
-        pictures(
-            &run_dir,
-            model,
-            &data,
-            norm,
-            &metrics,
-            last_test.as_ref(),
-            plan_dot.as_deref(),
-        )?;
-    }
+    fit(model, opt.as_mut(), &data, &settings)?;
     profile.finish()?;
     println!("run directory: {}", run_dir.display());
     Ok(())
-}
-
-/// The normalisation of the pixels after scaling to [0, 1]: `(x - mean) / std`.
-#[derive(Clone, Copy, Debug)]
-struct Norm {
-    mean: f32,
-    std: f32,
-}
-
-/// The test set's loss, accuracy and every prediction.
-struct TestPass {
-    loss: f64,
-    accuracy: f64,
-    preds: Vec<usize>,
-    labels: Vec<usize>,
-}
-
-/// One pass over `split` in evaluation mode without gradients, 500 images per batch.
-fn test_pass(model: &dyn Module, split: Split<'_>, norm: Norm) -> kiln::Result<TestPass> {
-    model.set_training(false);
-    let result = kiln::no_grad(|| -> kiln::Result<TestPass> {
-        let (mut loss_sum, mut preds, mut labels) = (0.0, vec![], vec![]);
-        for (images, y) in split.batches(500).normalize(norm.mean, norm.std) {
-            let logits = model.forward(&images);
-            let loss = logits.cross_entropy(&y).mul_scalar(y.numel() as f64);
-            let pred = logits.argmax(1);
-            Tensor::realize_all(&[&loss, &pred])?;
-            loss_sum += loss.item::<f32>()? as f64;
-            preds.extend(pred.to_vec::<i32>()?.into_iter().map(|p| p as usize));
-            labels.extend(y.to_vec::<i32>()?.into_iter().map(|l| l as usize));
-        }
-        let n = labels.len().max(1) as f64;
-        let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
-        Ok(TestPass {
-            loss: loss_sum / n,
-            accuracy: correct as f64 / n,
-            preds,
-            labels,
-        })
-    });
-    model.set_training(true);
-    result
 }

@@ -372,6 +372,10 @@ fn by_name_builds_the_examples_models_and_lists_them_for_an_unknown_name() {
         ("lenet5", 61_706),
         ("alexnet", 1_361_770),
         ("resnet20", 269_434),
+        ("resnet32", 463_866),
+        ("resnet56", 852_730),
+        // torchvision's 11,689,512 with one input channel and 10 classes.
+        ("resnet18", 11_175_370),
     ] {
         let model = by_name(name, 1, 10, &ParamBuilder::new(&dev, 0)).unwrap();
         assert_eq!(model.num_parameters(), params, "{name}");
@@ -385,11 +389,11 @@ fn by_name_builds_the_examples_models_and_lists_them_for_an_unknown_name() {
             .num_parameters(),
         275_572
     );
-    let e = by_name("resnet18", 1, 10, &ParamBuilder::new(&dev, 0))
+    let e = by_name("vgg16", 1, 10, &ParamBuilder::new(&dev, 0))
         .err()
         .unwrap()
         .to_string();
-    for known in ["lenet5", "alexnet", "resnet20", "\"resnet18\""] {
+    for known in ["lenet5", "alexnet", "resnet20", "resnet18", "\"vgg16\""] {
         assert!(e.contains(known), "{e}");
     }
 }

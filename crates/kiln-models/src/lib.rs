@@ -56,11 +56,14 @@ pub trait FineTune: Module {
 }
 
 /// The model names [`by_name`] knows.
-pub const MODEL_NAMES: [&str; 3] = ["lenet5", "alexnet", "resnet20"];
+pub const MODEL_NAMES: [&str; 6] = [
+    "lenet5", "alexnet", "resnet20", "resnet32", "resnet56", "resnet18",
+];
 
 /// A fresh model chosen by name, for programs that let the user pick one: `"lenet5"`
-/// ([`LeNet5`], 28x28 images only), `"alexnet"` (the small one, [`AlexNet::small`], without LRN)
-/// or `"resnet20"` ([`ResNet::resnet20`], option A shortcuts), for `[N, in_channels, H, W]`
+/// ([`LeNet5`], 28x28 images only), `"alexnet"` (the small one, [`AlexNet::small`], without LRN),
+/// `"resnet20"`, `"resnet32"`, `"resnet56"` (the CIFAR ResNets, [`ResNet::resnet20`], option A
+/// shortcuts) or `"resnet18"` (the ImageNet ResNet-18, [`ResNet::resnet18`]), for `[N, in_channels, H, W]`
 /// images and `classes` classes, weights drawn by `pb`; its head can be replaced ([`FineTune`]).
 /// An unknown name is an error listing the known ones.
 ///
@@ -81,6 +84,9 @@ pub fn by_name(
         "lenet5" => Box::new(LeNet5::with_channels(in_channels, classes, pb)?),
         "alexnet" => Box::new(AlexNet::small(in_channels, classes, false, pb)?),
         "resnet20" => Box::new(ResNet::resnet20(in_channels, classes, pb)?),
+        "resnet32" => Box::new(ResNet::resnet32(in_channels, classes, pb)?),
+        "resnet56" => Box::new(ResNet::resnet56(in_channels, classes, pb)?),
+        "resnet18" => Box::new(ResNet::resnet18(in_channels, classes, pb)?),
         other => {
             return Err(KilnError::InvalidArgument(format!(
                 "unknown model {other:?}; the models are {}",

@@ -1,8 +1,10 @@
-//! The pictures of a run of `examples/mnist.rs`: filters, feature maps, curves, confusion
-//! matrix and the training step's plan.
+//! The pictures of a training run: filters, feature maps, curves, confusion matrix (with the
+//! class names) and the training step's plan.
 
-use super::{Norm, TestPass};
-use kiln::data::Mnist;
+use super::data::Data;
+use super::fit::TestPass;
+#[allow(unused_imports)]
+use super::SPEAKS;
 use kiln::nn::Module;
 use kiln::prelude::*;
 use kiln::viz::{self, LayerKind, Metrics};
@@ -19,8 +21,7 @@ const MAX_KERNELS_RENDERED: usize = 150;
 pub(crate) fn pictures(
     dir: &Path,
     model: &dyn Module,
-    data: &Mnist,
-    norm: Norm,
+    data: &Data<'_>,
     metrics: &Metrics,
     test: Option<&TestPass>,
     plan_dot: Option<&str>,
@@ -42,15 +43,13 @@ pub(crate) fn pictures(
         viz::save_filters(&weight, &path)?;
         written.push(path);
     }
-    // One test digit through the network: the outputs of its first convolutions, found in the
+    // One test image through the network: the outputs of its first convolutions, found in the
     // graph.
-    let (digit, label) = data
-        .test()
-        .take(1)
-        .batches(1)
-        .normalize(norm.mean, norm.std)
-        .next()
-        .expect("a test image");
+    let Some((digit, label)) = data.test_batches(Some(1)).next() else {
+        return Err(KilnError::Data(
+            "no test image to draw the feature maps of".into(),
+        ));
+    };
     let (layers, _) = viz::layer_outputs(model, &digit)?;
     let convs: Vec<(String, Tensor)> = layers
         .into_iter()
@@ -59,7 +58,12 @@ pub(crate) fn pictures(
         .take(CONVS_SHOWN)
         .collect();
     Tensor::realize_all(&convs.iter().map(|(_, t)| t).collect::<Vec<_>>())?;
-    let input_caption = format!("test digit 0 (label {})", label.to_vec::<i32>()?[0]);
+    let label = label.to_vec::<i32>()?[0] as usize;
+    let input_caption = match data.classes.get(label) {
+        // MNIST's classes are the digits.
+        Some(name) if *name != label.to_string() => format!("test image 0 (label {name})"),
+        _ => format!("test digit 0 (label {label})"),
+    };
     let captions: Vec<String> = convs
         .iter()
         .map(|(name, t)| format!("{name} output {}: one tile per channel", t.shape()))
@@ -80,7 +84,15 @@ pub(crate) fn pictures(
             .chain(&test.preds)
             .max()
             .map_or(0, |m| m + 1);
-        let names: Vec<String> = (0..classes.max(10)).map(|d| d.to_string()).collect();
+        // The data's class names, numbered past them if a label or prediction is.
+        let names: Vec<String> = (0..classes.max(data.classes.len()))
+            .map(|c| {
+                data.classes
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string())
+            })
+            .collect();
         let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         viz::save_confusion_matrix(&test.preds, &test.labels, &names, dir.join("confusion.png"))?;
         written.push(dir.join("confusion.png"));

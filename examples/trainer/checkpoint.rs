@@ -1,7 +1,8 @@
-//! The checkpoints of `examples/mnist.rs`: the model's `state_dict`, the optimiser's state and
-//! the metadata `examples/classify.rs` reads; never written from non-finite values.
+//! The checkpoints of `examples/mnist.rs` and `examples/train.rs`: the model's `state_dict`, the
+//! optimiser's state and the metadata `examples/classify.rs` reads; never written from
+//! non-finite values.
 
-use super::Norm;
+use super::{join, Norm};
 use kiln::checkpoint;
 use kiln::classify::{META_INPUT_SIZE, META_MEAN, META_MODEL, META_STD};
 use kiln::nn::{load_state_dict, realize_pending_updates, Module};
@@ -13,9 +14,14 @@ use std::path::{Path, PathBuf};
 pub(crate) struct CheckpointInfo<'a> {
     pub(crate) model: &'a str,
     pub(crate) epochs: usize,
-    pub(crate) norm: Norm,
+    pub(crate) norm: &'a Norm,
     pub(crate) size: [usize; 2],
+    /// The test (validation) loss after the last epoch.
+    pub(crate) test_loss: f64,
 }
+
+/// Metadata key of the test loss after the checkpoint's last epoch.
+const META_TEST_LOSS: &str = "test_loss";
 
 /// Writes the model's `state_dict` (PyTorch names; parameters and buffers such as batch-norm
 /// statistics) and the optimiser's state (`optimizer.` names), with the model name, the epochs
@@ -37,12 +43,13 @@ pub(crate) fn save(
     let metadata = vec![
         (META_MODEL.to_string(), info.model.to_string()),
         ("epochs".to_string(), info.epochs.to_string()),
-        (META_MEAN.to_string(), info.norm.mean.to_string()),
-        (META_STD.to_string(), info.norm.std.to_string()),
+        (META_MEAN.to_string(), join(&info.norm.mean)),
+        (META_STD.to_string(), join(&info.norm.std)),
         (
             META_INPUT_SIZE.to_string(),
             format!("{}x{}", info.size[0], info.size[1]),
         ),
+        (META_TEST_LOSS.to_string(), info.test_loss.to_string()),
     ];
     checkpoint::save(path, &tensors, &metadata)
 }
@@ -89,4 +96,13 @@ pub(crate) fn resume(
             ))
         })?;
     Ok(epochs)
+}
+
+/// The test loss and epoch count that a checkpoint written by [`save`] records, if `path` is
+/// one (for the best checkpoint of a resumed run).
+pub(crate) fn recorded_test_loss(path: &Path) -> Option<(f64, usize)> {
+    let ckpt = checkpoint::load(path, &Device::cpu()).ok()?;
+    let loss = ckpt.meta(META_TEST_LOSS)?.parse().ok()?;
+    let epochs = ckpt.meta("epochs")?.parse().ok()?;
+    Some((loss, epochs))
 }
