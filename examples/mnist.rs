@@ -134,13 +134,7 @@ fn main() {
 
 /// Runs the example; prints an error and returns the exit status (0 or 1).
 pub(crate) fn run_and_report(args: Args) -> i32 {
-    match run(args) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
+    trainer::exit_status(run(args))
 }
 
 pub(crate) fn run(args: Args) -> kiln::Result<()> {

@@ -180,3 +180,14 @@ pub(crate) fn join(values: &[f32]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// A run's exit status: 0, or 1 after printing its error.
+pub(crate) fn exit_status(result: kiln::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
