@@ -302,7 +302,9 @@ impl Tensor {
     /// dtype. Where nothing else holds `dest`'s storage and the plan reads
     /// `dest` last where `value` is computed, the values are written straight into `dest`'s
     /// buffer (an optimiser's update in place: no second copy of the parameters); otherwise
-    /// `dest` gets a new buffer, as with `realize_all` and a move.
+    /// `dest` gets a new buffer, as with `realize_all` and a move. (Whether something else holds
+    /// the storage is decided when the plan is bound: a `detach` of `dest` made on another thread
+    /// while this runs may share the buffer being written and see the new values.)
     pub fn realize_assign(assign: &[(&Tensor, &Tensor)], also: &[&Tensor]) -> Result<()> {
         for (dest, value) in assign {
             if dest.shape() != value.shape() || dest.dtype() != value.dtype() {
