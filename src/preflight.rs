@@ -7,9 +7,7 @@
 
 use kiln_core::nn::Module;
 use kiln_core::{KilnError, Result, Tensor};
-use std::cell::Cell;
 use std::path::Path;
-use std::sync::Once;
 
 /// The largest square image size [`input_sizes`] tries.
 pub const MAX_PROBED_SIZE: usize = 1024;
@@ -61,25 +59,6 @@ pub fn check_checkpoint_path(path: &Path) -> Result<()> {
     check_writable_dir(parent, "the checkpoint's directory")
 }
 
-thread_local! {
-    /// True while this thread probes a model: its panics are expected and not printed.
-    static PROBING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Installs (once per process) a panic hook that stays silent for probes and hands every other
-/// panic to the hook that was there before.
-fn install_quiet_hook() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !PROBING.with(|p| p.get()) {
-                previous(info);
-            }
-        }));
-    });
-}
-
 /// Records `model.forward` on zeros `[1, channels, rows, cols]` (nothing is computed) in
 /// evaluation mode; `Err` with the panic's message when the model cannot take that shape.
 fn probe(
@@ -92,22 +71,17 @@ fn probe(
         Some(p) => p.device().clone(),
         None => kiln_core::Device::cpu(),
     };
-    install_quiet_hook();
     let was_training = model.is_training().unwrap_or(true);
     model.set_training(false);
-    PROBING.with(|p| p.set(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let result = kiln_core::probe::catch_probe(|| {
         kiln_core::no_grad(|| {
             let x = Tensor::zeros([1, channels, rows, cols], &device);
             drop(model.forward(&x));
         })
-    }));
-    PROBING.with(|p| p.set(false));
+    });
     model.set_training(was_training);
     result.map_err(|e| {
-        e.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        kiln_core::probe::panic_message(&*e)
             .unwrap_or_else(|| "the model's forward panicked".into())
     })
 }

@@ -182,6 +182,11 @@ fn mismatch(world: &World) {
     };
     println!("rank {}: {err}", world.rank());
     assert!(err.contains("ranks [1] differ from rank 0"), "{err}");
+    // A probe's panic (ONNX export and preflight learn shapes this way) is expected: the job's
+    // panic hook leaves it alone, and it comes back as an error.
+    let probed = kiln::probe::catch_probe(|| panic!("a shape this model rejects"));
+    let message = kiln::probe::panic_message(&*probed.unwrap_err());
+    assert_eq!(message.as_deref(), Some("a shape this model rejects"));
     if world.rank() == 1 {
         assert!(
             err.contains("rank 0 has `weight f32 [2, 4]` where rank 1 has `weight f32 [3, 4]`"),

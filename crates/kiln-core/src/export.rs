@@ -25,7 +25,6 @@ use crate::error::{KilnError, Result};
 use crate::nn::Module;
 use crate::tensor::{no_grad, Tensor};
 use crate::{DType, Device};
-use std::panic::AssertUnwindSafe;
 
 /// The ONNX operator set the exported nodes follow.
 pub const OPSET: i64 = 13;
@@ -265,11 +264,10 @@ impl GraphBuilder {
         op: impl FnOnce(&Tensor) -> Tensor,
     ) -> Result<ValueId> {
         let input = self.shape(inputs[0]).to_vec();
-        let probed = std::panic::catch_unwind(AssertUnwindSafe(|| probe(&input, op)));
+        let probed = crate::probe::catch_probe(|| probe(&input, op));
         let shape = probed.map_err(|payload| {
-            let why = (payload.downcast_ref::<String>().map(String::as_str))
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("rejected by kiln's op");
+            let why = crate::probe::panic_message(&*payload);
+            let why = why.as_deref().unwrap_or("rejected by kiln's op");
             self.unsupported(op_type, &format!("the input {input:?} does not fit: {why}"))
         })?;
         Ok(self.node(op_type, inputs, attributes, shape))

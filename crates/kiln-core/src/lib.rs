@@ -24,6 +24,7 @@ pub mod nn;
 pub mod op;
 mod ops;
 pub mod optim;
+pub mod probe;
 pub mod profile;
 pub mod reference;
 pub mod rewrite;

@@ -70,6 +70,10 @@ pub(crate) fn abort_on_panic(rank: usize) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
+        // A probe's panic (a shape a model may reject) is expected and becomes an error.
+        if kiln_core::probe::is_probing() {
+            return;
+        }
         eprintln!("kiln: rank {rank} panicked; aborting every rank of the MPI job");
         SimpleCommunicator::world().abort(101);
     }));
