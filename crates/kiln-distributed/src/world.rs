@@ -98,13 +98,14 @@ impl World {
         if self.size() == 1 {
             return Ok(());
         }
-        realize_pending_updates()?;
+        // From here on a failure on one rank ends the job: the others would wait in a collective.
+        self.abort_on_error(realize_pending_updates());
         let state = model.state_dict();
         self.check_same_tensors(&state, "model")?;
         let mut bytes = vec![];
         if self.is_main() {
             for (_, t) in &state {
-                bytes.extend(t.to_bytes()?);
+                bytes.extend(self.abort_on_error(t.to_bytes()));
             }
         }
         self.comm.broadcast(0, &mut bytes);
@@ -113,7 +114,7 @@ impl World {
             let mut at = 0;
             for (name, t) in &state {
                 let len = t.numel() * t.dtype().size_bytes();
-                let v = tensor_from_bytes(&bytes[at..at + len], t)?;
+                let v = self.abort_on_error(tensor_from_bytes(&bytes[at..at + len], t));
                 values.push((name.clone(), v));
                 at += len;
             }
@@ -166,9 +167,13 @@ impl World {
     /// across ranks): an error on every rank naming the ranks that drifted. One readback of the
     /// tensors; call it every few hundred steps.
     pub fn check_replicas(&self, tensors: &[Tensor]) -> Result<()> {
+        if self.size() == 1 {
+            return Ok(());
+        }
         let mut hash = FNV_OFFSET;
         for t in tensors {
-            hash = fnv1a_from(hash, &t.to_bytes()?);
+            // A readback failing on one rank ends the job: the others would wait in the gather.
+            hash = fnv1a_from(hash, &self.abort_on_error(t.to_bytes()));
         }
         let all = self.comm.all_gather_u64(hash);
         let drifted: Vec<usize> = (0..all.len()).filter(|&r| all[r] != all[0]).collect();
