@@ -205,6 +205,9 @@ pub(crate) fn vjp(y: &Tensor, g: &Tensor, needed: &[bool]) -> Vec<Option<Tensor>
         // augmentation needs neither. `affine_sample` refuses inputs that require a gradient, so
         // no gradient is silently dropped here.
         Op::AffineSample => vec![None, None],
+        // ---- host calls ----
+        // The function brings its own rule (a collective's transpose is another collective).
+        Op::HostCall(f) => vec![only(needed[0], || f.0.vjp(&y.inputs()[0], g))],
     }
 }
 

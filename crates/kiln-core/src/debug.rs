@@ -108,6 +108,7 @@ pub fn op_name(op: &Op) -> String {
         Op::Cast(d) => format!("cast({d})"),
         Op::Matmul => "matmul".into(),
         Op::AffineSample => "affine_sample".into(),
+        Op::HostCall(f) => format!("host_call({})", f.0.name()),
         Op::Reshape => "reshape".into(),
         Op::Permute(_) => "permute".into(),
         Op::Expand => "expand".into(),

@@ -247,6 +247,12 @@ pub enum Op {
     /// nothing (PyTorch's `grid_sample(mode="bilinear", padding_mode="zeros")`). Integer
     /// coordinates copy exactly (weights 1, 0, 0, 0). See `Tensor::affine_sample`.
     AffineSample,
+
+    // ---- host calls ----
+    /// A function computed on the host from the input's values (one f32 input), with its own
+    /// gradient rule: see [`crate::host_call`]. Graphs run their host calls in stages before the
+    /// backend sees them, so no kernel ever computes one.
+    HostCall(crate::host_call::HostCall),
 }
 
 impl Op {

@@ -396,8 +396,11 @@ fn realize_pending(
             return Err(KilnError::MixedDevices(device.name(), t.device().name()));
         }
     }
-    let pending = prepare(Pending::collect(tensors));
-    device.backend().realize(&pending, read)
+    let mut pending = Pending::collect(tensors);
+    if crate::host_call::resolve_host_calls(&pending, tensors, &**device.backend())? {
+        pending = Pending::collect(tensors);
+    }
+    device.backend().realize(&prepare(pending), read)
 }
 
 impl std::fmt::Debug for Tensor {

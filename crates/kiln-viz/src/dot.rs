@@ -47,6 +47,7 @@ pub fn op_label(op: &Op) -> String {
         Op::Binary(b) => format!("{b:?}").to_lowercase(),
         Op::Where => "where".into(),
         Op::AffineSample => "affine sample".into(),
+        Op::HostCall(f) => format!("host: {}", f.0.name()),
         Op::Cast(d) => format!("cast {d}"),
         Op::Reduce { op, axes } => {
             let name = match op {

@@ -1,12 +1,15 @@
 //! Batch normalisation (Ioffe & Szegedy, 2015), as PyTorch's `BatchNorm1d` and `BatchNorm2d`.
 
+use super::batchnorm_sync::{gathered_statistics, BatchStatistics};
 use super::pending::{record_update, updated_value};
 use super::{buffer, Init, Module, ParamBuilder};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::export::{layers, GraphBuilder, ValueId};
+use crate::host_call::HostFunction;
 use crate::tensor::{no_grad, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Options of a batch-norm layer; the default is PyTorch's: `eps` 1e-5, `momentum` 0.1, affine,
 /// tracking running statistics.
@@ -87,6 +90,9 @@ impl BatchNormOptions {
 /// (each pass chains on the last): training-mode passes without an optimiser step should be
 /// followed by [`super::realize_pending_updates`]; inference belongs in evaluation mode.
 ///
+/// With [`BatchNorm::sync_statistics`] the training-mode statistics are those of a batch split
+/// over several processes (PyTorch's `SyncBatchNorm`; see `kiln-distributed`).
+///
 /// [`BatchNorm1d`] and [`BatchNorm2d`] are this layer with their input ranks checked.
 pub struct BatchNorm {
     /// `[C]`, ones, if affine.
@@ -103,6 +109,7 @@ pub struct BatchNorm {
     pub options: BatchNormOptions,
     channels: usize,
     training: AtomicBool,
+    gather: Mutex<Option<Arc<dyn HostFunction>>>,
 }
 
 impl BatchNorm {
@@ -137,12 +144,28 @@ impl BatchNorm {
             options,
             channels,
             training: AtomicBool::new(true),
+            gather: Mutex::new(None),
         }
     }
 
     /// Number of channels.
     pub fn channels(&self) -> usize {
         self.channels
+    }
+
+    /// Computes the training-mode statistics over the processes of `gather` (`[K] -> [R, K]`:
+    /// every process's values, in process order, the same on every process; its gradient rule
+    /// sums every process's gradient for this process's row): each process normalizes its part
+    /// of the global batch with the global batch's mean and variance, and the running statistics
+    /// follow the global batch's, so they stay the same on every process. `None` goes back to
+    /// this process's own statistics. Evaluation mode is unchanged. `kiln-distributed`'s
+    /// `World::sync_batch_norm` sets this on every layer of a model.
+    pub fn sync_statistics(&self, gather: Option<Arc<dyn HostFunction>>) {
+        *self.gather.lock().unwrap() = gather;
+    }
+    /// True when the training-mode statistics are gathered over processes.
+    pub fn is_synced(&self) -> bool {
+        self.gather.lock().unwrap().is_some()
     }
 
     /// True in training mode (also [`Module::is_training`]).
@@ -190,18 +213,36 @@ impl BatchNorm {
         // Training (or no running statistics): the batch's own statistics.
         let axes: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
         let n = x.numel() / c.max(1);
+        let gather = self
+            .gather
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|_| self.training());
         assert!(
-            n > 1 || !self.training(),
+            n > 1 || !self.training() || (gather.is_some() && n == 1),
             "{op}: expects more than one value per channel when training, got {}",
             x.shape()
         );
-        let mean = x.mean_axes_keepdim(&axes);
-        let centered = x.sub(&mean);
-        let var = centered.square().mean_axes_keepdim(&axes);
+        let stats = match &gather {
+            Some(gather) => gathered_statistics(x, &axes, gather),
+            None => {
+                let mean = x.mean_axes_keepdim(&axes);
+                let centered = x.sub(&mean);
+                let var = centered.square().mean_axes_keepdim(&axes);
+                let unbiased = var.reshape([c]).mul_scalar(n as f64 / (n as f64 - 1.0));
+                BatchStatistics {
+                    mean,
+                    var,
+                    unbiased,
+                    centered,
+                }
+            }
+        };
         if self.training() {
-            self.record_running_stats(&mean.reshape([c]), &var.reshape([c]), n);
+            self.record_running_stats(&stats.mean.reshape([c]), &stats.unbiased);
         }
-        let y = centered.mul(&var.add_scalar(eps).rsqrt());
+        let y = stats.centered.mul(&stats.var.add_scalar(eps).rsqrt());
         match (&self.weight, &self.bias) {
             (Some(w), Some(b)) => y.mul(&bc(w)).add(&bc(b)),
             _ => y,
@@ -209,9 +250,8 @@ impl BatchNorm {
     }
 
     /// Records the running statistics' new values after a batch with per-channel `mean` and
-    /// biased `var` over `n` values: `running = (1 - m) running + m batch`, the variance made
-    /// unbiased first; `num_batches_tracked + 1`.
-    fn record_running_stats(&self, mean: &Tensor, var: &Tensor, n: usize) {
+    /// `unbiased` variance: `running = (1 - m) running + m batch`; `num_batches_tracked + 1`.
+    fn record_running_stats(&self, mean: &Tensor, unbiased: &Tensor) {
         let (Some(rm), Some(rv), Some(nbt)) = (
             &self.running_mean,
             &self.running_var,
@@ -221,7 +261,6 @@ impl BatchNorm {
         };
         no_grad(|| {
             let batches = updated_value(nbt).add_scalar(1.0);
-            let unbiased = var.mul_scalar(n as f64 / (n - 1) as f64);
             let blend = |old: &Tensor, new: &Tensor| match self.options.momentum {
                 Some(m) => old.mul_scalar(1.0 - m).add(&new.mul_scalar(m)),
                 None => {
@@ -230,7 +269,7 @@ impl BatchNorm {
                 }
             };
             record_update(rm, blend(&updated_value(rm), mean));
-            record_update(rv, blend(&updated_value(rv), &unbiased));
+            record_update(rv, blend(&updated_value(rv), unbiased));
             record_update(nbt, batches);
         })
     }
@@ -270,6 +309,9 @@ impl Module for BatchNorm {
     }
     fn is_training(&self) -> Option<bool> {
         Some(self.training())
+    }
+    fn as_batch_norm(&self) -> Option<&BatchNorm> {
+        Some(self)
     }
 }
 
@@ -350,6 +392,9 @@ impl Module for BatchNorm2d {
     fn is_training(&self) -> Option<bool> {
         self.0.is_training()
     }
+    fn as_batch_norm(&self) -> Option<&BatchNorm> {
+        Some(&self.0)
+    }
     fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
         layers::batch_norm(&self.0, g, x)
     }
@@ -377,6 +422,9 @@ impl Module for BatchNorm1d {
     }
     fn is_training(&self) -> Option<bool> {
         self.0.is_training()
+    }
+    fn as_batch_norm(&self) -> Option<&BatchNorm> {
+        Some(&self.0)
     }
     fn export_onnx(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId> {
         layers::batch_norm(&self.0, g, x)

@@ -12,6 +12,7 @@
 
 mod activation;
 mod batchnorm;
+mod batchnorm_sync;
 mod builder;
 mod conv;
 mod dropout;
@@ -27,6 +28,7 @@ mod state;
 
 pub use activation::{Activation, Maxout};
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
+pub use batchnorm_sync::batch_norm_layers;
 pub use builder::{name_seed, ParamBuilder};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use dropout::Dropout;
@@ -116,6 +118,12 @@ pub trait Module {
     /// their first child that has a mode.
     fn is_training(&self) -> Option<bool> {
         self.children().iter().find_map(|(_, c)| c.is_training())
+    }
+
+    /// This module as a batch-norm layer, if it is one (what [`batch_norm_layers`] finds;
+    /// PyTorch's `isinstance(m, _BatchNorm)`). `None` unless overridden.
+    fn as_batch_norm(&self) -> Option<&BatchNorm> {
+        None
     }
 
     /// Total number of parameter elements (buffers not counted, as PyTorch's

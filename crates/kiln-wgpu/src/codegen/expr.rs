@@ -206,7 +206,7 @@ impl<'e, 'a> Emitter<'e, 'a> {
                 self.bind(ty, format!("select({b}, {a}, {c})"))
             }
             Op::Cast(to) => self.cast(i, *to, coords),
-            Op::Reduce { .. } | Op::Matmul | Op::AffineSample => {
+            Op::Reduce { .. } | Op::Matmul | Op::AffineSample | Op::HostCall(_) => {
                 panic!("codegen: node {i} ({:?}) must be materialized", node.op())
             }
         }
