@@ -7,7 +7,10 @@
 
 use kiln::distributed::{self, Reduction, World};
 use kiln::models::LeNet5;
-use kiln::nn::{Linear, Module, ParamBuilder};
+use kiln::nn::{
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, ParamBuilder,
+    Sequential,
+};
 use kiln::optim::{Adam, Optimizer, Sgd};
 use kiln::prelude::*;
 use std::process::{Command, Stdio};
@@ -69,6 +72,7 @@ fn driver() {
         ("allreduce", vec![("KILN_REDUCTION", "mpi")]),
         ("mismatch", vec![]),
         ("lenet", vec![]),
+        ("syncbn", vec![]),
     ] {
         let (code, secs, out) = mpirun(scenario, &env, long);
         println!(
@@ -113,6 +117,7 @@ fn rank_main(scenario: &str) {
             lenet(&world, "sgd", |p| Sgd::new(p, 0.05));
             lenet(&world, "adam", |p| Adam::new(p, 1e-3));
         }
+        "syncbn" => sync_batch_norm(&world),
         "fault" => fault(&world),
         other => panic!("unknown scenario {other}"),
     }
@@ -248,6 +253,74 @@ fn lenet<O: Optimizer + 'static>(world: &World, name: &str, make_opt: impl Fn(Ve
     println!(
         "rank {rank}: lenet {name}: 4 steps, max |2 ranks - 1 process| = {worst:.2e}, {} buckets, {} submissions in the last step",
         opt.last_buckets(),
+        opt.last_submissions()
+    );
+}
+
+/// A small convolutional net with two batch norms, for the SyncBatchNorm scenario.
+fn conv_bn_net(dev: &Device, seed: u64) -> Sequential {
+    let pb = ParamBuilder::new(dev, seed);
+    let same = Conv2dOptions::default().padding(1);
+    Sequential::new()
+        .push(Conv2d::no_bias(3, 8, 3, same, &pb.pp("0")))
+        .push(BatchNorm2d::new(8, &pb.pp("1")))
+        .push(Activation::Relu)
+        .push(Conv2d::no_bias(8, 8, 3, same, &pb.pp("3")))
+        .push(BatchNorm2d::new(8, &pb.pp("4")))
+        .push(Activation::Relu)
+        .push(AdaptiveAvgPool2d::new([1, 1]))
+        .push(Flatten)
+        .push(Linear::new(8, 10, &pb.pp("8")))
+}
+
+/// SyncBatchNorm: 2 ranks at batch 4 train as one process at batch 8 with plain batch norm
+/// (parameters and running statistics), where per-rank statistics would not.
+fn sync_batch_norm(world: &World) {
+    let dev = world.device().unwrap();
+    let rank = world.rank();
+    let model = world
+        .replicate(conv_bn_net(&dev, 60 + rank as u64))
+        .unwrap();
+    let synced = world.sync_batch_norm(&model);
+    assert_eq!(synced, ["1", "4"]);
+    let single = conv_bn_net(&dev, 60);
+    let sgd = |p| Sgd::new(p, 0.1).with_momentum(0.9, false);
+    let mut opt = world
+        .optimizer(&model, sgd(model.parameters()))
+        .check_every(1);
+    let mut single_opt = sgd(single.parameters());
+    let steps = 3u64;
+    for step in 0..steps {
+        let images = Tensor::randn([8, 3, 6, 6], 200 + step, &dev).add_scalar(0.5 * step as f64);
+        let labels: Vec<i32> = (0..8).map(|i| (i * 3 + step as i32) % 10).collect();
+        let labels = Tensor::from_vec(labels, [8], &dev).unwrap();
+        let loss = model
+            .forward(&images.narrow(0, 4 * rank, 4))
+            .cross_entropy(&labels.narrow(0, 4 * rank, 4));
+        opt.step(&loss.backward()).unwrap();
+        let loss = single.forward(&images).cross_entropy(&labels);
+        single_opt.step(&loss.backward()).unwrap();
+    }
+    let mut worst = 0.0f32;
+    for ((n, a), (_, b)) in model.state_dict().iter().zip(single.state_dict()) {
+        if a.dtype() != DType::F32 {
+            assert_eq!(a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap(), "{n}");
+            continue;
+        }
+        let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        for (x, y) in a.iter().zip(&b) {
+            worst = worst.max((x - y).abs());
+            assert!(
+                (x - y).abs() <= 1e-5 + 1e-4 * y.abs(),
+                "syncbn: {n}: {x} on 2 ranks, {y} on one process"
+            );
+        }
+    }
+    // The running statistics are part of the replicas now: the same bits on both ranks.
+    let state: Vec<Tensor> = model.state_dict().into_iter().map(|(_, t)| t).collect();
+    world.check_replicas(&state).unwrap();
+    println!(
+        "rank {rank}: syncbn: {steps} steps, max |2 ranks - 1 process| = {worst:.2e} over          parameters and running statistics, {} submissions in the last step",
         opt.last_submissions()
     );
 }

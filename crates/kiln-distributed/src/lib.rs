@@ -26,6 +26,7 @@ mod collective;
 mod ddp;
 #[cfg(feature = "mpi")]
 mod mpi_world;
+mod sync_batch_norm;
 mod world;
 
 pub use collective::{sum_in_rank_order, Collective, SingleProcess};

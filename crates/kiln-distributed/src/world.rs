@@ -134,6 +134,32 @@ impl World {
         DistributedOptimizer::new(self.clone(), model.named_parameters(), Box::new(inner))
     }
 
+    /// Makes every batch-norm layer of `model` compute its training-mode statistics over the
+    /// whole global batch, gathered from every rank (PyTorch's
+    /// `SyncBatchNorm.convert_sync_batchnorm`): for small per-rank batches, whose own statistics
+    /// are too noisy. Each layer then costs one all-gather of `2 x channels + 1` floats in the
+    /// forward pass and one all-reduce of `ranks x (2 x channels + 1)` in the backward pass, and
+    /// the step runs in `2 x layers + 1` stages instead of one plan (see
+    /// `kiln_core::host_call`); the running statistics stay the same on every rank. Every rank
+    /// must run the same forward passes, and on the thread that called this. With one rank
+    /// nothing changes. Returns the names of the layers found.
+    pub fn sync_batch_norm(&self, model: &dyn Module) -> Vec<String> {
+        let layers = kiln_core::nn::batch_norm_layers(model);
+        if self.size() > 1 {
+            let gather = crate::sync_batch_norm::statistics_gather(self);
+            for (_, layer) in &layers {
+                layer.sync_statistics(Some(gather.clone()));
+            }
+        }
+        layers.into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// A handle on the collective that does not keep it alive (MPI finalizes when the last
+    /// `World` is dropped).
+    pub(crate) fn weak_collective(&self) -> std::rc::Weak<dyn Collective> {
+        Rc::downgrade(&self.comm)
+    }
+
     /// Checks that `tensors` have the same names, dtypes and shapes on every rank: an error on
     /// every rank if not, naming the first difference between rank 0 and the rank that differs.
     /// `what` names the tensors in the message ("model").
