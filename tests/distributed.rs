@@ -8,7 +8,7 @@
 use kiln::distributed::{self, Reduction, World};
 use kiln::models::LeNet5;
 use kiln::nn::{Linear, Module, ParamBuilder};
-use kiln::optim::{Adam, Optimizer, Sgd};
+use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Sgd};
 use kiln::prelude::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,6 +69,7 @@ fn driver() {
         ("allreduce", vec![("KILN_REDUCTION", "mpi")]),
         ("mismatch", vec![]),
         ("lenet", vec![]),
+        ("nonfinite", vec![]),
     ] {
         let (code, secs, out) = mpirun(scenario, &env, long);
         println!(
@@ -106,6 +107,7 @@ fn rank_main(scenario: &str) {
         distributed::init().unwrap()
     };
     assert_eq!(world.size(), 2);
+    let rank = world.rank();
     match scenario {
         "allreduce" => all_reduce(&world),
         "mismatch" => mismatch(&world),
@@ -114,9 +116,10 @@ fn rank_main(scenario: &str) {
             lenet(&world, "adam", |p| Adam::new(p, 1e-3));
         }
         "fault" => fault(&world),
+        "nonfinite" => non_finite_on_one_rank(&world),
         other => panic!("unknown scenario {other}"),
     }
-    println!("rank {}: {scenario} ok", world.rank());
+    println!("rank {rank}: {scenario} ok");
 }
 
 /// All-reduce of odd lengths, f32 and f16, against sums by hand.
@@ -250,6 +253,49 @@ fn lenet<O: Optimizer + 'static>(world: &World, name: &str, make_opt: impl Fn(Ve
         opt.last_buckets(),
         opt.last_submissions()
     );
+}
+
+/// Under `NonFinitePolicy::Skip`, a step whose loss is infinite on rank 1 alone (its gradients
+/// finite) is skipped on both ranks, and the next step applies on both.
+fn non_finite_on_one_rank(world: &World) {
+    let dev = world.device().unwrap();
+    let model = world
+        .replicate(Linear::new(8, 4, &ParamBuilder::new(&dev, 3)))
+        .unwrap();
+    let mut sgd = Sgd::new(model.parameters(), 0.1);
+    sgd.set_non_finite_policy(NonFinitePolicy::Skip);
+    let mut opt = world.optimizer(&model, sgd).check_every(1);
+    let values = |m: &Linear| -> Vec<Vec<f32>> {
+        m.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
+    };
+    let rank = world.rank();
+    let mut before = values(&model);
+    for step in 0..3u64 {
+        let x = Tensor::randn([4, 8], 10 * step + rank as u64, &dev);
+        let mut loss = model.forward(&x).square().mean();
+        if step == 1 && rank == 1 {
+            // A constant term: the loss is infinite, its gradients are not touched.
+            loss = loss.add(&loss.scalar_like(f64::INFINITY));
+        }
+        let report = opt.step(&loss.backward()).unwrap();
+        let after = values(&model);
+        if step == 1 {
+            assert!(report.skipped().unwrap(), "rank {rank}: step 1 was applied");
+            assert_eq!(
+                after, before,
+                "rank {rank}: a skipped step changed the parameters"
+            );
+        } else {
+            assert!(
+                !report.skipped().unwrap(),
+                "rank {rank}: step {step} was skipped"
+            );
+            assert_ne!(after, before, "rank {rank}: step {step} changed nothing");
+        }
+        world.check_replicas(&model.parameters()).unwrap();
+        before = after;
+    }
+    assert_eq!(opt.steps(), 3);
 }
 
 /// Rank 1 fails after two steps (as `KILN_FAULT` says); rank 0 goes on into the next all-reduce.
