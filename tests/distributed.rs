@@ -83,6 +83,7 @@ fn driver() {
     for (fault, message) in [
         ("panic", "panicked; aborting every rank"),
         ("error", "aborting every rank"),
+        ("step", "error: backend: injected step failure"),
         ("kill", ""),
         ("exit", ""),
     ] {
@@ -305,7 +306,10 @@ fn fault(world: &World) {
     let model = world
         .replicate(Linear::new(8, 4, &ParamBuilder::new(&dev, 3)))
         .unwrap();
-    let mut opt = world.optimizer(&model, Sgd::new(model.parameters(), 0.1));
+    let sgd = Sgd::new(model.parameters(), 0.1);
+    // "step": rank 1's wrapped optimiser fails in its third update, after the averaging.
+    let fail_at = (fault == "step" && world.rank() == 1).then_some(2);
+    let mut opt = world.optimizer(&model, FailingStep { sgd, fail_at });
     for step in 0..1000 {
         if step == 2 && world.rank() == 1 {
             eprintln!("rank 1 fails now ({fault})");
@@ -314,6 +318,7 @@ fn fault(world: &World) {
                 "error" => {
                     world.abort_on_error::<()>(Err(KilnError::Backend("injected fault".into())))
                 }
+                "step" => {}
                 "kill" => {
                     let pid = std::process::id().to_string();
                     Command::new("kill").args(["-9", &pid]).status().unwrap();
@@ -324,10 +329,62 @@ fn fault(world: &World) {
         }
         let x = Tensor::randn([4, 8], step, &dev);
         let loss = model.forward(&x).square().mean();
-        opt.step(&loss.backward()).unwrap();
+        if let Err(e) = opt.step(&loss.backward()) {
+            // A rank that got an error back ends its run: the other rank waits for it forever.
+            eprintln!("rank {}: the step returned {e}", world.rank());
+            return;
+        }
     }
     panic!(
         "rank {} finished a run that should have failed",
         world.rank()
     );
+}
+
+/// Sgd, except that its step number `fail_at` (from 0) fails as a device error would.
+struct FailingStep {
+    sgd: Sgd,
+    fail_at: Option<u64>,
+}
+
+impl Optimizer for FailingStep {
+    fn step(&mut self, grads: &kiln::Gradients) -> kiln::Result<kiln::optim::StepReport> {
+        if self.fail_at == Some(self.sgd.steps()) {
+            return Err(KilnError::Backend("injected step failure".into()));
+        }
+        self.sgd.step(grads)
+    }
+    fn learning_rate(&self) -> f64 {
+        self.sgd.learning_rate()
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.sgd.set_learning_rate(lr)
+    }
+    fn num_groups(&self) -> usize {
+        self.sgd.num_groups()
+    }
+    fn group_learning_rate(&self, group: usize) -> f64 {
+        self.sgd.group_learning_rate(group)
+    }
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) {
+        self.sgd.set_group_learning_rate(group, lr)
+    }
+    fn base_learning_rate(&self, group: usize) -> f64 {
+        self.sgd.base_learning_rate(group)
+    }
+    fn steps(&self) -> u64 {
+        self.sgd.steps()
+    }
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.sgd.non_finite_policy()
+    }
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) {
+        self.sgd.set_non_finite_policy(policy)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.sgd.state()
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> kiln::Result<()> {
+        self.sgd.load_state(state)
+    }
 }

@@ -36,9 +36,11 @@ pub const CHECK_EVERY: u64 = 200;
 /// holds (what it prints) stays this rank's own, as do the tensors of
 /// [`Gradients::compute_with_step`].
 ///
-/// A failure between two collective operations of a step (a device error on one rank) ends every
-/// rank of the job ([`World::abort_on_error`]), since the other ranks would otherwise wait for
-/// that rank forever.
+/// A failure during a step (a device error on one rank), between two collective operations or in
+/// the wrapped optimiser's update after the averaging, ends every rank of the job
+/// ([`World::abort_on_error`]), since the other ranks would otherwise wait for that rank forever.
+/// Only an error that every rank gets alike comes back as an error: the replicas' drift, found
+/// by the periodic check. With one rank, the wrapped optimiser's errors come back as they are.
 pub struct DistributedOptimizer {
     world: World,
     params: Vec<(String, Tensor)>,
@@ -218,7 +220,9 @@ impl Optimizer for DistributedOptimizer {
             self.inner.step(grads)?
         } else {
             let averaged = self.averaged(grads)?;
-            self.inner.step(&averaged)?
+            // Every rank steps from the same values, so a failure here is this rank's alone (a
+            // device error): the others would wait for it in the next collective forever.
+            self.world.abort_on_error(self.inner.step(&averaged))
         };
         self.last_submissions = device.as_ref().map_or(0, |d| d.stats().submissions) - before;
         if self.world.size() > 1
