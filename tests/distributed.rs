@@ -70,6 +70,7 @@ fn driver() {
         ("mismatch", vec![]),
         ("lenet", vec![]),
         ("nonfinite", vec![]),
+        ("threads", vec![]),
     ] {
         let (code, secs, out) = mpirun(scenario, &env, long);
         println!(
@@ -118,6 +119,10 @@ fn rank_main(scenario: &str) {
         }
         "fault" => fault(&world),
         "nonfinite" => non_finite_on_one_rank(&world),
+        "threads" => {
+            other_threads_panic(&world);
+            panic_after_finalize(world);
+        }
         other => panic!("unknown scenario {other}"),
     }
     println!("rank {rank}: {scenario} ok");
@@ -297,6 +302,25 @@ fn non_finite_on_one_rank(world: &World) {
         before = after;
     }
     assert_eq!(opt.steps(), 3);
+}
+
+/// A panic on another thread, caught by `join`, leaves the job alone.
+fn other_threads_panic(world: &World) {
+    let worker = std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(|| panic!("a worker's panic, caught by join"))
+        .unwrap();
+    assert!(worker.join().is_err());
+    let mut sum = [1.0f32 + world.rank() as f32];
+    world.collective().all_reduce_sum(&mut sum);
+    assert_eq!(sum, [3.0]);
+}
+
+/// Once the world is dropped (MPI finalized) a panic is an ordinary one: no MPI_Abort.
+fn panic_after_finalize(world: World) {
+    drop(world);
+    let caught = std::panic::catch_unwind(|| panic!("a panic after MPI_Finalize"));
+    assert!(caught.is_err());
 }
 
 /// Rank 1 fails after two steps (as `KILN_FAULT` says); rank 0 goes on into the next all-reduce.
