@@ -153,7 +153,7 @@ impl DistributedOptimizer {
                 at += numel;
             }
         }
-        if let Some(local) = grads.loss().filter(|_| count > 0.0) {
+        if let Some(local) = loss.filter(|_| count > 0.0) {
             let mean = vec![loss_sum / count];
             let mean = Tensor::from_vec(mean, local.dims(), local.device());
             out = out.with_loss(self.world.abort_on_error(mean));
