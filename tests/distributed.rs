@@ -11,7 +11,7 @@ use kiln::nn::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, ParamBuilder,
     Sequential,
 };
-use kiln::optim::{Adam, Optimizer, Sgd};
+use kiln::optim::{Adam, NonFinitePolicy, Optimizer, Sgd};
 use kiln::prelude::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +73,8 @@ fn driver() {
         ("mismatch", vec![]),
         ("lenet", vec![]),
         ("syncbn", vec![]),
+        ("nonfinite", vec![]),
+        ("threads", vec![]),
     ] {
         let (code, secs, out) = mpirun(scenario, &env, long);
         println!(
@@ -86,6 +88,7 @@ fn driver() {
     for (fault, message) in [
         ("panic", "panicked; aborting every rank"),
         ("error", "aborting every rank"),
+        ("step", "error: backend: injected step failure"),
         ("kill", ""),
         ("exit", ""),
     ] {
@@ -110,6 +113,7 @@ fn rank_main(scenario: &str) {
         distributed::init().unwrap()
     };
     assert_eq!(world.size(), 2);
+    let rank = world.rank();
     match scenario {
         "allreduce" => all_reduce(&world),
         "mismatch" => mismatch(&world),
@@ -119,9 +123,14 @@ fn rank_main(scenario: &str) {
         }
         "syncbn" => sync_batch_norm(&world),
         "fault" => fault(&world),
+        "nonfinite" => non_finite_on_one_rank(&world),
+        "threads" => {
+            other_threads_panic(&world);
+            panic_after_finalize(world);
+        }
         other => panic!("unknown scenario {other}"),
     }
-    println!("rank {}: {scenario} ok", world.rank());
+    println!("rank {rank}: {scenario} ok");
 }
 
 /// All-reduce of odd lengths, f32 and f16, against sums by hand.
@@ -320,9 +329,71 @@ fn sync_batch_norm(world: &World) {
     let state: Vec<Tensor> = model.state_dict().into_iter().map(|(_, t)| t).collect();
     world.check_replicas(&state).unwrap();
     println!(
-        "rank {rank}: syncbn: {steps} steps, max |2 ranks - 1 process| = {worst:.2e} over          parameters and running statistics, {} submissions in the last step",
+        "rank {rank}: syncbn: {steps} steps, max |2 ranks - 1 process| = {worst:.2e} over parameters and running statistics, {} submissions in the last step",
         opt.last_submissions()
     );
+}
+
+/// Under `NonFinitePolicy::Skip`, a step whose loss is infinite on rank 1 alone (its gradients
+/// finite) is skipped on both ranks, and the next step applies on both.
+fn non_finite_on_one_rank(world: &World) {
+    let dev = world.device().unwrap();
+    let model = world
+        .replicate(Linear::new(8, 4, &ParamBuilder::new(&dev, 3)))
+        .unwrap();
+    let mut sgd = Sgd::new(model.parameters(), 0.1);
+    sgd.set_non_finite_policy(NonFinitePolicy::Skip);
+    let mut opt = world.optimizer(&model, sgd).check_every(1);
+    let values = |m: &Linear| -> Vec<Vec<f32>> {
+        m.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
+    };
+    let rank = world.rank();
+    let mut before = values(&model);
+    for step in 0..3u64 {
+        let x = Tensor::randn([4, 8], 10 * step + rank as u64, &dev);
+        let mut loss = model.forward(&x).square().mean();
+        if step == 1 && rank == 1 {
+            // A constant term: the loss is infinite, its gradients are not touched.
+            loss = loss.add(&loss.scalar_like(f64::INFINITY));
+        }
+        let report = opt.step(&loss.backward()).unwrap();
+        let after = values(&model);
+        if step == 1 {
+            assert!(report.skipped().unwrap(), "rank {rank}: step 1 was applied");
+            assert_eq!(
+                after, before,
+                "rank {rank}: a skipped step changed the parameters"
+            );
+        } else {
+            assert!(
+                !report.skipped().unwrap(),
+                "rank {rank}: step {step} was skipped"
+            );
+            assert_ne!(after, before, "rank {rank}: step {step} changed nothing");
+        }
+        world.check_replicas(&model.parameters()).unwrap();
+        before = after;
+    }
+    assert_eq!(opt.steps(), 3);
+}
+
+/// A panic on another thread, caught by `join`, leaves the job alone.
+fn other_threads_panic(world: &World) {
+    let worker = std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(|| panic!("a worker's panic, caught by join"))
+        .unwrap();
+    assert!(worker.join().is_err());
+    let mut sum = [1.0f32 + world.rank() as f32];
+    world.collective().all_reduce_sum(&mut sum);
+    assert_eq!(sum, [3.0]);
+}
+
+/// Once the world is dropped (MPI finalized) a panic is an ordinary one: no MPI_Abort.
+fn panic_after_finalize(world: World) {
+    drop(world);
+    let caught = std::panic::catch_unwind(|| panic!("a panic after MPI_Finalize"));
+    assert!(caught.is_err());
 }
 
 /// Rank 1 fails after two steps (as `KILN_FAULT` says); rank 0 goes on into the next all-reduce.
@@ -332,7 +403,10 @@ fn fault(world: &World) {
     let model = world
         .replicate(Linear::new(8, 4, &ParamBuilder::new(&dev, 3)))
         .unwrap();
-    let mut opt = world.optimizer(&model, Sgd::new(model.parameters(), 0.1));
+    let sgd = Sgd::new(model.parameters(), 0.1);
+    // "step": rank 1's wrapped optimiser fails in its third update, after the averaging.
+    let fail_at = (fault == "step" && world.rank() == 1).then_some(2);
+    let mut opt = world.optimizer(&model, FailingStep { sgd, fail_at });
     for step in 0..1000 {
         if step == 2 && world.rank() == 1 {
             eprintln!("rank 1 fails now ({fault})");
@@ -341,6 +415,7 @@ fn fault(world: &World) {
                 "error" => {
                     world.abort_on_error::<()>(Err(KilnError::Backend("injected fault".into())))
                 }
+                "step" => {}
                 "kill" => {
                     let pid = std::process::id().to_string();
                     Command::new("kill").args(["-9", &pid]).status().unwrap();
@@ -351,10 +426,62 @@ fn fault(world: &World) {
         }
         let x = Tensor::randn([4, 8], step, &dev);
         let loss = model.forward(&x).square().mean();
-        opt.step(&loss.backward()).unwrap();
+        if let Err(e) = opt.step(&loss.backward()) {
+            // A rank that got an error back ends its run: the other rank waits for it forever.
+            eprintln!("rank {}: the step returned {e}", world.rank());
+            return;
+        }
     }
     panic!(
         "rank {} finished a run that should have failed",
         world.rank()
     );
+}
+
+/// Sgd, except that its step number `fail_at` (from 0) fails as a device error would.
+struct FailingStep {
+    sgd: Sgd,
+    fail_at: Option<u64>,
+}
+
+impl Optimizer for FailingStep {
+    fn step(&mut self, grads: &kiln::Gradients) -> kiln::Result<kiln::optim::StepReport> {
+        if self.fail_at == Some(self.sgd.steps()) {
+            return Err(KilnError::Backend("injected step failure".into()));
+        }
+        self.sgd.step(grads)
+    }
+    fn learning_rate(&self) -> f64 {
+        self.sgd.learning_rate()
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.sgd.set_learning_rate(lr)
+    }
+    fn num_groups(&self) -> usize {
+        self.sgd.num_groups()
+    }
+    fn group_learning_rate(&self, group: usize) -> f64 {
+        self.sgd.group_learning_rate(group)
+    }
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) {
+        self.sgd.set_group_learning_rate(group, lr)
+    }
+    fn base_learning_rate(&self, group: usize) -> f64 {
+        self.sgd.base_learning_rate(group)
+    }
+    fn steps(&self) -> u64 {
+        self.sgd.steps()
+    }
+    fn non_finite_policy(&self) -> NonFinitePolicy {
+        self.sgd.non_finite_policy()
+    }
+    fn set_non_finite_policy(&mut self, policy: NonFinitePolicy) {
+        self.sgd.set_non_finite_policy(policy)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.sgd.state()
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> kiln::Result<()> {
+        self.sgd.load_state(state)
+    }
 }

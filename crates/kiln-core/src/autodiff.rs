@@ -31,6 +31,13 @@ impl Gradients {
     pub fn loss(&self) -> Option<&Tensor> {
         self.loss.as_ref()
     }
+    /// These gradients with `loss` as the scalar they are of: the loss an optimiser step realizes
+    /// and checks for finiteness. A data-parallel step gives its wrapped optimiser the mean loss
+    /// over the ranks this way, so that every rank's step sees the same value.
+    pub fn with_loss(mut self, loss: Tensor) -> Gradients {
+        self.loss = Some(loss);
+        self
+    }
     /// Asks the optimiser step that consumes these gradients to compute `t` too, in the same
     /// submission (a batch accuracy for a progress bar, say), so that reading it costs a copy.
     pub fn compute_with_step(&mut self, t: &Tensor) {

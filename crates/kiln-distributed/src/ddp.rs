@@ -3,7 +3,8 @@
 //! gradients are packed on the device into a few flat buckets, read back, summed across the ranks
 //! (non-blocking: reading bucket `i + 1` overlaps reducing bucket `i`), averaged, written back and
 //! split into per-parameter gradients that the wrapped optimiser applies as if one process had
-//! computed them on the whole global batch.
+//! computed them on the whole global batch. The loss travels at the end of the first bucket, so
+//! that the wrapped optimiser's finite flag (and what it skips) is the same on every rank.
 //!
 //! Submissions per step on a GPU: one for the forward pass, the backward pass, the bucket packing
 //! and the loss; one readback copy per bucket; one for the upload of the averaged buckets and the
@@ -27,9 +28,19 @@ pub const CHECK_EVERY: u64 = 200;
 /// optimiser itself (no packing, no readback). Every `check_every` steps it compares a checksum
 /// of the parameters across ranks and returns an error if the replicas drifted apart.
 ///
-/// A failure between two collective operations of a step (a device error on one rank) ends every
-/// rank of the job ([`World::abort_on_error`]), since the other ranks would otherwise wait for
-/// that rank forever.
+/// The wrapped optimiser sees the averaged gradients and, as their loss, the mean of the ranks'
+/// losses (reduced with the first bucket: no collective of its own), as one process with the
+/// whole global batch would. So every rank computes the same finite flag from the same values:
+/// under [`NonFinitePolicy::Skip`] a step whose loss is not finite on one rank is skipped on
+/// every rank, and the [`StepReport`] is the same on every rank. The loss tensor a training loop
+/// holds (what it prints) stays this rank's own, as do the tensors of
+/// [`Gradients::compute_with_step`].
+///
+/// A failure during a step (a device error on one rank), between two collective operations or in
+/// the wrapped optimiser's update after the averaging, ends every rank of the job
+/// ([`World::abort_on_error`]), since the other ranks would otherwise wait for that rank forever.
+/// Only an error that every rank gets alike comes back as an error: the replicas' drift, found
+/// by the periodic check. With one rank, the wrapped optimiser's errors come back as they are.
 pub struct DistributedOptimizer {
     world: World,
     params: Vec<(String, Tensor)>,
@@ -82,7 +93,8 @@ impl DistributedOptimizer {
         self.last_buckets
     }
 
-    /// The gradients of `grads`, averaged over the ranks (see the module's documentation).
+    /// The gradients of `grads`, averaged over the ranks, with the mean of the ranks' losses as
+    /// their loss (see the module's documentation).
     fn averaged(&mut self, grads: &Gradients) -> Result<Gradients> {
         // Reverse parameter order: the last layers' gradients first, as DDP.
         let with_grad: Vec<(&Tensor, &Tensor)> = self
@@ -95,18 +107,9 @@ impl DistributedOptimizer {
         let sizes: Vec<usize> = with_grad.iter().map(|(p, _)| p.numel() * 4).collect();
         let buckets = plan_buckets(&sizes, self.first_bucket_bytes, self.bucket_bytes);
         self.last_buckets = buckets.len();
-        let packed: Vec<Tensor> = no_grad(|| {
-            buckets
-                .iter()
-                .map(|b| {
-                    let flat: Vec<Tensor> = b
-                        .clone()
-                        .map(|i| with_grad[i].1.cast(DType::F32).reshape([sizes[i] / 4]))
-                        .collect();
-                    Tensor::cat(&flat.iter().collect::<Vec<_>>(), 0)
-                })
-                .collect()
-        });
+        // `backward` only takes scalars, so a loss is always one value.
+        let loss = grads.loss().filter(|l| l.numel() == 1);
+        let packed = no_grad(|| pack(&with_grad, &sizes, &buckets, loss));
         // One submission: forward, backward, the packed buckets, the loss and its riders.
         let mut targets: Vec<&Tensor> = packed.iter().collect();
         targets.extend(
@@ -117,10 +120,21 @@ impl DistributedOptimizer {
         );
         self.world.abort_on_error(Tensor::realize_all(&targets));
         let world = self.world.clone();
+        // At least one buffer, so that every rank takes part in the loss's reduction.
         let summed = world
             .collective()
-            .all_reduce_buffers(packed.len(), &mut |i| packed[i].to_vec::<f32>());
-        let summed = self.world.abort_on_error(summed);
+            .all_reduce_buffers(packed.len().max(1), &mut |i| {
+                let mut values = packed.get(i).map_or(Ok(vec![]), |t| t.to_vec::<f32>())?;
+                if i == 0 && loss.is_none() {
+                    values.extend([0.0, 0.0]); // no loss here: adds nothing to the sum or count
+                }
+                Ok(values)
+            });
+        let mut summed = self.world.abort_on_error(summed);
+        // The first buffer ends with (sum of the losses, number of ranks that had one).
+        let first = &mut summed[0];
+        let (loss_sum, count) = (first[first.len() - 2], first[first.len() - 1]);
+        first.truncate(first.len() - 2);
         let n = self.world.size() as f32;
         let mut out = grads.clone();
         for (bucket, mut sum) in buckets.into_iter().zip(summed) {
@@ -139,8 +153,44 @@ impl DistributedOptimizer {
                 at += numel;
             }
         }
+        if let Some(local) = loss.filter(|_| count > 0.0) {
+            let mean = vec![loss_sum / count];
+            let mean = Tensor::from_vec(mean, local.dims(), local.device());
+            out = out.with_loss(self.world.abort_on_error(mean));
+        }
         Ok(out)
     }
+}
+
+/// The device buffers one step reduces: each bucket's gradients (`with_grad[i]`, `sizes[i]`
+/// bytes) flattened into one f32 vector, the first bucket followed by the pair (loss, 1) when
+/// there is a `loss`. With no gradient, the pair alone (or nothing without a loss either).
+fn pack(
+    with_grad: &[(&Tensor, &Tensor)],
+    sizes: &[usize],
+    buckets: &[std::ops::Range<usize>],
+    loss: Option<&Tensor>,
+) -> Vec<Tensor> {
+    let pair = loss.map(|l| {
+        let l = l.cast(DType::F32).reshape([1]);
+        Tensor::cat(&[&l, &l.ones_like()], 0)
+    });
+    let mut packed: Vec<Tensor> = buckets
+        .iter()
+        .enumerate()
+        .map(|(b, range)| {
+            let mut flat: Vec<Tensor> = range
+                .clone()
+                .map(|i| with_grad[i].1.cast(DType::F32).reshape([sizes[i] / 4]))
+                .collect();
+            flat.extend(pair.iter().filter(|_| b == 0).cloned());
+            Tensor::cat(&flat.iter().collect::<Vec<_>>(), 0)
+        })
+        .collect();
+    if packed.is_empty() {
+        packed.extend(pair);
+    }
+    packed
 }
 
 /// Splits parameters of `sizes` bytes (in the order they are reduced) into consecutive buckets:
@@ -170,7 +220,9 @@ impl Optimizer for DistributedOptimizer {
             self.inner.step(grads)?
         } else {
             let averaged = self.averaged(grads)?;
-            self.inner.step(&averaged)?
+            // Every rank steps from the same values, so a failure here is this rank's alone (a
+            // device error): the others would wait for it in the next collective forever.
+            self.world.abort_on_error(self.inner.step(&averaged))
         };
         self.last_submissions = device.as_ref().map_or(0, |d| d.stats().submissions) - before;
         if self.world.size() > 1
@@ -248,6 +300,41 @@ mod tests {
             assert_eq!(pa.to_vec::<f32>().unwrap(), pb.to_vec::<f32>().unwrap());
         }
         world.check_replicas(&a.parameters()).unwrap();
+    }
+
+    #[test]
+    fn the_wrapped_optimizer_skips_on_the_loss_it_is_given() {
+        // What a multi-rank step relies on: the flag reads the loss of `with_loss`.
+        let dev = Device::cpu();
+        let model = Linear::new(3, 2, &ParamBuilder::new(&dev, 5));
+        let mut sgd = Sgd::new(model.parameters(), 0.1);
+        sgd.set_non_finite_policy(NonFinitePolicy::Skip);
+        let before: Vec<Vec<f32>> = model
+            .parameters()
+            .iter()
+            .map(|p| p.to_vec().unwrap())
+            .collect();
+        let loss = model
+            .forward(&Tensor::randn([4, 3], 1, &dev))
+            .square()
+            .mean();
+        let grads = loss.backward();
+        let infinite = Tensor::from_vec(vec![f32::INFINITY], loss.dims(), &dev).unwrap();
+        let grads = grads.with_loss(infinite);
+        assert_eq!(
+            grads.loss().unwrap().to_vec::<f32>().unwrap(),
+            [f32::INFINITY]
+        );
+        assert!(sgd.step(&grads).unwrap().skipped().unwrap());
+        let after: Vec<Vec<f32>> = model
+            .parameters()
+            .iter()
+            .map(|p| p.to_vec().unwrap())
+            .collect();
+        assert_eq!(after, before);
+        // The same gradients with their own (finite) loss apply.
+        assert!(!sgd.step(&loss.backward()).unwrap().skipped().unwrap());
+        assert_ne!(model.parameters()[0].to_vec::<f32>().unwrap(), before[0]);
     }
 
     #[test]

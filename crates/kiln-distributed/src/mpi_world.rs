@@ -7,6 +7,7 @@ use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How the MPI implementation sums buffers over the ranks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,6 +42,7 @@ impl MpiCollective {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)?;
         let world = universe.world();
         let local_rank = world.split_shared(world.rank()).rank() as usize;
+        MPI_LIVE.store(true, Ordering::SeqCst);
         Some(MpiCollective {
             world,
             local_rank,
@@ -64,14 +66,35 @@ pub fn launched_by_mpi() -> bool {
     .any(|v| std::env::var_os(v).is_some())
 }
 
+/// True while an [`MpiCollective`] is alive, i.e. between MPI's initialization and its
+/// finalization: the panic hook may call MPI_Abort only then. (MPI can be initialized only once
+/// per process, so one flag serves.)
+static MPI_LIVE: AtomicBool = AtomicBool::new(false);
+
+impl Drop for MpiCollective {
+    fn drop(&mut self) {
+        // Runs before the fields are dropped, so before `_universe` finalizes MPI.
+        MPI_LIVE.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Installs a panic hook that, after the usual message, aborts every rank of the job
 /// (MPI_Abort), so that a panic on one rank does not leave the others waiting in a collective.
+/// It aborts only for a panic on the thread that calls it (the one that initialized MPI and
+/// makes the collective calls) while MPI is live: a panic on another thread (a worker whose
+/// panic its owner catches at `join`), a probe's panic, or a panic after MPI was finalized
+/// runs the previous hook alone.
 pub(crate) fn abort_on_panic(rank: usize) {
+    let mpi_thread = std::thread::current().id();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
-        // A probe's panic (a shape a model may reject) is expected and becomes an error.
-        if kiln_core::probe::is_probing() {
+        // Another thread's panic may be caught (and this thread makes no MPI call for it); a
+        // probe's panic (a shape a model may reject) is expected and becomes an error.
+        if std::thread::current().id() != mpi_thread
+            || !MPI_LIVE.load(Ordering::SeqCst)
+            || kiln_core::probe::is_probing()
+        {
             return;
         }
         eprintln!("kiln: rank {rank} panicked; aborting every rank of the MPI job");
