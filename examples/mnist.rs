@@ -34,6 +34,7 @@
 //! `--batch-size` images per step (the global batch is that times the ranks), the gradients are
 //! averaged over the ranks, and rank 0 alone prints, draws and writes files; an error on any rank
 //! ends every rank. `mpirun -np 2 target/release/examples/mnist --distributed --epochs 3`.
+//! `--sync-bn` computes the batch-norm statistics over the global batch (SyncBatchNorm).
 
 use clap::Parser;
 use kiln::data::Mnist;
@@ -126,6 +127,10 @@ pub(crate) struct Args {
     /// per rank and step.
     #[arg(long)]
     distributed: bool,
+    /// With --distributed: batch-norm statistics over the global batch, gathered from every
+    /// rank (SyncBatchNorm), rather than each rank's own; for small per-rank batches.
+    #[arg(long)]
+    sync_bn: bool,
 }
 
 fn main() {
@@ -211,6 +216,14 @@ fn train(args: Args, world: &World) -> kiln::Result<()> {
         args.model,
         viz::summary(model, &[1, 1, rows, cols])?
     );
+    if args.sync_bn {
+        let layers = world.sync_batch_norm(model);
+        println!(
+            "--sync-bn: {} batch-norm layers with statistics over {} ranks",
+            layers.len(),
+            world.size()
+        );
+    }
     let mut opt = trainer::optimizer(args.optimizer, model.parameters(), args.lr, args.on_nan);
     if world.size() > 1 {
         let params = model.named_parameters();

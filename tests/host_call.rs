@@ -170,31 +170,42 @@ fn a_failing_host_call_is_an_error_of_the_realize() {
 /// values and gets every member's, in member order.
 struct ThreadGroup {
     size: usize,
-    state: Mutex<(u64, Vec<Option<Vec<f32>>>, Vec<Vec<f32>>)>,
+    state: Mutex<Exchange>,
     turn: Condvar,
+}
+
+/// One exchange's state: its round, what each member has given so far, the last round's values.
+struct Exchange {
+    round: u64,
+    given: Vec<Option<Vec<f32>>>,
+    gathered: Vec<Vec<f32>>,
 }
 
 impl ThreadGroup {
     fn new(size: usize) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             size,
-            state: Mutex::new((0, vec![None; size], vec![])),
+            state: Mutex::new(Exchange {
+                round: 0,
+                given: vec![None; size],
+                gathered: vec![],
+            }),
             turn: Condvar::new(),
         })
     }
     fn all_gather(&self, rank: usize, values: &[f32]) -> Vec<Vec<f32>> {
         let mut s = self.state.lock().unwrap();
-        let round = s.0;
-        s.1[rank] = Some(values.to_vec());
-        if s.1.iter().all(Option::is_some) {
-            s.2 = s.1.iter_mut().map(|v| v.take().unwrap()).collect();
-            s.0 += 1;
+        let round = s.round;
+        s.given[rank] = Some(values.to_vec());
+        if s.given.iter().all(Option::is_some) {
+            s.gathered = s.given.iter_mut().map(|v| v.take().unwrap()).collect();
+            s.round += 1;
             self.turn.notify_all();
         }
-        while s.0 == round {
+        while s.round == round {
             s = self.turn.wait(s).unwrap();
         }
-        s.2.clone()
+        s.gathered.clone()
     }
 }
 
