@@ -183,6 +183,19 @@ fn all_reduce(world: &World) {
     c.broadcast(0, &mut bytes);
     assert_eq!(bytes, b"from rank 0");
     assert_eq!(c.all_gather_u64(world.rank() as u64 + 7), [7, 8]);
+    // SyncBatchNorm's exchanges: a gather of every rank's values, and its transpose.
+    let mine: Vec<f32> = (0..5).map(|i| value(r, i)).collect();
+    let hand: Vec<f32> = [0.0, 1.0]
+        .iter()
+        .flat_map(|&q| (0..5).map(move |i| value(q, i)))
+        .collect();
+    assert_eq!(c.all_gather_f32(&mine), hand);
+    let rows: Vec<f32> = (0..6).map(|i| value(r, i)).collect();
+    let own = world.rank() * 3;
+    let hand: Vec<f32> = (own..own + 3)
+        .map(|i| value(0.0, i) + value(1.0, i))
+        .collect();
+    assert_eq!(c.reduce_scatter_sum(&rows), hand);
     c.barrier();
 }
 
@@ -292,6 +305,12 @@ fn sync_batch_norm(world: &World) {
         .unwrap();
     let synced = world.sync_batch_norm(&model);
     assert_eq!(synced, ["1", "4"]);
+    // The collective lives on this thread: a synced forward pass realized on another is an error
+    // (and its running-statistics updates, pending on that thread, go with it).
+    let x = Tensor::randn([4, 3, 6, 6], 1, &dev);
+    let elsewhere = std::thread::scope(|s| s.spawn(|| model.forward(&x).realize()).join());
+    let err = elsewhere.unwrap().unwrap_err().to_string();
+    assert!(err.contains("only be exchanged on the thread"), "{err}");
     let single = conv_bn_net(&dev, 60);
     let sgd = |p| Sgd::new(p, 0.1).with_momentum(0.9, false);
     let mut opt = world

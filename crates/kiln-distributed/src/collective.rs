@@ -39,6 +39,25 @@ pub trait Collective {
         }
         Ok(out)
     }
+    /// Every rank's `values` (the same length on every rank), concatenated in rank order:
+    /// `[size x values.len()]`, the same on every rank (MPI_Allgather). The default sends a
+    /// zero-padded `size x len` buffer through [`Collective::all_reduce_sum`].
+    fn all_gather_f32(&self, values: &[f32]) -> Vec<f32> {
+        let len = values.len();
+        let mut buf = vec![0.0f32; len * self.size()];
+        buf[self.rank() * len..(self.rank() + 1) * len].copy_from_slice(values);
+        self.all_reduce_sum(&mut buf);
+        buf
+    }
+    /// `rows` is `[size x len]` on every rank; returns, on rank `r`, the sum over the ranks of
+    /// their row `r`, added in rank order (a reduce-scatter; the transpose of
+    /// [`Collective::all_gather_f32`]). The default reduces all of `rows` and keeps row `r`.
+    fn reduce_scatter_sum(&self, rows: &[f32]) -> Vec<f32> {
+        let len = rows.len() / self.size().max(1);
+        let mut buf = rows.to_vec();
+        self.all_reduce_sum(&mut buf);
+        buf[self.rank() * len..(self.rank() + 1) * len].to_vec()
+    }
     /// Replaces `buf` on every rank by `root`'s `buf` (its length too).
     fn broadcast(&self, root: usize, buf: &mut Vec<u8>);
     /// Every rank's `value`, in rank order.
@@ -115,6 +134,8 @@ mod tests {
             .all_reduce_buffers(2, &mut |i| Ok(vec![i as f32; 3]))
             .unwrap();
         assert_eq!(bufs, [vec![0.0; 3], vec![1.0; 3]]);
+        assert_eq!(c.all_gather_f32(&[1.0, 2.0]), [1.0, 2.0]);
+        assert_eq!(c.reduce_scatter_sum(&[3.0, 4.0]), [3.0, 4.0]);
     }
 
     #[test]

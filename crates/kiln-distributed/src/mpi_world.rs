@@ -174,6 +174,24 @@ impl Collective for MpiCollective {
             })
             .collect())
     }
+    fn all_gather_f32(&self, values: &[f32]) -> Vec<f32> {
+        let mut all = vec![0.0f32; values.len() * self.size()];
+        self.world.all_gather_into(values, &mut all[..]);
+        all
+    }
+    fn reduce_scatter_sum(&self, rows: &[f32]) -> Vec<f32> {
+        // Every rank sends row r to rank r (MPI_Alltoall) and adds what it receives in rank
+        // order: the same bits whatever MPI's algorithms, as `Reduction::RankOrder`.
+        let len = rows.len() / self.size().max(1);
+        let mut received = vec![0.0f32; rows.len()];
+        self.world.all_to_all_into(rows, &mut received[..]);
+        let mut out = vec![0.0f32; len];
+        if len > 0 {
+            let parts: Vec<&[f32]> = received.chunks_exact(len).collect();
+            sum_in_rank_order(&parts, &mut out);
+        }
+        out
+    }
     fn broadcast(&self, root: usize, buf: &mut Vec<u8>) {
         let process = self.world.process_at_rank(root as i32);
         let mut len = buf.len() as u64;

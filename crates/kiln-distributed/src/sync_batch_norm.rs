@@ -27,7 +27,6 @@ static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone, Copy, Debug)]
 struct Ranks {
     registration: u64,
-    rank: usize,
     size: usize,
 }
 
@@ -37,15 +36,13 @@ impl Ranks {
         WORLDS.with(|w| w.borrow_mut().insert(registration, world.weak_collective()));
         Ranks {
             registration,
-            rank: world.rank(),
             size: world.size(),
         }
     }
 
-    /// `[R * K]` with this rank's `values` in row `rank` and zeros elsewhere, summed over the
-    /// ranks (in rank order: adding zeros leaves every row exactly as its rank sent it).
-    fn all_reduce_rows(&self, values: &[f32], row: Option<usize>) -> Result<Vec<f32>> {
-        let comm = WORLDS
+    /// The collective of this registration, or an error off its thread or after its world.
+    fn collective(&self) -> Result<std::rc::Rc<dyn Collective>> {
+        WORLDS
             .with(|w| w.borrow().get(&self.registration).and_then(Weak::upgrade))
             .ok_or_else(|| {
                 KilnError::Backend(
@@ -53,17 +50,7 @@ impl Ranks {
                      called World::sync_batch_norm, while its World lives"
                         .into(),
                 )
-            })?;
-        let mut buf = match row {
-            Some(r) => {
-                let mut buf = vec![0.0f32; values.len() * self.size];
-                buf[r * values.len()..(r + 1) * values.len()].copy_from_slice(values);
-                buf
-            }
-            None => values.to_vec(),
-        };
-        comm.all_reduce_sum(&mut buf);
-        Ok(buf)
+            })
     }
 }
 
@@ -82,7 +69,7 @@ impl HostFunction for GatherRows {
         vec![self.0.size, input.iter().product()]
     }
     fn compute(&self, input: &[f32]) -> Result<Vec<f32>> {
-        self.0.all_reduce_rows(input, Some(self.0.rank))
+        Ok(self.0.collective()?.all_gather_f32(input))
     }
     fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor {
         grad.host_call(Arc::new(SumOwnRow(self.0)))
@@ -98,9 +85,7 @@ impl HostFunction for SumOwnRow {
         vec![input.iter().skip(1).product()]
     }
     fn compute(&self, input: &[f32]) -> Result<Vec<f32>> {
-        let k = input.len() / self.0.size.max(1);
-        let all = self.0.all_reduce_rows(input, None)?;
-        Ok(all[self.0.rank * k..(self.0.rank + 1) * k].to_vec())
+        Ok(self.0.collective()?.reduce_scatter_sum(input))
     }
     fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor {
         grad.host_call(Arc::new(GatherRows(self.0)))
