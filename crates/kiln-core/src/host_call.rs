@@ -87,15 +87,41 @@ pub(crate) fn resolve_host_calls(
     while has_host_calls(&p) {
         let stage = Stage::of(&p);
         let needed: Vec<&Tensor> = stage.realize.iter().map(|&i| &p.nodes[i]).collect();
-        if !needed.is_empty() {
-            backend.realize(&Pending::collect(&needed), &[])?;
+        // The calls' inputs come back with the stage's own submission.
+        let inputs: Vec<usize> = stage.calls.iter().map(|&h| p.inputs[h][0]).collect();
+        let read: Vec<usize> = inputs
+            .iter()
+            .filter_map(|i| stage.realize.iter().position(|r| r == i))
+            .collect();
+        let mut bytes = match needed.is_empty() {
+            true => vec![],
+            false => backend.realize(&Pending::collect(&needed), &read)?,
+        };
+        let mut read_bytes = read.iter().zip(bytes.iter_mut());
+        let mut results = Vec::with_capacity(stage.calls.len());
+        for (&h, &input) in stage.calls.iter().zip(&inputs) {
+            let input = match stage.realize.iter().position(|&r| r == input) {
+                Some(_) => f32_values(&std::mem::take(read_bytes.next().expect("read").1)),
+                None => p.nodes[input].to_vec::<f32>()?,
+            };
+            results.push(host_call_result(&p.nodes[h], &input)?);
         }
-        for &h in &stage.calls {
-            run_host_call(&p.nodes[h])?;
+        // Every result of the stage uploaded at once, then given to its node.
+        Tensor::realize_all(&results.iter().collect::<Vec<_>>())?;
+        for (&h, values) in stage.calls.iter().zip(&results) {
+            p.nodes[h].set_storage(values.storage().expect("realized"));
         }
         p = Pending::collect(targets);
     }
     Ok(true)
+}
+
+/// Little-endian f32 words.
+fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// True when some node of `p` is a host call not yet computed.
@@ -174,13 +200,12 @@ fn through_views(p: &Pending, mut i: usize) -> usize {
     i
 }
 
-/// Computes host call `call` from its realized input and stores the result on it.
-fn run_host_call(call: &Tensor) -> Result<()> {
+/// Host call `call`'s values computed from its input's, as a tensor to upload.
+fn host_call_result(call: &Tensor, input: &[f32]) -> Result<Tensor> {
     let Op::HostCall(HostCall(f)) = call.op() else {
         unreachable!("a stage lists host calls only")
     };
-    let input = call.inputs()[0].to_vec::<f32>()?;
-    let out = f.compute(&input)?;
+    let out = f.compute(input)?;
     if out.len() != call.numel() {
         return Err(KilnError::Backend(format!(
             "host call {}: returned {} values for an output of shape {}",
@@ -189,8 +214,5 @@ fn run_host_call(call: &Tensor) -> Result<()> {
             call.shape()
         )));
     }
-    let values = Tensor::from_vec(out, call.dims().to_vec(), call.device())?;
-    values.realize()?;
-    call.set_storage(values.storage().expect("realized"));
-    Ok(())
+    Tensor::from_vec(out, call.dims().to_vec(), call.device())
 }

@@ -137,8 +137,8 @@ impl World {
     /// Makes every batch-norm layer of `model` compute its training-mode statistics over the
     /// whole global batch, gathered from every rank (PyTorch's
     /// `SyncBatchNorm.convert_sync_batchnorm`): for small per-rank batches, whose own statistics
-    /// are too noisy. Each layer then costs one all-gather of `2 x channels + 1` floats in the
-    /// forward pass and one all-reduce of `ranks x (2 x channels + 1)` in the backward pass, and
+    /// are too noisy. Each layer then costs one all-gather of `2 x channels + 1` floats per rank
+    /// in the forward pass and one reduce-scatter of as many in the backward pass, and
     /// the step runs in `2 x layers + 1` stages instead of one plan (see
     /// `kiln_core::host_call`); the running statistics stay the same on every rank. Every rank
     /// must run the same forward passes, and on the thread that called this. With one rank
