@@ -2,8 +2,9 @@
 //!
 //! A ResNet-20 training step (SGD, 28x28 inputs, batch 32) with plain batch norm, against the
 //! same step with every batch norm's statistics going through a gather of one process (an
-//! identity host call): the same arithmetic, but the step runs as `2 x 19 + 1` stage plans with
-//! a readback and an upload per stage instead of one plan. The ratio is the price of the stages
+//! identity host call, whose gradient is one too): the same arithmetic, but the step runs as
+//! `2 x 19 + 1` stage plans, each reading its calls' inputs back and uploading their results,
+//! instead of one plan. The ratio is the price of the stages
 //! alone on this device, before any network: what `World::sync_batch_norm` adds to a step on top
 //! of its all-gathers. Reports ms per step (median), submissions and dispatches per step and the
 //! ratio; writes
@@ -34,7 +35,27 @@ impl HostFunction for GatherOfOne {
         Ok(input.to_vec())
     }
     fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor {
-        grad.reshape(input.dims())
+        grad.host_call(Arc::new(SumOwnRowOfOne))
+            .reshape(input.dims())
+    }
+}
+
+/// `[1, K] -> [K]`: the reduce-scatter of a group of one (the gather's transpose), so that the
+/// backward pass runs in stages too, as with several processes.
+struct SumOwnRowOfOne;
+
+impl HostFunction for SumOwnRowOfOne {
+    fn name(&self) -> String {
+        "sum_own_row_of_one".into()
+    }
+    fn output_dims(&self, input: &[usize]) -> Vec<usize> {
+        vec![input.iter().product()]
+    }
+    fn compute(&self, input: &[f32]) -> kiln::Result<Vec<f32>> {
+        Ok(input.to_vec())
+    }
+    fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor {
+        grad.host_call(Arc::new(GatherOfOne)).reshape(input.dims())
     }
 }
 

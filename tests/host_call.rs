@@ -69,6 +69,24 @@ fn a_host_call_computes_mid_graph_with_its_gradient_on_both_devices() {
 }
 
 #[test]
+fn the_stages_intermediates_are_let_go_after_the_realize() {
+    let log = Arc::new(Mutex::new(vec![]));
+    let dev = gpu();
+    let xs = check_inputs(&[&[6, 4], &[4, 5]], 9, &dev);
+    let h = xs[0].matmul(&xs[1]);
+    let fs = h.sum_axes(&[0]).host_call(reverse3(&log, "rev"));
+    let z = h.mul(&fs);
+    z.realize().unwrap();
+    // z keeps its values, the call its result; h, realized by the first stage for the second,
+    // is lazy again (a plan intermediate, as without host calls) and computes as before.
+    assert!(z.is_realized() && fs.is_realized());
+    assert!(!h.is_realized());
+    let expected = xs[0].matmul(&xs[1]);
+    assert_close(&h, &expected, 0.0, 0.0);
+    assert_eq!(log.lock().unwrap().len(), 1, "the call ran again");
+}
+
+#[test]
 fn a_stage_computes_nothing_twice() {
     let dev = fresh_gpu();
     let log = Arc::new(Mutex::new(vec![]));
@@ -104,16 +122,17 @@ fn a_stage_computes_nothing_twice() {
 }
 
 #[test]
-fn host_calls_run_in_graph_order_one_stage_at_a_time() {
+fn host_calls_run_in_recording_order_one_stage_at_a_time() {
     let log = Arc::new(Mutex::new(vec![]));
     let dev = Device::cpu();
     let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], [3], &dev).unwrap();
-    // a and b depend on nothing staged: one stage; c reads a: the next.
-    let a = x.add_scalar(1.0).host_call(reverse3(&log, "a"));
+    // b is recorded before a, though the graph reads a first: a and b depend on nothing staged,
+    // so they share a stage and run as recorded; c reads both: the next stage.
     let b = x.mul_scalar(2.0).host_call(reverse3(&log, "b"));
+    let a = x.add_scalar(1.0).host_call(reverse3(&log, "a"));
     let c = a.add(&b).host_call(reverse3(&log, "c"));
     let out = c.add(&a).to_vec::<f32>().unwrap();
-    assert_eq!(*log.lock().unwrap(), ["a", "b", "c"]);
+    assert_eq!(*log.lock().unwrap(), ["b", "a", "c"]);
     // a = 3 rev(2, 3, 4) = (12, 9, 6); b = 3 rev(2, 4, 6) = (18, 12, 6);
     // c = 3 rev(30, 21, 12) = (36, 63, 90); c + a = (48, 72, 96).
     assert_eq!(out, [48.0, 72.0, 96.0]);
@@ -141,6 +160,49 @@ impl HostFunction for Broken {
     fn vjp(&self, _input: &Tensor, grad: &Tensor) -> Tensor {
         grad.clone()
     }
+}
+
+/// Records `stage_failed` calls; computes the identity.
+struct Watcher {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl HostFunction for Watcher {
+    fn name(&self) -> String {
+        "watcher".into()
+    }
+    fn output_dims(&self, input: &[usize]) -> Vec<usize> {
+        input.to_vec()
+    }
+    fn compute(&self, input: &[f32]) -> kiln::Result<Vec<f32>> {
+        Ok(input.to_vec())
+    }
+    fn vjp(&self, _input: &Tensor, grad: &Tensor) -> Tensor {
+        grad.clone()
+    }
+    fn stage_failed(&self, error: &KilnError) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stage failed: {error}"));
+    }
+}
+
+#[test]
+fn the_calls_of_a_failed_stage_hear_of_it() {
+    let log = Arc::new(Mutex::new(vec![]));
+    let x = Tensor::from_vec(vec![1.0f32, 2.0], [2], &Device::cpu()).unwrap();
+    // One stage: the failing call first, then a collective that would wait for this process.
+    let failing = x.host_call(Arc::new(Broken { fail: true }));
+    let watched = x
+        .mul_scalar(2.0)
+        .host_call(Arc::new(Watcher { log: log.clone() }));
+    let err = failing.add(&watched).realize().unwrap_err();
+    assert!(err.to_string().contains("went away"), "{err}");
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["stage failed: backend: the other processes went away"]
+    );
 }
 
 #[test]
@@ -403,6 +465,14 @@ fn synced_batch_norm_of_one_process_is_batch_norm() {
     bn.sync_statistics(None);
     assert!(!bn.is_synced());
     assert_eq!(y, bn.forward(&x).to_vec::<f32>().unwrap());
+}
+
+#[test]
+#[should_panic(expected = "more than one value per channel over all processes")]
+fn one_value_per_channel_in_a_group_of_one_is_refused() {
+    let bn = batch_norm(&Device::cpu());
+    bn.sync_statistics(Some(Arc::new(Alone)));
+    bn.forward(&Tensor::ones([1, 3, 1, 1], &Device::cpu()));
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! gradients mid-backward), but any `[..] f32 -> [..] f32` function of the values fits.
 //!
 //! A graph with host calls cannot run as one plan: the values a host call reads must be on the
-//! host before the rest can go on. [`resolve_host_calls`] runs such a graph in stages before the
-//! backend sees it. Each stage realizes, in one plan, the inputs of the host calls that depend on
+//! host before the rest can go on. The realize runs such a graph in stages before the backend
+//! sees it. Each stage realizes, in one plan, the inputs of the host calls that depend on
 //! no other unresolved host call, together with every node of their subgraph that the rest of
 //! the graph reads (so nothing is computed twice); then it runs those calls in graph order and
 //! stores each result on its node, which the next stage reads as a realized leaf. A graph without
@@ -24,8 +24,9 @@ use std::sync::Arc;
 /// expressed in graph ops (which may hold host calls themselves). Recorded with
 /// [`Tensor::host_call`].
 ///
-/// The graph order of host calls depends only on the graph's structure, so processes that
-/// record the same graph call their host functions in the same order: what collective
+/// A stage runs its calls in the order they were recorded, and a call runs in the first stage
+/// where its input needs no other pending call, so processes that record the same graph and
+/// realize the same tensors call their host functions in the same order: what collective
 /// operations need.
 pub trait HostFunction: Send + Sync {
     /// A short name for graph drawings, debug output and plan signatures (`all_gather`).
@@ -37,6 +38,14 @@ pub trait HostFunction: Send + Sync {
     /// The gradient with respect to the input (the input's dims) given `grad`, the gradient of
     /// the output (the output's dims); `input` is the call's input tensor.
     fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor;
+    /// Called instead of (or after a failed) [`HostFunction::compute`] when the stage that
+    /// holds this call failed on this process with `error` (a device error computing the
+    /// inputs, another call of the stage failing): the realize then returns `error`. A
+    /// collective operation ends its group here (the other processes would wait for this one
+    /// in it forever). The default does nothing.
+    fn stage_failed(&self, error: &KilnError) {
+        let _ = error;
+    }
 }
 
 /// The function of an [`Op::HostCall`] node: a shared [`HostFunction`].
@@ -74,46 +83,77 @@ impl Tensor {
 
 /// Runs the host calls of `pending`'s graph in stages on `backend` (see the module
 /// documentation), so that the graph behind `targets` is left without unresolved host calls.
-/// Returns true if there were any (the caller collects the graph again).
+/// Returns `None` when there were none, else the nodes the stages realized besides the calls
+/// (the caller collects the graph again, runs it, then forgets those nodes' values: see
+/// [`forget_stage_values`]).
 pub(crate) fn resolve_host_calls(
     pending: &Pending,
     targets: &[&Tensor],
     backend: &dyn Backend,
-) -> Result<bool> {
+) -> Result<Option<Vec<Tensor>>> {
     if !has_host_calls(pending) {
-        return Ok(false);
+        return Ok(None);
     }
+    let mut staged = vec![];
     let mut p = Pending::collect(targets);
     while has_host_calls(&p) {
         let stage = Stage::of(&p);
-        let needed: Vec<&Tensor> = stage.realize.iter().map(|&i| &p.nodes[i]).collect();
-        // The calls' inputs come back with the stage's own submission.
-        let inputs: Vec<usize> = stage.calls.iter().map(|&h| p.inputs[h][0]).collect();
-        let read: Vec<usize> = inputs
-            .iter()
-            .filter_map(|i| stage.realize.iter().position(|r| r == i))
-            .collect();
-        let mut bytes = match needed.is_empty() {
-            true => vec![],
-            false => backend.realize(&Pending::collect(&needed), &read)?,
-        };
-        let mut read_bytes = read.iter().zip(bytes.iter_mut());
-        let mut results = Vec::with_capacity(stage.calls.len());
-        for (&h, &input) in stage.calls.iter().zip(&inputs) {
-            let input = match stage.realize.iter().position(|&r| r == input) {
-                Some(_) => f32_values(&std::mem::take(read_bytes.next().expect("read").1)),
-                None => p.nodes[input].to_vec::<f32>()?,
-            };
-            results.push(host_call_result(&p.nodes[h], &input)?);
+        if let Err(e) = run_stage(&p, &stage, backend) {
+            for &h in &stage.calls {
+                if let Op::HostCall(HostCall(f)) = p.nodes[h].op() {
+                    f.stage_failed(&e);
+                }
+            }
+            return Err(e);
         }
-        // Every result of the stage uploaded at once, then given to its node.
-        Tensor::realize_all(&results.iter().collect::<Vec<_>>())?;
-        for (&h, values) in stage.calls.iter().zip(&results) {
-            p.nodes[h].set_storage(values.storage().expect("realized"));
-        }
+        staged.extend(stage.realize.iter().map(|&i| p.nodes[i].clone()));
         p = Pending::collect(targets);
     }
-    Ok(true)
+    Ok(Some(staged))
+}
+
+/// Forgets the values a graph's stages realized (`staged`, from [`resolve_host_calls`]) once
+/// the final plan has run, unless they are among `targets`: without host calls these would
+/// have been a plan's intermediates, freed after it, and a loss kept for printing must not
+/// keep the activations of its forward pass alive. A later realize that needs one computes it
+/// again from its inputs (the host calls keep their results, so no collective runs twice).
+pub(crate) fn forget_stage_values(staged: &[Tensor], targets: &[&Tensor]) {
+    for t in staged {
+        if !targets.iter().any(|x| x.same(t)) {
+            t.forget_storage();
+        }
+    }
+}
+
+/// One stage: realizes its nodes (reading the calls' inputs back in the same submission), runs
+/// its calls in order and uploads their results.
+fn run_stage(p: &Pending, stage: &Stage, backend: &dyn Backend) -> Result<()> {
+    let needed: Vec<&Tensor> = stage.realize.iter().map(|&i| &p.nodes[i]).collect();
+    let inputs: Vec<usize> = stage.calls.iter().map(|&h| p.inputs[h][0]).collect();
+    let read: Vec<usize> = inputs
+        .iter()
+        .filter_map(|i| stage.realize.iter().position(|r| r == i))
+        .collect();
+    let mut bytes = match needed.is_empty() {
+        true => vec![],
+        false => backend.realize(&Pending::collect(&needed), &read)?,
+    }
+    .into_iter();
+    let mut results = Vec::with_capacity(stage.calls.len());
+    for (&h, &input) in stage.calls.iter().zip(&inputs) {
+        let input = match stage.realize.contains(&input) {
+            true => f32_values(&bytes.next().expect("one read per staged input")),
+            false => p.nodes[input].to_vec::<f32>()?,
+        };
+        results.push(host_call_result(&p.nodes[h], &input)?);
+    }
+    // Every result of the stage uploaded at once (one submission, no wait), then given to its
+    // node, a realized leaf for the next stage.
+    Tensor::realize_all(&results.iter().collect::<Vec<_>>())?;
+    for (&h, values) in stage.calls.iter().zip(&results) {
+        p.nodes[h].set_storage(values.storage().expect("realized"));
+    }
+    Ok(())
 }
 
 /// Little-endian f32 words.
@@ -135,7 +175,7 @@ fn is_unresolved_call(p: &Pending, i: usize) -> bool {
 
 /// One stage of a graph with host calls: the calls that can run now and what to realize first.
 struct Stage {
-    /// Host calls whose inputs depend on no unresolved host call, in graph order.
+    /// Host calls whose inputs depend on no unresolved host call, in recording order.
     calls: Vec<usize>,
     /// Nodes to realize in this stage's plan: the calls' inputs and every node of their
     /// subgraph that a later stage reads (or that is a target).
@@ -150,9 +190,12 @@ impl Stage {
         for i in 0..n {
             after[i] = is_unresolved_call(p, i) || p.inputs[i].iter().any(|&j| after[j]);
         }
-        let calls: Vec<usize> = (0..n)
+        let mut calls: Vec<usize> = (0..n)
             .filter(|&h| is_unresolved_call(p, h) && p.inputs[h].iter().all(|&j| !after[j]))
             .collect();
+        // Recording order, not the walk's: the walk depends on what else this realize asks for
+        // (rank 0 reading a loss early, say), the recording order only on the model's code.
+        calls.sort_by_key(|&h| p.nodes[h].id());
         // The subgraph this stage computes: everything behind the calls' inputs.
         let mut in_stage = vec![false; n];
         let mut stack: Vec<usize> = calls.iter().flat_map(|&h| p.inputs[h].clone()).collect();

@@ -180,6 +180,10 @@ impl Tensor {
     pub fn set_storage(&self, storage: Storage) {
         *self.0.storage.lock().unwrap() = Some(storage);
     }
+    /// Drops the computed values: the node is lazy again (host-call stages' intermediates).
+    pub(crate) fn forget_storage(&self) {
+        *self.0.storage.lock().unwrap() = None;
+    }
     /// True if both handles are the same node.
     pub fn same(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -396,11 +400,17 @@ fn realize_pending(
             return Err(KilnError::MixedDevices(device.name(), t.device().name()));
         }
     }
-    let mut pending = Pending::collect(tensors);
-    if crate::host_call::resolve_host_calls(&pending, tensors, &**device.backend())? {
-        pending = Pending::collect(tensors);
+    let pending = Pending::collect(tensors);
+    match crate::host_call::resolve_host_calls(&pending, tensors, &**device.backend())? {
+        None => device.backend().realize(&prepare(pending), read),
+        Some(staged) => {
+            let out = device
+                .backend()
+                .realize(&prepare(Pending::collect(tensors)), read);
+            crate::host_call::forget_stage_values(&staged, tensors);
+            out
+        }
     }
-    device.backend().realize(&prepare(pending), read)
 }
 
 impl std::fmt::Debug for Tensor {

@@ -40,6 +40,22 @@ impl Ranks {
         }
     }
 
+    /// A stage holding one of these exchanges failed on this rank: the other ranks are waiting
+    /// (or will wait) for it in the exchange, so every rank of the job ends here.
+    fn stage_failed(&self, error: &KilnError) {
+        if let Ok(comm) = self.collective() {
+            if comm.size() > 1 {
+                eprintln!(
+                    "kiln: rank {} of {}: error: {error}\nkiln: a SyncBatchNorm exchange cannot \
+                     happen; aborting every rank of the job",
+                    comm.rank(),
+                    comm.size()
+                );
+                comm.abort(1);
+            }
+        }
+    }
+
     /// The collective of this registration, or an error off its thread or after its world.
     fn collective(&self) -> Result<std::rc::Rc<dyn Collective>> {
         WORLDS
@@ -71,6 +87,9 @@ impl HostFunction for GatherRows {
     fn compute(&self, input: &[f32]) -> Result<Vec<f32>> {
         Ok(self.0.collective()?.all_gather_f32(input))
     }
+    fn stage_failed(&self, error: &KilnError) {
+        self.0.stage_failed(error)
+    }
     fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor {
         grad.host_call(Arc::new(SumOwnRow(self.0)))
             .reshape(input.dims())
@@ -86,6 +105,9 @@ impl HostFunction for SumOwnRow {
     }
     fn compute(&self, input: &[f32]) -> Result<Vec<f32>> {
         Ok(self.0.collective()?.reduce_scatter_sum(input))
+    }
+    fn stage_failed(&self, error: &KilnError) {
+        self.0.stage_failed(error)
     }
     fn vjp(&self, input: &Tensor, grad: &Tensor) -> Tensor {
         grad.host_call(Arc::new(GatherRows(self.0)))

@@ -141,8 +141,10 @@ impl World {
     /// in the forward pass and one reduce-scatter of as many in the backward pass, and
     /// the step runs in `2 x layers + 1` stages instead of one plan (see
     /// `kiln_core::host_call`); the running statistics stay the same on every rank. Every rank
-    /// must run the same forward passes, and on the thread that called this. With one rank
-    /// nothing changes. Returns the names of the layers found.
+    /// must record the same training-mode forward passes and realize the same tensors after
+    /// them (the exchanges run in recording order), on the thread that called this; a stage
+    /// failing on one rank ends the job. With one rank nothing changes. Returns the names of the
+    /// layers found.
     pub fn sync_batch_norm(&self, model: &dyn Module) -> Vec<String> {
         let layers = kiln_core::nn::batch_norm_layers(model);
         if self.size() > 1 {

@@ -5,8 +5,9 @@
 //! Each process computes its part's per-channel mean, sum of squared deviations and count; a
 //! *gather* (a [`HostFunction`], `[K] -> [R, K]`, made by a collective library such as
 //! `kiln-distributed`) gives every process all `R` processes' values; each process combines them
-//! in the same order (Chan et al.'s pairwise formula: no cancellation of large means), so all
-//! processes get the same bits. The gradient flows back through the combination into the gather,
+//! with the parallel formula of Chan et al. (`M2 = sum M2_r + sum n_r (mean_r - mean)^2`: no
+//! cancellation of large means, unlike `E[x^2] - E[x]^2`). Every process runs the same plan on
+//! the same gathered values, so all get the same bits. The gradient flows back through the combination into the gather,
 //! whose rule sums every process's gradient of the gathered values: the all-reduce PyTorch's
 //! `SyncBatchNorm` makes in its backward pass.
 //!
@@ -54,6 +55,12 @@ pub(crate) fn gathered_statistics(
         "SyncBatchNorm: the gather must return [processes, {}], got {}",
         2 * c + 1,
         all.shape()
+    );
+    assert!(
+        n > 1 || all.dims()[0] > 1,
+        "SyncBatchNorm: expects more than one value per channel over all processes when \
+         training, got {} on one process",
+        x.shape()
     );
     let (means, m2s, counts) = (
         all.narrow(1, 0, c),
