@@ -71,12 +71,17 @@ fn a_host_call_computes_mid_graph_with_its_gradient_on_both_devices() {
 #[test]
 fn the_stages_intermediates_are_let_go_after_the_realize() {
     let log = Arc::new(Mutex::new(vec![]));
-    let dev = gpu();
+    let dev = fresh_gpu();
     let xs = check_inputs(&[&[6, 4], &[4, 5]], 9, &dev);
+    Tensor::realize_all(&xs.iter().collect::<Vec<_>>()).unwrap();
     let h = xs[0].matmul(&xs[1]);
     let fs = h.sum_axes(&[0]).host_call(reverse3(&log, "rev"));
     let z = h.mul(&fs);
+    let before = dev.stats().submissions;
     z.realize().unwrap();
+    // The stage's plan (reading the call's input back) and the final plan; the upload of the
+    // call's result goes out with the latter.
+    assert_eq!(dev.stats().submissions - before, 2);
     // z keeps its values, the call its result; h, realized by the first stage for the second,
     // is lazy again (a plan intermediate, as without host calls) and computes as before.
     assert!(z.is_realized() && fs.is_realized());
@@ -84,6 +89,23 @@ fn the_stages_intermediates_are_let_go_after_the_realize() {
     let expected = xs[0].matmul(&xs[1]);
     assert_close(&h, &expected, 0.0, 0.0);
     assert_eq!(log.lock().unwrap().len(), 1, "the call ran again");
+}
+
+#[test]
+fn an_upload_alone_waits_for_the_next_submission() {
+    let dev = fresh_gpu();
+    let before = dev.stats().submissions;
+    let t = Tensor::from_vec(vec![1.5f32, -2.0, 3.0], [3], &dev).unwrap();
+    t.realize().unwrap();
+    assert!(t.is_realized());
+    assert_eq!(
+        dev.stats().submissions,
+        before,
+        "an upload made a submission"
+    );
+    // The read's own submission carries the upload first.
+    assert_eq!(t.to_vec::<f32>().unwrap(), [1.5, -2.0, 3.0]);
+    assert_eq!(t.add_scalar(1.0).to_vec::<f32>().unwrap(), [2.5, -1.0, 4.0]);
 }
 
 #[test]
