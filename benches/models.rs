@@ -11,9 +11,9 @@
 //! how long training steps fed from one waited for data.
 //!
 //! Arguments after `--`: `--quick` (or `KILN_BENCH_QUICK=1`) for smaller batches and fewer
-//! steps; `--resnet50` adds ResNet-50 at batch 32 on 224x224x3 (one training step: forward
-//! and backward, slow on a software driver) to check that it fits in the device's memory and
-//! bindings; `--only NAME` runs the rows whose name contains NAME; `--profile` times one more
+//! steps; `--resnet50` adds ResNet-50 at batch 32 on 224x224x3 (three training steps, one of
+//! them timed: slow on a software driver) to check that it fits in the device's memory and
+//! bindings and to give `benches/scaling.rs` its compute time; `--only NAME` runs the rows whose name contains NAME; `--profile` times one more
 //! training step per model kernel by kernel (GPU timestamp queries) and prints where its time
 //! goes.
 
@@ -135,7 +135,9 @@ fn cases(quick: bool, with_resnet50: bool) -> Vec<Case> {
             classes: 1000,
             batch: 32,
             forward_iters: 0,
-            train_iters: 0,
+            // One timed step after the warm-up: the compute time `benches/scaling.rs` projects
+            // data-parallel ResNet-50 with.
+            train_iters: 1,
         });
     }
     v
