@@ -36,17 +36,6 @@ fn f32s(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
 }
 
-#[track_caller]
-fn assert_all_close(got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "element {i}: got {g}, want {w}"
-        );
-    }
-}
-
 #[test]
 fn batchnorm2d_matches_pytorch_in_training_and_evaluation_on_cpu_and_gpu() {
     // Printed by PyTorch for the module above: the training output, the running statistics after
@@ -72,23 +61,23 @@ fn batchnorm2d_matches_pytorch_in_training_and_evaluation_on_cpu_and_gpu() {
     for dev in [Device::cpu(), gpu()] {
         let bn = torch_like_bn(&dev);
         let x = Tensor::from_slice(&X, [2, 3, 2, 2], &dev).unwrap();
-        assert_all_close(&f32s(&bn.forward(&x)), &y_train, 1e-5);
+        assert_slices_close(&f32s(&bn.forward(&x)), &y_train, 1e-5, "training output");
         realize_pending_updates().unwrap();
         let stats = |bn: &BatchNorm2d| {
             let (m, v) = bn.running_stats().unwrap();
             (f32s(&m), f32s(&v))
         };
         let (m, v) = stats(&bn);
-        assert_all_close(&m, &rm1, 1e-6);
-        assert_all_close(&v, &rv1, 1e-6);
+        assert_slices_close(&m, &rm1, 1e-6, "running mean");
+        assert_slices_close(&v, &rv1, 1e-6, "running var");
         // The second batch's update is left pending: evaluation reads the pending values.
         bn.forward(&(x.mul_scalar(2.0) + 1.0));
         assert_eq!(pending_updates(), 3);
         bn.set_training(false);
-        assert_all_close(&f32s(&bn.forward(&x)), &y_eval, 1e-5);
+        assert_slices_close(&f32s(&bn.forward(&x)), &y_eval, 1e-5, "evaluation output");
         let (m, v) = stats(&bn);
-        assert_all_close(&m, &rm2, 1e-6);
-        assert_all_close(&v, &rv2, 1e-6);
+        assert_slices_close(&m, &rm2, 1e-6, "running mean");
+        assert_slices_close(&v, &rv2, 1e-6, "running var");
         realize_pending_updates().unwrap();
         assert_eq!(pending_updates(), 0);
         let n = bn.num_batches_tracked.as_ref().unwrap();
@@ -154,8 +143,8 @@ fn running_statistics_after_five_steps_match_a_hand_computation() {
                     .iter()
                     .map(|w| w.iter().map(|&a| a as f32).collect())
                     .collect();
-                assert_all_close(&f32s(&m), &want32[0], 1e-5);
-                assert_all_close(&f32s(&v), &want32[1], 1e-5);
+                assert_slices_close(&f32s(&m), &want32[0], 1e-5, "running mean");
+                assert_slices_close(&f32s(&v), &want32[1], 1e-5, "running var");
             }
             realize_pending_updates().unwrap();
             let tracked = bn2.num_batches_tracked.as_ref().unwrap();
@@ -203,7 +192,7 @@ fn evaluation_uses_the_running_statistics_and_without_them_batch_statistics() {
             ((a as f64 - m) / (v + 1e-5f64).sqrt() * w + b) as f32
         })
         .collect();
-    assert_all_close(&f32s(&bn.forward(&x)), &want, 1e-6);
+    assert_slices_close(&f32s(&bn.forward(&x)), &want, 1e-6, "output");
     assert_eq!(pending_updates(), 0, "evaluation records nothing");
 
     // Without running statistics both modes normalise with the batch's own statistics.
@@ -225,7 +214,7 @@ fn evaluation_uses_the_running_statistics_and_without_them_batch_statistics() {
             ((a as f64 - m) / (v + 1e-5).sqrt()) as f32
         })
         .collect();
-    assert_all_close(&train, &want, 1e-5);
+    assert_slices_close(&train, &want, 1e-5, "output");
 }
 
 /// `BatchNorm2d` in training mode with weight `xs[1]` and bias `xs[2]`, applied to `xs[0]`.
@@ -288,7 +277,7 @@ fn batchnorm_gradients_match_the_textbook_formula_on_cpu_and_gpu() {
     }
     for (k, g) in grads.iter().enumerate() {
         let want32: Vec<f32> = want[k].iter().map(|&v| v as f32).collect();
-        assert_all_close(&f32s(g), &want32, 2e-5);
+        assert_slices_close(&f32s(g), &want32, 2e-5, "gradient");
     }
     check_gpu_gradients(bn_of, &shapes, seed);
 }
@@ -452,7 +441,7 @@ fn a_training_step_with_batchnorm_is_one_cached_plan_that_also_updates_the_stati
     for ((n, g), (_, c)) in model.state_dict().iter().zip(model_cpu.state_dict()) {
         if g.dtype() == DType::F32 {
             let (g, c) = (f32s(g), f32s(&c));
-            assert_all_close(&g, &c, 2e-3);
+            assert_slices_close(&g, &c, 2e-3, "gradient against the CPU");
         } else {
             assert_eq!(
                 g.to_vec::<i32>().unwrap(),

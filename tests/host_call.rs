@@ -376,16 +376,6 @@ fn bn_step(bn: &BatchNorm2d, x: &Tensor, w: &Tensor) -> Vec<Vec<f32>> {
     out
 }
 
-fn assert_all_close(got: &[f32], expected: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), expected.len(), "{what}: lengths");
-    for (i, (a, b)) in got.iter().zip(expected).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{what} element {i}: {a} against {b}"
-        );
-    }
-}
-
 #[test]
 fn synced_batch_norm_over_two_threads_is_batch_norm_over_the_whole_batch() {
     for dev in [Device::cpu(), gpu()] {
@@ -427,16 +417,16 @@ fn synced_batch_norm_over_two_threads_is_batch_norm_over_the_whole_batch() {
                 .collect()
         };
         assert_eq!(parts[0][0].len(), half);
-        assert_all_close(&joined(0), &single[0], 1e-4, "output");
-        assert_all_close(&joined(1), &single[1], 1e-4, "input gradient");
-        assert_all_close(&summed(2), &single[2], 1e-4, "weight gradient");
-        assert_all_close(&summed(3), &single[3], 1e-4, "bias gradient");
+        assert_slices_close(&joined(0), &single[0], 1e-4, "output");
+        assert_slices_close(&joined(1), &single[1], 1e-4, "input gradient");
+        assert_slices_close(&summed(2), &single[2], 1e-4, "weight gradient");
+        assert_slices_close(&summed(3), &single[3], 1e-4, "bias gradient");
         for k in [4, 5] {
             assert_eq!(
                 parts[0][k], parts[1][k],
                 "running statistics differ between threads"
             );
-            assert_all_close(&parts[0][k], &single[k], 1e-4, "running statistics");
+            assert_slices_close(&parts[0][k], &single[k], 1e-4, "running statistics");
         }
     }
 }
@@ -479,7 +469,7 @@ fn synced_batch_norm_of_one_process_is_batch_norm() {
     .iter()
     .enumerate()
     {
-        assert_all_close(&synced[k], &plain[k], 1e-5, what);
+        assert_slices_close(&synced[k], &plain[k], 1e-5, what);
     }
     // Evaluation mode uses the running statistics, synced or not.
     bn.set_training(false);

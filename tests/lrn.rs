@@ -6,17 +6,6 @@ use common::*;
 use kiln::nn::{LocalResponseNorm, Module};
 use kiln::prelude::*;
 
-#[track_caller]
-fn assert_all_close(got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "element {i}: got {g}, want {w}"
-        );
-    }
-}
-
 fn f32s(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
 }
@@ -57,11 +46,12 @@ fn local_response_norm_matches_pytorch_and_a_direct_loop_on_cpu_and_gpu() {
     let z: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 1.0).collect();
     let lrn = LocalResponseNorm::with(4, 0.3, 0.75, 1.5);
     let got = f32s(&lrn.forward(&Tensor::from_slice(&z, [2, 6, 1, 2], &Device::cpu()).unwrap()));
-    assert_all_close(&got, &torch, 1e-6);
-    assert_all_close(
+    assert_slices_close(&got, &torch, 1e-6, "kiln against PyTorch");
+    assert_slices_close(
         &lrn_loops(&z, [2, 6, 1, 2], 4, 0.3, 0.75, 1.5),
         &torch,
         1e-6,
+        "loops against PyTorch",
     );
 
     for (size, dims) in [
@@ -74,7 +64,12 @@ fn local_response_norm_matches_pytorch_and_a_direct_loop_on_cpu_and_gpu() {
         let (g, c) = pair(&dims, size as u64);
         let x = f32s(&c).iter().map(|v| v * 3.0).collect::<Vec<_>>();
         let want = lrn_loops(&x, dims, size, 0.2, 0.75, 2.0);
-        assert_all_close(&f32s(&lrn.forward(&c.mul_scalar(3.0))), &want, 1e-6);
+        assert_slices_close(
+            &f32s(&lrn.forward(&c.mul_scalar(3.0))),
+            &want,
+            1e-6,
+            "scaled input",
+        );
         assert_close(
             &lrn.forward(&g.mul_scalar(3.0)),
             &lrn.forward(&c.mul_scalar(3.0)),

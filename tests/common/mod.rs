@@ -67,6 +67,19 @@ pub fn assert_close(got: &Tensor, expected: &Tensor, atol: f64, rtol: f64) {
     }
 }
 
+/// Asserts `got` and `want` have the same length and agree within `tol x (1 + |want|)`
+/// elementwise; `what` names them in the message.
+#[track_caller]
+pub fn assert_slices_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what} element {i}: got {g}, want {w}"
+        );
+    }
+}
+
 /// The inputs of a gradient check: f32 values in [-1, 1) of each shape, seeded.
 pub fn check_inputs(shapes: &[&[usize]], seed: u64, dev: &Device) -> Vec<Tensor> {
     shapes
