@@ -16,13 +16,72 @@ use kiln::prelude::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `examples/mnist.rs`, compiled in: the `example` scenario runs it as each rank.
+#[allow(dead_code)]
+#[path = "../examples/mnist.rs"]
+mod mnist_example;
+
 fn main() {
     if distributed::launched_by_mpi() {
         let scenario = std::env::args().nth(1).expect("a scenario name");
+        if scenario == "example" {
+            // The example initializes MPI itself.
+            std::process::exit(mnist_example::run_and_report(example_args(1, &[])));
+        }
         rank_main(&scenario);
     } else {
         driver();
     }
+}
+
+/// The `mnist` example's arguments for a short synced ResNet-20 run of `epochs` epochs into
+/// `KILN_EXAMPLE_DIR`, followed by `more`.
+fn example_args(epochs: usize, more: &[&str]) -> mnist_example::Args {
+    use clap::Parser;
+    let dir = std::env::var("KILN_EXAMPLE_DIR").expect("KILN_EXAMPLE_DIR");
+    let epochs = epochs.to_string();
+    let mut argv = vec![
+        "mnist",
+        "--distributed",
+        "--sync-bn",
+        "--model",
+        "resnet20",
+        "--batch-size",
+        "8",
+        "--epochs",
+        &epochs,
+        "--max-steps",
+        "3",
+        "--test-images",
+        "32",
+        "--no-pictures",
+        "--run-dir",
+        &dir,
+    ];
+    argv.extend(more);
+    mnist_example::Args::parse_from(argv)
+}
+
+/// `mpirun -np 2 mnist --distributed --sync-bn --model resnet20`: rank 0 alone speaks and
+/// writes one checkpoint, which one process resumes.
+fn example_end_to_end(long: Duration) {
+    let dir = std::env::temp_dir().join(format!("kiln-distributed-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir_str = dir.to_str().unwrap().to_string();
+    let (code, secs, out) = mpirun("example", &[("KILN_EXAMPLE_DIR", &dir_str)], long);
+    println!("--- example: exit {code:?} in {secs:.1} s\n{}", out.trim());
+    assert_eq!(code, Some(0), "{out}");
+    let said = "--sync-bn: 19 batch-norm layers with statistics over 2 ranks";
+    assert_eq!(out.matches(said).count(), 1, "rank 0 alone speaks:\n{out}");
+    assert_eq!(out.matches("epoch 1: 3 steps").count(), 1, "{out}");
+    let checkpoint = dir.join("resnet20.safetensors");
+    assert!(checkpoint.is_file(), "no checkpoint in {}", dir.display());
+    // One process resumes the 2-rank checkpoint (without MPI: `--distributed` alone is one).
+    std::env::set_var("KILN_EXAMPLE_DIR", &dir_str);
+    let resumed = example_args(2, &["--resume", checkpoint.to_str().unwrap()]);
+    mnist_example::run(resumed).expect("one process resumes the 2-rank checkpoint");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One run of `mpirun -np 2` on this executable: (exit code, seconds, stdout and stderr).
@@ -84,6 +143,7 @@ fn driver() {
         assert_eq!(code, Some(0), "{scenario} failed:\n{out}");
         assert_eq!(out.matches(&format!("{scenario} ok")).count(), 2, "{out}");
     }
+    example_end_to_end(long);
     // A rank that fails mid-run ends the job on both ranks, with a message, within 30 s.
     for (fault, message) in [
         ("panic", "panicked; aborting every rank"),
