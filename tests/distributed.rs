@@ -132,6 +132,7 @@ fn driver() {
         ("mismatch", vec![]),
         ("lenet", vec![]),
         ("syncbn", vec![]),
+        ("bnstep", vec![]),
         ("nonfinite", vec![]),
         ("threads", vec![]),
     ] {
@@ -182,6 +183,7 @@ fn rank_main(scenario: &str) {
             lenet(&world, "adam", |p| Adam::new(p, 1e-3));
         }
         "syncbn" => sync_batch_norm(&world),
+        "bnstep" => bn_step_work(&world),
         "fault" => fault(&world),
         "nonfinite" => non_finite_on_one_rank(&world),
         "threads" => {
@@ -353,6 +355,47 @@ fn conv_bn_net(dev: &Device, seed: u64) -> Sequential {
         .push(AdaptiveAvgPool2d::new([1, 1]))
         .push(Flatten)
         .push(Linear::new(8, 10, &pb.pp("8")))
+}
+
+/// Per-replica batch norm under DDP: a step computes the forward pass once. The running
+/// statistics' new values are computed with the gradients, before the all-reduce, not again from
+/// the forward pass in the optimiser's update after it. Checked by dispatch counts:
+/// the distributed step may add the buckets' packing, not a second forward pass.
+fn bn_step_work(world: &World) {
+    let dev = world.device().unwrap();
+    let model = world.replicate(conv_bn_net(&dev, 70)).unwrap();
+    let single = conv_bn_net(&dev, 70);
+    let mut opt = world.optimizer(&model, Sgd::new(model.parameters(), 0.1));
+    let mut single_opt = Sgd::new(single.parameters(), 0.1);
+    let images = Tensor::randn([4, 3, 6, 6], 300, &dev);
+    let labels = Tensor::from_vec(vec![1i32, 2, 3, 4], [4], &dev).unwrap();
+    let dispatches = |f: &mut dyn FnMut()| {
+        let before = dev.stats().dispatches;
+        f();
+        dev.stats().dispatches - before
+    };
+    let mut distributed = 0;
+    let mut alone = 0;
+    for _ in 0..2 {
+        distributed = dispatches(&mut || {
+            let loss = model.forward(&images).cross_entropy(&labels);
+            opt.step(&loss.backward()).unwrap();
+        });
+        alone = dispatches(&mut || {
+            let loss = single.forward(&images).cross_entropy(&labels);
+            single_opt.step(&loss.backward()).unwrap();
+        });
+    }
+    println!(
+        "rank {}: bnstep: {distributed} dispatches per distributed step, {alone} in one process",
+        world.rank()
+    );
+    let packing = opt.last_buckets() as u64;
+    assert!(
+        distributed <= alone + packing,
+        "the distributed step dispatched {distributed} kernels: more than one process's {alone} \
+         and {packing} for packing the buckets (the forward pass computed twice?)"
+    );
 }
 
 /// SyncBatchNorm: 2 ranks at batch 4 train as one process at batch 8 with plain batch norm

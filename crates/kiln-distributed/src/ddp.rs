@@ -6,8 +6,8 @@
 //! computed them on the whole global batch. The loss travels at the end of the first bucket, so
 //! that the wrapped optimiser's finite flag (and what it skips) is the same on every rank.
 //!
-//! Submissions per step on a GPU: one for the forward pass, the backward pass, the bucket packing
-//! and the loss; one readback copy per bucket; one for the upload of the averaged buckets and the
+//! Submissions per step on a GPU: one for the forward pass, the backward pass, the bucket packing,
+//! the loss and the batch norms' new running statistics; one readback copy per bucket; one for the upload of the averaged buckets and the
 //! optimiser's update ([`DistributedOptimizer::last_submissions`] counts them).
 
 use crate::world::World;
@@ -110,12 +110,19 @@ impl DistributedOptimizer {
         // `backward` only takes scalars, so a loss is always one value.
         let loss = grads.loss().filter(|l| l.numel() == 1);
         let packed = no_grad(|| pack(&with_grad, &sizes, &buckets, loss));
-        // One submission: forward, backward, the packed buckets, the loss and its riders.
+        // One submission: forward, backward, the packed buckets, the loss and its riders, and
+        // the batch norms' new running statistics (from the forward pass computed here: the
+        // update's plan after the all-reduce would otherwise compute it again).
+        let buffers = match self.params.first() {
+            Some((_, p)) => kiln_core::nn::pending_values(p.device()),
+            None => vec![],
+        };
         let mut targets: Vec<&Tensor> = packed.iter().collect();
         targets.extend(
             grads
                 .step_targets()
                 .into_iter()
+                .chain(&buffers)
                 .filter(|t| !t.is_realized()),
         );
         self.world.abort_on_error(Tensor::realize_all(&targets));

@@ -39,7 +39,9 @@ pub use freeze::{
 pub use init::Init;
 pub use linear::Linear;
 pub use lrn::LocalResponseNorm;
-pub use pending::{pending_updates, realize_pending_updates, record_update, updated_value};
+pub use pending::{
+    pending_updates, pending_values, realize_pending_updates, record_update, updated_value,
+};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, Flatten, Identity, MaxPool2d};
 pub use sequential::Sequential;
 pub use state::{

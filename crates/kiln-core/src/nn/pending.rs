@@ -61,6 +61,21 @@ pub fn pending_updates() -> usize {
     PENDING.with(|p| p.borrow().len())
 }
 
+/// The values this thread's pending buffer updates on `device` will take (lazy tensors, in the
+/// order they were first recorded). A training step realized in two parts (a data-parallel
+/// step, before and after its all-reduce) computes them with the first part, from the forward
+/// pass it is computing anyway; otherwise the update's plan would compute the forward pass again
+/// to get a batch norm's statistics.
+pub fn pending_values(device: &Device) -> Vec<Tensor> {
+    PENDING.with(|p| {
+        p.borrow()
+            .iter()
+            .filter(|(d, _)| d.device().same(device))
+            .map(|(_, v)| v.clone())
+            .collect()
+    })
+}
+
 /// Removes and returns this thread's pending updates of buffers on `device`, in the order they
 /// were first recorded (a fixed order, so that a training step's plan signature repeats).
 pub(crate) fn take_pending(device: &Device) -> Vec<(Tensor, Tensor)> {
