@@ -81,21 +81,18 @@ impl Tensor {
     }
 }
 
-/// Runs the host calls of `pending`'s graph in stages on `backend` (see the module
-/// documentation), so that the graph behind `targets` is left without unresolved host calls.
-/// Returns `None` when there were none, else the nodes the stages realized besides the calls
-/// (the caller collects the graph again, runs it, then forgets those nodes' values: see
+/// Runs the host calls of `pending`'s graph (collected from `targets`) in stages on `backend`
+/// (see the module documentation). Returns the graph behind `targets` left without unresolved
+/// host calls (`pending` itself when it had none), with the nodes the stages realized besides
+/// the calls: the caller runs the graph, then forgets those nodes' values (see
 /// [`forget_stage_values`]).
 pub(crate) fn resolve_host_calls(
-    pending: &Pending,
+    pending: Pending,
     targets: &[&Tensor],
     backend: &dyn Backend,
-) -> Result<Option<Vec<Tensor>>> {
-    if !has_host_calls(pending) {
-        return Ok(None);
-    }
+) -> Result<(Pending, Vec<Tensor>)> {
     let mut staged = vec![];
-    let mut p = Pending::collect(targets);
+    let mut p = pending;
     while has_host_calls(&p) {
         let stage = Stage::of(&p);
         if let Err(e) = run_stage(&p, &stage, backend) {
@@ -109,7 +106,7 @@ pub(crate) fn resolve_host_calls(
         staged.extend(stage.realize.iter().map(|&i| p.nodes[i].clone()));
         p = Pending::collect(targets);
     }
-    Ok(Some(staged))
+    Ok((p, staged))
 }
 
 /// Forgets the values a graph's stages realized (`staged`, from [`resolve_host_calls`]) once

@@ -401,16 +401,11 @@ fn realize_pending(
         }
     }
     let pending = Pending::collect(tensors);
-    match crate::host_call::resolve_host_calls(&pending, tensors, &**device.backend())? {
-        None => device.backend().realize(&prepare(pending), read),
-        Some(staged) => {
-            let out = device
-                .backend()
-                .realize(&prepare(Pending::collect(tensors)), read);
-            crate::host_call::forget_stage_values(&staged, tensors);
-            out
-        }
-    }
+    let (pending, staged) =
+        crate::host_call::resolve_host_calls(pending, tensors, &**device.backend())?;
+    let out = device.backend().realize(&prepare(pending), read);
+    crate::host_call::forget_stage_values(&staged, tensors);
+    out
 }
 
 impl std::fmt::Debug for Tensor {
